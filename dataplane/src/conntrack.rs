@@ -1,0 +1,699 @@
+//! Per-core connection tracking, as AWS keeps it: one entry per (ENI, flow), so a
+//! flow from ENI A to ENI B has an entry at A and one at B, each timed by its own
+//! ENI's `ConnectionTrackingConfiguration`.
+//!
+//! Fixed capacity, allocated once: a slab of entries, an open-addressed index
+//! (linear probing, backward-shift deletion, 32-bit tags to skip most key compares)
+//! and a timing wheel of one-second slots that reclaims expired entries. Nothing here
+//! allocates or locks on the per-packet path.
+//!
+//! Timing rules (spec section 7): an entry has expired when its idle time (since the
+//! last forwarded packet, either direction) is greater than its timeout. An expired
+//! entry stops matching at once and frees its capacity when the wheel reclaims it, at
+//! the first whole second of the appliance clock after it expired.
+
+use crate::addr::Family;
+use crate::tables::{CtTimeouts, EniId};
+use crate::wire::{TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN};
+
+pub type Nanos = u64;
+pub const NANOS_PER_SEC: u64 = 1_000_000_000;
+
+/// Handshake not completed (SYN seen, no SYN-ACK then ACK).
+pub const TCP_HANDSHAKE_TIMEOUT: u32 = 60;
+/// After FIN in both directions or any RST.
+pub const TCP_CLOSING_TIMEOUT: u32 = 10;
+pub const ICMP_TIMEOUT: u32 = 30;
+pub const OTHER_TIMEOUT: u32 = 600;
+
+const WHEEL_SLOTS: u64 = 4096;
+const NIL: u32 = u32::MAX;
+
+/// Which way a packet goes relative to the canonical (lower, higher) endpoint order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Way {
+    LoToHi,
+    HiToLo,
+}
+
+/// A flow as conntrack knows it, canonical so both directions find the same entry.
+/// ICMP queries use the identifier as both ports and the request type as `icmp_query`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct CtKey {
+    pub lo: u128,
+    pub hi: u128,
+    pub lo_port: u16,
+    pub hi_port: u16,
+    pub eni: EniId,
+    pub proto: u8,
+    pub family: Family,
+    pub icmp_query: u8,
+}
+
+impl CtKey {
+    /// The key of a packet `src:sport -> dst:dport` at `eni`, and which way it goes.
+    pub fn new(
+        eni: EniId,
+        family: Family,
+        proto: u8,
+        src: u128,
+        dst: u128,
+        sport: u16,
+        dport: u16,
+        icmp_query: u8,
+    ) -> (CtKey, Way) {
+        let (lo, hi, lo_port, hi_port, way) = if (src, sport) <= (dst, dport) {
+            (src, dst, sport, dport, Way::LoToHi)
+        } else {
+            (dst, src, dport, sport, Way::HiToLo)
+        };
+        (
+            CtKey {
+                lo,
+                hi,
+                lo_port,
+                hi_port,
+                eni,
+                proto,
+                family,
+                icmp_query,
+            },
+            way,
+        )
+    }
+
+    pub fn at(mut self, eni: EniId) -> CtKey {
+        self.eni = eni;
+        self
+    }
+
+    #[inline]
+    pub fn hash(&self) -> u64 {
+        let mut h = mix(self.lo as u64 ^ (self.lo >> 64) as u64);
+        h = mix(h ^ self.hi as u64 ^ ((self.hi >> 64) as u64).rotate_left(17));
+        let small = (self.lo_port as u64) << 48
+            | (self.hi_port as u64) << 32
+            | (self.eni.0 as u64) << 8
+            | self.proto as u64
+            | (self.icmp_query as u64) << 24
+            | (self.family as u64) << 31;
+        mix(h ^ small)
+    }
+}
+
+#[inline]
+fn mix(mut x: u64) -> u64 {
+    // murmur3's finaliser: full avalanche, cheap.
+    x ^= x >> 33;
+    x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    x ^= x >> 33;
+    x = x.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    x ^ (x >> 33)
+}
+
+/// TCP progress bits.
+const SYNACK_SEEN: u8 = 1;
+const ESTABLISHED: u8 = 2;
+const FIN_LO: u8 = 4;
+const FIN_HI: u8 = 8;
+const RST_SEEN: u8 = 16;
+
+/// What the entry knows about its flow, for timeouts and explanations.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CtState {
+    pub proto: u8,
+    /// Which way the packet that created the entry went.
+    pub opened: Way,
+    tcp: u8,
+    /// UDP packets seen per way (saturating at 2): [lo->hi, hi->lo].
+    udp: [u8; 2],
+}
+
+/// The timeout class an entry is in, for explanations.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CtPhase {
+    TcpHandshake,
+    TcpEstablished,
+    TcpClosing,
+    UdpSingle,
+    UdpStream,
+    IcmpQuery,
+    Other,
+}
+
+impl CtPhase {
+    pub fn name(self) -> &'static str {
+        match self {
+            CtPhase::TcpHandshake => "tcp-handshake",
+            CtPhase::TcpEstablished => "tcp-established",
+            CtPhase::TcpClosing => "tcp-closing",
+            CtPhase::UdpSingle => "udp",
+            CtPhase::UdpStream => "udp-stream",
+            CtPhase::IcmpQuery => "icmp-query",
+            CtPhase::Other => "other",
+        }
+    }
+}
+
+impl CtState {
+    fn new(proto: u8, opened: Way) -> CtState {
+        CtState {
+            proto,
+            opened,
+            tcp: 0,
+            udp: [0, 0],
+        }
+    }
+
+    /// Records a forwarded packet going `way` with `tcp_flags`.
+    fn observe(&mut self, way: Way, tcp_flags: u8) {
+        match self.proto {
+            crate::wire::PROTO_TCP => {
+                if tcp_flags & TCP_RST != 0 {
+                    self.tcp |= RST_SEEN;
+                }
+                if tcp_flags & TCP_FIN != 0 {
+                    self.tcp |= if way == Way::LoToHi { FIN_LO } else { FIN_HI };
+                }
+                if tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN | TCP_ACK {
+                    self.tcp |= SYNACK_SEEN;
+                } else if tcp_flags & (TCP_SYN | TCP_ACK) == TCP_ACK && self.tcp & SYNACK_SEEN != 0
+                {
+                    self.tcp |= ESTABLISHED;
+                }
+            }
+            crate::wire::PROTO_UDP => {
+                let n = &mut self.udp[way as usize];
+                *n = (*n + 1).min(2);
+            }
+            _ => {}
+        }
+    }
+
+    pub fn phase(&self) -> CtPhase {
+        match self.proto {
+            crate::wire::PROTO_TCP => {
+                if self.tcp & RST_SEEN != 0 || self.tcp & (FIN_LO | FIN_HI) == FIN_LO | FIN_HI {
+                    CtPhase::TcpClosing
+                } else if self.tcp & ESTABLISHED != 0 {
+                    CtPhase::TcpEstablished
+                } else {
+                    CtPhase::TcpHandshake
+                }
+            }
+            crate::wire::PROTO_UDP => {
+                if self.udp[0] >= 2 && self.udp[1] >= 2 {
+                    CtPhase::UdpStream
+                } else {
+                    CtPhase::UdpSingle
+                }
+            }
+            crate::wire::PROTO_ICMP | crate::wire::PROTO_ICMPV6 => CtPhase::IcmpQuery,
+            _ => CtPhase::Other,
+        }
+    }
+
+    /// Idle timeout in seconds under `t`.
+    pub fn timeout(&self, t: &CtTimeouts) -> u32 {
+        match self.phase() {
+            CtPhase::TcpHandshake => TCP_HANDSHAKE_TIMEOUT,
+            CtPhase::TcpEstablished => t.tcp_established,
+            CtPhase::TcpClosing => TCP_CLOSING_TIMEOUT,
+            CtPhase::UdpSingle => t.udp,
+            CtPhase::UdpStream => t.udp_stream,
+            CtPhase::IcmpQuery => ICMP_TIMEOUT,
+            CtPhase::Other => OTHER_TIMEOUT,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Entry {
+    key: CtKey,
+    state: CtState,
+    last_seen: Nanos,
+    created: Nanos,
+    /// The wheel second this entry is filed under, and its list links.
+    due: u64,
+    prev: u32,
+    next: u32,
+}
+
+/// What a lookup found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Found {
+    /// A live entry: the packet belongs to a tracked flow.
+    Live(u32),
+    /// An entry that has expired but is not reclaimed yet; a new entry for the same
+    /// flow takes its place without needing capacity.
+    Expired(u32),
+    Missing,
+}
+
+/// A read-only view of an entry, for explanations and tests.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CtView {
+    pub key: CtKey,
+    pub state: CtState,
+    pub phase: CtPhase,
+    pub created: Nanos,
+    pub last_seen: Nanos,
+    pub timeout: u32,
+}
+
+pub struct Conntrack {
+    entries: Vec<Entry>,
+    free: Vec<u32>,
+    /// `(tag << 32) | (entry + 1)`, 0 = empty.
+    index: Vec<u64>,
+    mask: usize,
+    capacity: u32,
+    live: u32,
+    per_eni: Vec<u32>,
+    wheel: Vec<u32>,
+    /// Every wheel second below this has been reclaimed.
+    swept_until: Option<u64>,
+}
+
+impl Conntrack {
+    pub fn new(capacity: u32) -> Conntrack {
+        let slots = (capacity as usize * 2).next_power_of_two().max(16);
+        Conntrack {
+            entries: Vec::with_capacity(capacity as usize),
+            free: Vec::with_capacity(capacity as usize),
+            index: vec![0; slots],
+            mask: slots - 1,
+            capacity,
+            live: 0,
+            per_eni: Vec::new(),
+            wheel: vec![NIL; WHEEL_SLOTS as usize],
+            swept_until: None,
+        }
+    }
+
+    pub fn capacity(&self) -> u32 {
+        self.capacity
+    }
+    /// Entries holding capacity (live, or expired and not reclaimed yet).
+    pub fn len(&self) -> u32 {
+        self.live
+    }
+    pub fn is_empty(&self) -> bool {
+        self.live == 0
+    }
+    pub fn eni_len(&self, eni: EniId) -> u32 {
+        self.per_eni.get(eni.0 as usize).copied().unwrap_or(0)
+    }
+
+    /// Makes room for per-ENI counters up to `n` ENIs. Call between batches.
+    pub fn ensure_enis(&mut self, n: usize) {
+        if self.per_eni.len() < n {
+            self.per_eni.resize(n, 0);
+        }
+    }
+
+    /// Can `new_entries` more entries be created, `per_eni` of them for each ENI listed?
+    pub fn has_room(&self, needs: &[EniId], per_eni_limit: u32) -> bool {
+        if self.live as usize + needs.len() > self.capacity as usize {
+            return false;
+        }
+        needs.iter().all(|e| {
+            let same = needs.iter().filter(|x| *x == e).count() as u32;
+            self.eni_len(*e) + same <= per_eni_limit
+        })
+    }
+
+    #[inline]
+    pub fn find(&self, key: &CtKey, now: Nanos, timeouts: &CtTimeouts) -> Found {
+        let h = key.hash();
+        let tag = h >> 32;
+        let mut i = h as usize & self.mask;
+        loop {
+            let slot = self.index[i];
+            if slot == 0 {
+                return Found::Missing;
+            }
+            if slot >> 32 == tag {
+                let idx = (slot as u32).wrapping_sub(1);
+                let e = &self.entries[idx as usize];
+                if e.key == *key {
+                    return if Self::expired(e, now, timeouts) {
+                        Found::Expired(idx)
+                    } else {
+                        Found::Live(idx)
+                    };
+                }
+            }
+            i = (i + 1) & self.mask;
+        }
+    }
+
+    fn expired(e: &Entry, now: Nanos, t: &CtTimeouts) -> bool {
+        now.saturating_sub(e.last_seen) > e.state.timeout(t) as u64 * NANOS_PER_SEC
+    }
+
+    fn due_second(e: &Entry, t: &CtTimeouts) -> u64 {
+        (e.last_seen + e.state.timeout(t) as u64 * NANOS_PER_SEC) / NANOS_PER_SEC
+    }
+
+    pub fn view(&self, idx: u32, timeouts: &CtTimeouts) -> CtView {
+        let e = &self.entries[idx as usize];
+        CtView {
+            key: e.key,
+            state: e.state,
+            phase: e.state.phase(),
+            created: e.created,
+            last_seen: e.last_seen,
+            timeout: e.state.timeout(timeouts),
+        }
+    }
+
+    /// Records a forwarded packet on a live entry.
+    pub fn touch(&mut self, idx: u32, way: Way, tcp_flags: u8, now: Nanos, timeouts: &CtTimeouts) {
+        let e = &mut self.entries[idx as usize];
+        e.state.observe(way, tcp_flags);
+        e.last_seen = e.last_seen.max(now);
+        self.refile(idx, timeouts);
+    }
+
+    /// Creates an entry for a forwarded packet (capacity checked by the caller with
+    /// [`Conntrack::has_room`]), or restarts an expired one in place.
+    pub fn open(
+        &mut self,
+        found: Found,
+        key: CtKey,
+        way: Way,
+        tcp_flags: u8,
+        now: Nanos,
+        timeouts: &CtTimeouts,
+    ) -> u32 {
+        let mut state = CtState::new(key.proto, way);
+        state.observe(way, tcp_flags);
+        let fresh = Entry {
+            key,
+            state,
+            last_seen: now,
+            created: now,
+            due: 0,
+            prev: NIL,
+            next: NIL,
+        };
+        let idx = match found {
+            Found::Expired(idx) | Found::Live(idx) => {
+                self.unlink(idx);
+                self.entries[idx as usize] = fresh;
+                idx
+            }
+            Found::Missing => {
+                let idx = match self.free.pop() {
+                    Some(i) => {
+                        self.entries[i as usize] = fresh;
+                        i
+                    }
+                    None => {
+                        assert!(
+                            self.entries.len() < self.capacity as usize,
+                            "conntrack capacity checked by caller"
+                        );
+                        self.entries.push(fresh);
+                        (self.entries.len() - 1) as u32
+                    }
+                };
+                self.insert_index(&key, idx);
+                self.live += 1;
+                if let Some(n) = self.per_eni.get_mut(key.eni.0 as usize) {
+                    *n += 1;
+                }
+                idx
+            }
+        };
+        self.entries[idx as usize].due = Self::due_second(&self.entries[idx as usize], timeouts);
+        self.link(idx);
+        idx
+    }
+
+    /// Reclaims every entry whose expiry second is before `now`'s. `timeouts` gives
+    /// each ENI's current timeouts (`None`: the ENI is gone, its entries go too).
+    pub fn advance<F: Fn(EniId) -> Option<CtTimeouts>>(&mut self, now: Nanos, timeouts: F) {
+        let cur = now / NANOS_PER_SEC;
+        let from = match self.swept_until {
+            None => {
+                self.swept_until = Some(cur);
+                return;
+            }
+            Some(s) if s >= cur => return,
+            Some(s) => s.max(cur.saturating_sub(WHEEL_SLOTS)),
+        };
+        for sec in from..cur {
+            let slot = (sec % WHEEL_SLOTS) as usize;
+            let mut idx = self.wheel[slot];
+            while idx != NIL {
+                let next = self.entries[idx as usize].next;
+                let e = self.entries[idx as usize];
+                match timeouts(e.key.eni) {
+                    Some(t) if Self::due_second(&e, &t) >= cur => self.refile(idx, &t),
+                    _ => self.remove(idx),
+                }
+                idx = next;
+            }
+        }
+        self.swept_until = Some(cur);
+    }
+
+    /// Files every entry again under current timeouts (after a timeout change), and
+    /// reclaims what has expired under them.
+    pub fn retime<F: Fn(EniId) -> Option<CtTimeouts>>(&mut self, now: Nanos, timeouts: F) {
+        let cur = now / NANOS_PER_SEC;
+        for slot in 0..WHEEL_SLOTS as usize {
+            let mut idx = self.wheel[slot];
+            while idx != NIL {
+                let next = self.entries[idx as usize].next;
+                let e = self.entries[idx as usize];
+                match timeouts(e.key.eni) {
+                    Some(t) if Self::due_second(&e, &t) >= cur => self.refile(idx, &t),
+                    _ => self.remove(idx),
+                }
+                idx = next;
+            }
+        }
+    }
+
+    fn refile(&mut self, idx: u32, timeouts: &CtTimeouts) {
+        let due = Self::due_second(&self.entries[idx as usize], timeouts);
+        if due != self.entries[idx as usize].due {
+            self.unlink(idx);
+            self.entries[idx as usize].due = due;
+            self.link(idx);
+        }
+    }
+
+    fn link(&mut self, idx: u32) {
+        let slot = (self.entries[idx as usize].due % WHEEL_SLOTS) as usize;
+        let head = self.wheel[slot];
+        let e = &mut self.entries[idx as usize];
+        e.prev = NIL;
+        e.next = head;
+        if head != NIL {
+            self.entries[head as usize].prev = idx;
+        }
+        self.wheel[slot] = idx;
+    }
+
+    fn unlink(&mut self, idx: u32) {
+        let Entry {
+            prev, next, due, ..
+        } = self.entries[idx as usize];
+        if prev != NIL {
+            self.entries[prev as usize].next = next;
+        } else {
+            let slot = (due % WHEEL_SLOTS) as usize;
+            if self.wheel[slot] == idx {
+                self.wheel[slot] = next;
+            }
+        }
+        if next != NIL {
+            self.entries[next as usize].prev = prev;
+        }
+        let e = &mut self.entries[idx as usize];
+        e.prev = NIL;
+        e.next = NIL;
+    }
+
+    fn remove(&mut self, idx: u32) {
+        self.unlink(idx);
+        let key = self.entries[idx as usize].key;
+        self.remove_index(&key, idx);
+        self.free.push(idx);
+        self.live -= 1;
+        if let Some(n) = self.per_eni.get_mut(key.eni.0 as usize) {
+            *n = n.saturating_sub(1);
+        }
+    }
+
+    fn insert_index(&mut self, key: &CtKey, idx: u32) {
+        let h = key.hash();
+        let mut i = h as usize & self.mask;
+        while self.index[i] != 0 {
+            i = (i + 1) & self.mask;
+        }
+        self.index[i] = (h >> 32) << 32 | (idx as u64 + 1);
+    }
+
+    fn remove_index(&mut self, key: &CtKey, idx: u32) {
+        let mut i = key.hash() as usize & self.mask;
+        while self.index[i] as u32 != idx + 1 {
+            i = (i + 1) & self.mask;
+        }
+        // Backward-shift deletion: pull later members of the probe run into the hole.
+        let mut hole = i;
+        let mut j = (i + 1) & self.mask;
+        while self.index[j] != 0 {
+            let e = (self.index[j] as u32 - 1) as usize;
+            let home = self.entries[e].key.hash() as usize & self.mask;
+            // Move j into the hole unless its home lies cyclically in (hole, j].
+            let dist_home = j.wrapping_sub(home) & self.mask;
+            let dist_hole = j.wrapping_sub(hole) & self.mask;
+            if dist_home >= dist_hole {
+                self.index[hole] = self.index[j];
+                hole = j;
+            }
+            j = (j + 1) & self.mask;
+        }
+        self.index[hole] = 0;
+    }
+
+    /// All entries of one ENI (for explanations and stats), live or not.
+    pub fn iter(&self) -> impl Iterator<Item = (u32, &CtKey)> + '_ {
+        let free: std::collections::HashSet<u32> = self.free.iter().copied().collect();
+        (0..self.entries.len() as u32)
+            .filter(move |i| !free.contains(i))
+            .map(|i| (i, &self.entries[i as usize].key))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T: CtTimeouts = CtTimeouts {
+        tcp_established: 432_000,
+        udp: 30,
+        udp_stream: 180,
+    };
+    const S: u64 = NANOS_PER_SEC;
+
+    fn key(eni: u32, sport: u16, proto: u8) -> (CtKey, Way) {
+        CtKey::new(EniId(eni), Family::V4, proto, 10, 20, sport, 80, 0)
+    }
+
+    #[test]
+    fn both_directions_find_one_entry() {
+        let mut ct = Conntrack::new(16);
+        ct.ensure_enis(4);
+        let (k, w) = key(1, 5000, 6);
+        assert_eq!(w, Way::LoToHi);
+        let f = ct.find(&k, S, &T);
+        ct.open(f, k, w, TCP_SYN, S, &T);
+        let (rk, rw) = CtKey::new(EniId(1), Family::V4, 6, 20, 10, 80, 5000, 0);
+        assert_eq!(rk, k);
+        assert_eq!(rw, Way::HiToLo);
+        assert!(matches!(ct.find(&rk, S, &T), Found::Live(_)));
+        assert_eq!(
+            ct.find(&k.at(EniId(2)), S, &T),
+            Found::Missing,
+            "entries are per ENI"
+        );
+    }
+
+    #[test]
+    fn tcp_phases_follow_the_spec() {
+        let mut s = CtState::new(6, Way::LoToHi);
+        s.observe(Way::LoToHi, TCP_SYN);
+        assert_eq!(s.phase(), CtPhase::TcpHandshake);
+        s.observe(Way::HiToLo, TCP_ACK); // an ACK before any SYN-ACK does not establish
+        assert_eq!(s.phase(), CtPhase::TcpHandshake);
+        s.observe(Way::HiToLo, TCP_SYN | TCP_ACK);
+        assert_eq!(s.phase(), CtPhase::TcpHandshake);
+        s.observe(Way::LoToHi, TCP_ACK);
+        assert_eq!(s.phase(), CtPhase::TcpEstablished);
+        s.observe(Way::LoToHi, TCP_FIN | TCP_ACK);
+        assert_eq!(s.phase(), CtPhase::TcpEstablished, "FIN one way only");
+        s.observe(Way::HiToLo, TCP_FIN | TCP_ACK);
+        assert_eq!(s.phase(), CtPhase::TcpClosing);
+        let mut r = CtState::new(6, Way::LoToHi);
+        r.observe(Way::HiToLo, TCP_RST);
+        assert_eq!(r.timeout(&T), 10);
+    }
+
+    #[test]
+    fn udp_becomes_a_stream_after_two_each_way() {
+        let mut s = CtState::new(17, Way::LoToHi);
+        for w in [Way::LoToHi, Way::HiToLo, Way::LoToHi] {
+            s.observe(w, 0);
+            assert_eq!(s.timeout(&T), 30);
+        }
+        s.observe(Way::HiToLo, 0);
+        assert_eq!(s.timeout(&T), 180);
+    }
+
+    #[test]
+    fn expiry_is_strictly_after_the_timeout_and_reclaim_frees_capacity() {
+        let mut ct = Conntrack::new(2);
+        ct.ensure_enis(2);
+        let tt = |_| Some(T);
+        let (k, w) = key(1, 1, 17);
+        let f = ct.find(&k, 0, &T);
+        ct.advance(0, tt);
+        ct.open(f, k, w, 0, 0, &T);
+        assert!(
+            matches!(ct.find(&k, 30 * S, &T), Found::Live(_)),
+            "idle == timeout is not expired"
+        );
+        assert!(matches!(ct.find(&k, 30 * S + 1, &T), Found::Expired(_)));
+        ct.advance(30 * S + 1, tt);
+        assert_eq!(ct.len(), 1, "still holds capacity within its expiry second");
+        ct.advance(31 * S, tt);
+        assert_eq!(ct.len(), 0);
+        assert_eq!(ct.find(&k, 31 * S, &T), Found::Missing);
+    }
+
+    #[test]
+    fn capacity_and_per_eni_limits() {
+        let mut ct = Conntrack::new(3);
+        ct.ensure_enis(3);
+        for sport in 0..2 {
+            let (k, w) = key(1, sport, 6);
+            assert!(ct.has_room(&[EniId(1)], 2));
+            ct.open(Found::Missing, k, w, TCP_SYN, 0, &T);
+        }
+        assert!(!ct.has_room(&[EniId(1)], 2), "ENI 1 is at its limit");
+        assert!(ct.has_room(&[EniId(2)], 2));
+        assert!(
+            !ct.has_room(&[EniId(2), EniId(2)], 2),
+            "only one slot left in the table"
+        );
+    }
+
+    #[test]
+    fn index_survives_churn() {
+        let mut ct = Conntrack::new(64);
+        ct.ensure_enis(2);
+        let mut now = 0;
+        for round in 0..200u64 {
+            for i in 0..40u16 {
+                let (k, w) = key(1, (round as u16 % 7) * 100 + i, 17);
+                let f = ct.find(&k, now, &T);
+                if !matches!(f, Found::Live(_)) && ct.has_room(&[EniId(1)], 64) {
+                    ct.open(f, k, w, 0, now, &T);
+                }
+            }
+            now += 11 * S;
+            ct.advance(now, |_| Some(T));
+            for (idx, k) in ct.iter() {
+                assert!(
+                    matches!(ct.find(k, now, &T), Found::Live(i) | Found::Expired(i) if i == idx)
+                );
+            }
+        }
+    }
+}

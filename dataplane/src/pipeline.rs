@@ -1,0 +1,849 @@
+//! The pipeline: what AWS would do with each frame, run to completion per core.
+//!
+//! For every frame: parse -> source ENI (port + source MAC) -> ARP/ND answers ->
+//! source/destination check -> route -> the policy hops in AWS order:
+//!
+//! 1. source ENI, security groups egress (conntrack first, rules on a miss)
+//! 2. source subnet NACL egress, when the packet leaves the subnet
+//! 3. destination subnet NACL ingress, when it enters the subnet
+//! 4. destination ENI, security groups ingress (conntrack first, rules on a miss)
+//!
+//! then, if every hop allows it, conntrack entries are created or refreshed at both
+//! ENIs and the frame is rewritten for its egress port. Deciding ([`Pipeline::decide`])
+//! reads state only; committing ([`Pipeline::commit`]) is the one place that changes
+//! it, so a trace can ask "what would happen" without touching anything.
+
+use crate::addr::{Family, Mac};
+use crate::conntrack::{Conntrack, CtKey, CtView, Found, Nanos, Way};
+use crate::explain::{Explain, SgDecision, Step, Tracking};
+use crate::forward::{self, Source};
+use crate::fragment::{FragKey, FragmentCache, Remembered};
+use crate::neighbor;
+use crate::policy::{rule_key, sg, Direction};
+use crate::stats::Stats;
+use crate::tables::{Eni, EniId, PortId, Tables};
+use crate::wire::{
+    self, reply, Arp, EmbeddedL4, IcmpMsg, IpPacket, Kind, Malformed, Packet, ETHERTYPE_IPV4,
+    ETHERTYPE_IPV6, L4,
+};
+
+/// The policy hops, in the order AWS applies them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Hop {
+    SgEgress,
+    NaclEgress,
+    NaclIngress,
+    SgIngress,
+}
+
+impl Hop {
+    pub const ALL: [Hop; 4] = [
+        Hop::SgEgress,
+        Hop::NaclEgress,
+        Hop::NaclIngress,
+        Hop::SgIngress,
+    ];
+    pub fn name(self) -> &'static str {
+        match self {
+            Hop::SgEgress => "sg-egress",
+            Hop::NaclEgress => "nacl-egress",
+            Hop::NaclIngress => "nacl-ingress",
+            Hop::SgIngress => "sg-ingress",
+        }
+    }
+    pub fn direction(self) -> Direction {
+        match self {
+            Hop::SgEgress | Hop::NaclEgress => Direction::Egress,
+            Hop::SgIngress | Hop::NaclIngress => Direction::Ingress,
+        }
+    }
+}
+
+/// Why a frame was dropped without a policy decision.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum DropReason {
+    Malformed(Malformed),
+    /// An ethertype other than IPv4, IPv6 and ARP.
+    NotIp,
+    /// The source MAC is no ENI of the ingress port (or a VPC address from outside).
+    UnknownSource,
+    SrcDstCheck,
+    NoRoute,
+    ConntrackFull,
+    FragmentOrphan,
+    /// ARP that the appliance does not answer (replies, probes, non-VPC targets).
+    ArpIgnored,
+    /// Neighbour discovery that the appliance does not answer.
+    NdIgnored,
+}
+
+impl DropReason {
+    /// One entry per counter (every malformed kind shares `malformed`).
+    pub const KINDS: [&'static str; 9] = [
+        "malformed",
+        "not-ip",
+        "unknown-source",
+        "src-dst-check",
+        "no-route",
+        "conntrack-full",
+        "fragment-orphan",
+        "arp-ignored",
+        "nd-ignored",
+    ];
+    pub fn kind_index(self) -> usize {
+        match self {
+            DropReason::Malformed(_) => 0,
+            DropReason::NotIp => 1,
+            DropReason::UnknownSource => 2,
+            DropReason::SrcDstCheck => 3,
+            DropReason::NoRoute => 4,
+            DropReason::ConntrackFull => 5,
+            DropReason::FragmentOrphan => 6,
+            DropReason::ArpIgnored => 7,
+            DropReason::NdIgnored => 8,
+        }
+    }
+    pub fn name(self) -> &'static str {
+        Self::KINDS[self.kind_index()]
+    }
+    /// The finer reason, for malformed frames.
+    pub fn detail(self) -> Option<&'static str> {
+        match self {
+            DropReason::Malformed(m) => Some(m.name()),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    Forward(PortId),
+    /// Answered by the appliance (ARP/ND) on the ingress port.
+    Reply,
+    Reject(Hop),
+    Drop(DropReason),
+}
+
+impl Verdict {
+    pub fn name(self) -> &'static str {
+        match self {
+            Verdict::Forward(_) => "forward",
+            Verdict::Reply => "reply",
+            Verdict::Reject(_) => "reject",
+            Verdict::Drop(_) => "drop",
+        }
+    }
+    pub fn reason(self) -> Option<&'static str> {
+        match self {
+            Verdict::Reject(h) => Some(h.name()),
+            Verdict::Drop(r) => Some(r.name()),
+            _ => None,
+        }
+    }
+}
+
+/// One received frame: `buf` is the whole buffer (room to write a reply), the frame is
+/// `buf[..len]`.
+pub struct Frame<'a> {
+    pub buf: &'a mut [u8],
+    pub len: usize,
+    pub port: PortId,
+    pub time: Nanos,
+}
+
+/// What to do with a frame: on `Forward` and `Reply`, send `buf[head..head + len]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Outcome {
+    pub verdict: Verdict,
+    pub head: usize,
+    pub len: usize,
+}
+
+/// A conntrack change to make if the frame is forwarded.
+#[derive(Clone, Copy, Debug)]
+struct CtPlan {
+    found: Found,
+    key: CtKey,
+    way: Way,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum ReplyPlan {
+    Arp(Arp),
+    Advert { target: u128, to: u128, to_mac: Mac },
+}
+
+/// Everything `decide` concluded, for `commit` to carry out.
+#[derive(Clone, Copy, Debug)]
+pub struct Plan {
+    pub verdict: Verdict,
+    src: Option<EniId>,
+    dst: Option<EniId>,
+    dst_mac: Mac,
+    l3_offset: u16,
+    ethertype: u16,
+    ip_len: u16,
+    tcp_flags: u8,
+    ct: [Option<CtPlan>; 2],
+    first_fragment: Option<FragKey>,
+    reply: Option<ReplyPlan>,
+    untracked: u8,
+}
+
+impl Plan {
+    fn drop(r: DropReason) -> Plan {
+        Plan::new(Verdict::Drop(r))
+    }
+    fn new(verdict: Verdict) -> Plan {
+        Plan {
+            verdict,
+            src: None,
+            dst: None,
+            dst_mac: Mac::default(),
+            l3_offset: 0,
+            ethertype: 0,
+            ip_len: 0,
+            tcp_flags: 0,
+            ct: [None, None],
+            first_fragment: None,
+            reply: None,
+            untracked: 0,
+        }
+    }
+}
+
+/// Sizes of the per-core state.
+#[derive(Clone, Copy, Debug)]
+pub struct PipelineConfig {
+    pub conntrack_entries: u32,
+    pub fragment_entries: usize,
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        PipelineConfig {
+            conntrack_entries: 262_144,
+            fragment_entries: 4096,
+        }
+    }
+}
+
+/// One core's pipeline and the state it owns.
+pub struct Pipeline {
+    pub conntrack: Conntrack,
+    fragments: FragmentCache,
+    pub stats: Stats,
+    generation: Option<u64>,
+    timeouts_epoch: u64,
+}
+
+/// The L4 identity of a packet: ports for TCP/UDP, the identifier (as both ports)
+/// and request type for ICMP queries, nothing otherwise.
+struct FlowPorts {
+    sport: u16,
+    dport: u16,
+    icmp_query: u8,
+    trackable: bool,
+}
+
+fn flow_ports(l4: &L4) -> FlowPorts {
+    match *l4 {
+        L4::Tcp { sport, dport, .. } | L4::Udp { sport, dport } => FlowPorts {
+            sport,
+            dport,
+            icmp_query: 0,
+            trackable: true,
+        },
+        L4::Icmp(icmp) => match icmp.msg {
+            IcmpMsg::Query {
+                id, request_type, ..
+            } => FlowPorts {
+                sport: id,
+                dport: id,
+                icmp_query: request_type,
+                trackable: true,
+            },
+            // Errors are related traffic or nothing; other ICMP has no reply to match.
+            _ => FlowPorts {
+                sport: 0,
+                dport: 0,
+                icmp_query: 0,
+                trackable: false,
+            },
+        },
+        L4::Other | L4::NotFirstFragment => FlowPorts {
+            sport: 0,
+            dport: 0,
+            icmp_query: 0,
+            trackable: true,
+        },
+    }
+}
+
+/// The conntrack key (at no particular ENI) of the flow an ICMP error is about.
+fn related_key(ip: &IpPacket) -> Option<(CtKey, Way)> {
+    let L4::Icmp(icmp) = ip.l4 else { return None };
+    let IcmpMsg::Error(Some(emb)) = icmp.msg else {
+        return None;
+    };
+    if emb.src.family != ip.family() {
+        return None;
+    }
+    let (sport, dport, q) = match emb.l4 {
+        EmbeddedL4::Ports { sport, dport } => (sport, dport, 0),
+        EmbeddedL4::Query {
+            id, request_type, ..
+        } => (id, id, request_type),
+        EmbeddedL4::None => (0, 0, 0),
+    };
+    Some(CtKey::new(
+        EniId(0),
+        ip.family(),
+        emb.proto,
+        emb.src.bits,
+        emb.dst.bits,
+        sport,
+        dport,
+        q,
+    ))
+}
+
+impl Pipeline {
+    pub fn new(cfg: PipelineConfig) -> Pipeline {
+        Pipeline {
+            conntrack: Conntrack::new(cfg.conntrack_entries),
+            fragments: FragmentCache::new(cfg.fragment_entries),
+            stats: Stats::default(),
+            generation: None,
+            timeouts_epoch: 0,
+        }
+    }
+
+    /// Brings per-core state in line with a (possibly new) snapshot and the clock:
+    /// sizes per-ENI counters, re-times entries after a timeout change, reclaims
+    /// expired entries. Cheap when nothing changed.
+    pub fn sync(&mut self, t: &Tables, now: Nanos) {
+        if self.generation != Some(t.generation) {
+            self.conntrack.ensure_enis(t.enis.len());
+            self.stats.ensure_enis(t.enis.len());
+            if self.generation.is_some() && self.timeouts_epoch != t.timeouts_epoch {
+                self.conntrack.retime(now, |e| t.eni(e).map(|e| e.timeouts));
+            }
+            self.generation = Some(t.generation);
+            self.timeouts_epoch = t.timeouts_epoch;
+        }
+        self.conntrack
+            .advance(now, |e| t.eni(e).map(|e| e.timeouts));
+    }
+
+    /// Runs a batch: one outcome per frame, frames rewritten in place.
+    pub fn process(&mut self, t: &Tables, frames: &mut [Frame<'_>], out: &mut [Outcome]) {
+        for (frame, o) in frames.iter_mut().zip(out.iter_mut()) {
+            *o = self.process_frame(t, frame, &mut ());
+        }
+    }
+
+    #[inline]
+    pub fn process_frame<E: Explain>(
+        &mut self,
+        t: &Tables,
+        frame: &mut Frame<'_>,
+        ex: &mut E,
+    ) -> Outcome {
+        self.sync(t, frame.time);
+        let plan = self.decide(t, &frame.buf[..frame.len], frame.port, frame.time, ex);
+        ex.step(Step::Verdict(plan.verdict));
+        self.commit(t, &plan, frame)
+    }
+
+    /// Judges a frame against the current state without changing anything.
+    pub fn decide<E: Explain>(
+        &self,
+        t: &Tables,
+        frame: &[u8],
+        port: PortId,
+        now: Nanos,
+        ex: &mut E,
+    ) -> Plan {
+        let pkt = match wire::parse(frame) {
+            Ok(p) => p,
+            Err(m) => return Plan::drop(DropReason::Malformed(m)),
+        };
+        ex.step(Step::Parsed(pkt));
+        let src = match forward::source(t, port, pkt.src_mac) {
+            Ok(s) => s,
+            Err(r) => return Plan::drop(r),
+        };
+        ex.step(Step::Source(src));
+        match pkt.kind {
+            Kind::OtherEthertype(_) => Plan::drop(DropReason::NotIp),
+            Kind::Arp(arp) => {
+                let answered = neighbor::answers_arp(t, src, &arp);
+                ex.step(Step::Neighbor { answered });
+                if !answered {
+                    return Plan::drop(DropReason::ArpIgnored);
+                }
+                Plan {
+                    reply: Some(ReplyPlan::Arp(arp)),
+                    ..Plan::new(Verdict::Reply)
+                }
+            }
+            Kind::Ip(ip) => self.decide_ip(t, &pkt, &ip, src, now, ex),
+        }
+    }
+
+    fn decide_ip<E: Explain>(
+        &self,
+        t: &Tables,
+        pkt: &Packet,
+        ip: &IpPacket,
+        src: Source,
+        now: Nanos,
+        ex: &mut E,
+    ) -> Plan {
+        if let L4::Icmp(icmp) = ip.l4 {
+            match icmp.msg {
+                IcmpMsg::NeighborSolicit { target, source_ll } => {
+                    let answered = neighbor::answers_solicit(t, src, ip, target);
+                    ex.step(Step::Neighbor { answered });
+                    if !answered {
+                        return Plan::drop(DropReason::NdIgnored);
+                    }
+                    let to_mac = source_ll.unwrap_or(pkt.src_mac);
+                    let advert = ReplyPlan::Advert {
+                        target,
+                        to: ip.src.bits,
+                        to_mac,
+                    };
+                    return Plan {
+                        reply: Some(advert),
+                        ..Plan::new(Verdict::Reply)
+                    };
+                }
+                IcmpMsg::NeighborDiscovery => {
+                    ex.step(Step::Neighbor { answered: false });
+                    return Plan::drop(DropReason::NdIgnored);
+                }
+                _ => {}
+            }
+        }
+
+        // Non-policy drops, in the spec's order: source check, then route.
+        let checked = forward::check_source(t, src, ip.src);
+        if let Source::Eni(e) = src {
+            let eni = t.eni(e);
+            ex.step(Step::SourceCheck {
+                eni: e,
+                enforced: eni.is_some_and(|x| x.source_dest_check),
+                owned: eni.is_some_and(|x| x.owns(ip.src)),
+            });
+        }
+        if let Err(r) = checked {
+            return Plan {
+                src: src.eni(),
+                ..Plan::drop(r)
+            };
+        }
+        let dest = match forward::route(t, src, ip.dst) {
+            Ok(d) => d,
+            Err(r) => return Plan::drop(r),
+        };
+        ex.step(Step::Route(dest));
+        let Some((egress_port, dst_mac)) = forward::egress(t, dest) else {
+            return Plan::drop(DropReason::NoRoute);
+        };
+        let family = ip.family();
+        let mut plan = Plan {
+            src: src.eni(),
+            dst: dest.eni(),
+            dst_mac,
+            l3_offset: pkt.l3_offset,
+            ethertype: if family == Family::V4 {
+                ETHERTYPE_IPV4
+            } else {
+                ETHERTYPE_IPV6
+            },
+            ip_len: ip.ip_len,
+            tcp_flags: if let L4::Tcp { flags, .. } = ip.l4 {
+                flags
+            } else {
+                0
+            },
+            ..Plan::new(Verdict::Forward(egress_port))
+        };
+
+        // Later fragments carry no ports: they share the first fragment's fate.
+        if let Some(frag) = ip.frag {
+            let key = FragKey {
+                family,
+                src: ip.src.bits,
+                dst: ip.dst.bits,
+                proto: if family == Family::V4 { ip.proto } else { 0 },
+                id: frag.id,
+            };
+            if !frag.is_first() {
+                let remembered = self.fragments.get(&key, now);
+                ex.step(Step::FragmentFollows { remembered });
+                plan.verdict = match remembered {
+                    None => Verdict::Drop(DropReason::FragmentOrphan),
+                    Some(Remembered::Forward { port, dst_mac }) => {
+                        plan.dst_mac = dst_mac;
+                        Verdict::Forward(port)
+                    }
+                    Some(Remembered::Reject(hop)) => Verdict::Reject(hop),
+                    Some(Remembered::ConntrackFull) => Verdict::Drop(DropReason::ConntrackFull),
+                };
+                return plan;
+            }
+            plan.first_fragment = Some(key);
+        }
+
+        let key16 = rule_key(&ip.l4);
+        let ports = flow_ports(&ip.l4);
+        let (flow, way) = CtKey::new(
+            EniId(0),
+            family,
+            ip.proto,
+            ip.src.bits,
+            ip.dst.bits,
+            ports.sport,
+            ports.dport,
+            ports.icmp_query,
+        );
+        let related = related_key(ip);
+        let hop = HopInput {
+            ip,
+            key16,
+            ports: &ports,
+            flow,
+            way,
+            related,
+            now,
+        };
+        let src_eni = src.eni().and_then(|e| t.eni(e));
+        let dst_eni = dest.eni().and_then(|e| t.eni(e));
+
+        if let Some(a) = src_eni {
+            match self.sg_hop(a, Hop::SgEgress, &hop, ex) {
+                Ok((ct, untracked)) => {
+                    plan.ct[0] = ct;
+                    plan.untracked += untracked as u8;
+                }
+                Err(()) => {
+                    return Plan {
+                        verdict: Verdict::Reject(Hop::SgEgress),
+                        ..plan
+                    }
+                }
+            }
+            if dst_eni.is_none_or(|b| b.subnet != a.subnet)
+                && !Self::nacl_hop(t, a.subnet, Hop::NaclEgress, ip, key16, ex)
+            {
+                return Plan {
+                    verdict: Verdict::Reject(Hop::NaclEgress),
+                    ..plan
+                };
+            }
+        }
+        if let Some(b) = dst_eni {
+            if src_eni.is_none_or(|a| a.subnet != b.subnet)
+                && !Self::nacl_hop(t, b.subnet, Hop::NaclIngress, ip, key16, ex)
+            {
+                return Plan {
+                    verdict: Verdict::Reject(Hop::NaclIngress),
+                    ..plan
+                };
+            }
+            match self.sg_hop(b, Hop::SgIngress, &hop, ex) {
+                Ok((ct, untracked)) => {
+                    plan.ct[1] = ct;
+                    plan.untracked += untracked as u8;
+                }
+                Err(()) => {
+                    return Plan {
+                        verdict: Verdict::Reject(Hop::SgIngress),
+                        ..plan
+                    }
+                }
+            }
+        }
+
+        // New entries need room; established flows are never affected.
+        let mut needs = [EniId(0); 2];
+        let mut n = 0;
+        for c in plan.ct.iter().flatten() {
+            if c.found == Found::Missing {
+                needs[n] = c.key.eni;
+                n += 1;
+            }
+        }
+        if n > 0
+            && !self
+                .conntrack
+                .has_room(&needs[..n], t.ct_limits.max_entries_per_eni)
+        {
+            ex.step(Step::ConntrackFull);
+            plan.verdict = Verdict::Drop(DropReason::ConntrackFull);
+        }
+        plan
+    }
+
+    /// A security-group hop: conntrack first (a tracked flow, or an ICMP error about
+    /// one), the rules on a miss. `Ok` carries the conntrack change to make if the
+    /// frame is forwarded, and whether the packet was judged untracked.
+    fn sg_hop<E: Explain>(
+        &self,
+        eni: &Eni,
+        hop: Hop,
+        h: &HopInput<'_>,
+        ex: &mut E,
+    ) -> Result<(Option<CtPlan>, bool), ()> {
+        let dir = hop.direction();
+        let ip = h.ip;
+        if let Some((related, _)) = h.related {
+            if let Found::Live(idx) =
+                self.conntrack
+                    .find(&related.at(eni.key), h.now, &eni.timeouts)
+            {
+                ex.step(Step::Sg {
+                    hop,
+                    eni: eni.key,
+                    decision: SgDecision::Related(self.view(idx, eni)),
+                });
+                return Ok((None, false));
+            }
+        }
+        let key = h.flow.at(eni.key);
+        let found = if h.ports.trackable {
+            self.conntrack.find(&key, h.now, &eni.timeouts)
+        } else {
+            Found::Missing
+        };
+        if let Found::Live(idx) = found {
+            ex.step(Step::Sg {
+                hop,
+                eni: eni.key,
+                decision: SgDecision::Tracked(self.view(idx, eni)),
+            });
+            return Ok((
+                Some(CtPlan {
+                    found,
+                    key,
+                    way: h.way,
+                }),
+                false,
+            ));
+        }
+        let peer = if dir == Direction::Ingress {
+            ip.src
+        } else {
+            ip.dst
+        };
+        let Some(rule) = eni.sg(dir).judge(ip.family(), ip.proto, h.key16, peer.bits) else {
+            ex.step(Step::Sg {
+                hop,
+                eni: eni.key,
+                decision: SgDecision::NoRule,
+            });
+            return Err(());
+        };
+        let other = if dir == Direction::Ingress {
+            &eni.sg_egress
+        } else {
+            &eni.sg_ingress
+        };
+        let (tracking, plan) = if !h.ports.trackable {
+            (Tracking::NotTracked, None)
+        } else if let Some(why) = sg::untracked(
+            eni.sg(dir),
+            other,
+            ip.family(),
+            ip.proto,
+            h.ports.sport,
+            h.ports.dport,
+        ) {
+            (Tracking::Untracked(why), None)
+        } else {
+            (
+                Tracking::New,
+                Some(CtPlan {
+                    found,
+                    key,
+                    way: h.way,
+                }),
+            )
+        };
+        ex.step(Step::Sg {
+            hop,
+            eni: eni.key,
+            decision: SgDecision::Rule { rule, tracking },
+        });
+        Ok((plan, matches!(tracking, Tracking::Untracked(_))))
+    }
+
+    fn nacl_hop<E: Explain>(
+        t: &Tables,
+        subnet: u16,
+        hop: Hop,
+        ip: &IpPacket,
+        key16: u16,
+        ex: &mut E,
+    ) -> bool {
+        let nacl_idx = t.subnets[subnet as usize].nacl;
+        let nacl = &t.nacls[nacl_idx as usize];
+        let (table, peer) = match hop.direction() {
+            Direction::Egress => (&nacl.egress, ip.dst),
+            Direction::Ingress => (&nacl.ingress, ip.src),
+        };
+        let matched = table.judge(ip.family(), ip.proto, key16, peer.bits);
+        ex.step(Step::Nacl {
+            hop,
+            subnet,
+            nacl: nacl_idx,
+            matched,
+        });
+        matched.allow
+    }
+
+    fn view(&self, idx: u32, eni: &Eni) -> CtView {
+        self.conntrack.view(idx, &eni.timeouts)
+    }
+
+    /// Carries out a plan: conntrack, fragment memory, counters, and the frame rewrite.
+    pub fn commit(&mut self, t: &Tables, plan: &Plan, frame: &mut Frame<'_>) -> Outcome {
+        let now = frame.time;
+        let mut outcome = Outcome {
+            verdict: plan.verdict,
+            head: 0,
+            len: 0,
+        };
+        self.stats.count(plan.verdict, frame.len);
+        if let Some(key) = plan.first_fragment {
+            let remembered = match plan.verdict {
+                Verdict::Forward(port) => Some(Remembered::Forward {
+                    port,
+                    dst_mac: plan.dst_mac,
+                }),
+                Verdict::Reject(hop) => Some(Remembered::Reject(hop)),
+                Verdict::Drop(DropReason::ConntrackFull) => Some(Remembered::ConntrackFull),
+                _ => None,
+            };
+            if let Some(r) = remembered {
+                self.fragments.remember(key, r, now);
+            }
+        }
+        let bytes = plan.ip_len as u64;
+        match plan.verdict {
+            Verdict::Forward(_) => {
+                for c in plan.ct.iter().flatten() {
+                    let Some(timeouts) = t.eni(c.key.eni).map(|e| e.timeouts) else {
+                        continue;
+                    };
+                    match c.found {
+                        Found::Live(idx) => {
+                            self.conntrack
+                                .touch(idx, c.way, plan.tcp_flags, now, &timeouts)
+                        }
+                        found => {
+                            self.conntrack.open(
+                                found,
+                                c.key,
+                                c.way,
+                                plan.tcp_flags,
+                                now,
+                                &timeouts,
+                            );
+                        }
+                    }
+                }
+                self.stats.untracked += plan.untracked as u64;
+                if let Some(c) = plan.src.and_then(|e| self.stats.eni(e)) {
+                    c.out_packets += 1;
+                    c.out_bytes += bytes;
+                }
+                if let Some(c) = plan.dst.and_then(|e| self.stats.eni(e)) {
+                    c.in_packets += 1;
+                    c.in_bytes += bytes;
+                }
+                let head = reply::rewrite_ethernet(
+                    frame.buf,
+                    plan.l3_offset as usize,
+                    plan.dst_mac,
+                    t.router_mac,
+                    plan.ethertype,
+                );
+                outcome.head = head;
+                outcome.len = 14 + plan.ip_len as usize;
+            }
+            Verdict::Reply => {
+                let len = match plan.reply {
+                    Some(ReplyPlan::Arp(arp)) => {
+                        Some(reply::arp_reply(frame.buf, &arp, t.router_mac))
+                    }
+                    Some(ReplyPlan::Advert { target, to, to_mac }) => {
+                        reply::neighbor_advert(frame.buf, target, to, to_mac, t.router_mac)
+                    }
+                    None => None,
+                };
+                match len {
+                    Some(len) => outcome.len = len,
+                    // No room in the buffer for the answer: count it as not answered.
+                    None => outcome.verdict = Verdict::Drop(DropReason::NdIgnored),
+                }
+            }
+            Verdict::Reject(hop) => {
+                let eni = if hop.direction() == Direction::Egress {
+                    plan.src
+                } else {
+                    plan.dst
+                };
+                if let Some(c) = eni.and_then(|e| self.stats.eni(e)) {
+                    match hop.direction() {
+                        Direction::Egress => c.rejected_out += 1,
+                        Direction::Ingress => c.rejected_in += 1,
+                    }
+                }
+            }
+            Verdict::Drop(DropReason::ConntrackFull) => {
+                for c in plan
+                    .ct
+                    .iter()
+                    .flatten()
+                    .filter(|c| c.found == Found::Missing)
+                {
+                    if let Some(s) = self.stats.eni(c.key.eni) {
+                        s.conntrack_allowance_exceeded += 1;
+                    }
+                }
+            }
+            Verdict::Drop(DropReason::SrcDstCheck) => {
+                if let Some(c) = plan.src.and_then(|e| self.stats.eni(e)) {
+                    c.srcdst_check_dropped += 1;
+                }
+            }
+            Verdict::Drop(_) => {}
+        }
+        outcome
+    }
+
+    /// Conntrack entries still available on this core for `eni`
+    /// (`conntrack_allowance_available`).
+    pub fn conntrack_available(&self, t: &Tables, eni: EniId) -> u32 {
+        let table = self.conntrack.capacity() - self.conntrack.len();
+        let mine = t
+            .ct_limits
+            .max_entries_per_eni
+            .saturating_sub(self.conntrack.eni_len(eni));
+        table.min(mine)
+    }
+}
+
+struct HopInput<'a> {
+    ip: &'a IpPacket,
+    key16: u16,
+    ports: &'a FlowPorts,
+    flow: CtKey,
+    way: Way,
+    related: Option<(CtKey, Way)>,
+    now: Nanos,
+}

@@ -1,0 +1,36 @@
+//! Ports: where frames come from and go to. One trait over batches of frames, with
+//! three implementations running the same pipeline: AF_XDP (the wire), pcapng files
+//! (replay) and memory (tests, benchmarks).
+
+pub mod mem;
+
+use crate::tables::PortId;
+
+/// A frame buffer owned by an [`Io`]; what it means (UMEM address, slot index) is
+/// the implementation's business.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FrameHandle(pub u64);
+
+/// A received frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RxFrame {
+    pub handle: FrameHandle,
+    pub len: usize,
+    pub port: PortId,
+}
+
+/// The ports one worker serves, as batches. Every received handle must be given back
+/// exactly once, by `tx` or `release`.
+pub trait Io {
+    /// Appends up to `max` received frames to `out`; returns how many.
+    fn rx(&mut self, out: &mut Vec<RxFrame>, max: usize) -> usize;
+    /// The whole buffer of a received frame (the frame is `[..len]`; the rest is room
+    /// for a reply).
+    fn buffer(&mut self, h: FrameHandle) -> &mut [u8];
+    /// Queues `buffer(h)[head..head + len]` for sending on `port`.
+    fn tx(&mut self, port: PortId, h: FrameHandle, head: usize, len: usize);
+    /// Gives back a frame that is not sent.
+    fn release(&mut self, h: FrameHandle);
+    /// Sends what was queued and refills receive rings; once per batch.
+    fn flush(&mut self);
+}

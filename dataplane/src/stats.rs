@@ -1,0 +1,102 @@
+//! Per-core counters: plain integers owned by one core, summed by whoever reads them.
+
+use crate::pipeline::{DropReason, Hop, Verdict};
+use crate::tables::EniId;
+use crate::wire::Malformed;
+
+/// Counters of one ENI, as the ENA driver names its allowances.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EniCounters {
+    /// Frames the ENI sent that were forwarded / that were refused by policy.
+    pub out_packets: u64,
+    pub out_bytes: u64,
+    /// Frames delivered to the ENI.
+    pub in_packets: u64,
+    pub in_bytes: u64,
+    pub rejected_out: u64,
+    pub rejected_in: u64,
+    pub conntrack_allowance_exceeded: u64,
+    pub srcdst_check_dropped: u64,
+}
+
+impl EniCounters {
+    pub fn add(&mut self, o: &EniCounters) {
+        self.out_packets += o.out_packets;
+        self.out_bytes += o.out_bytes;
+        self.in_packets += o.in_packets;
+        self.in_bytes += o.in_bytes;
+        self.rejected_out += o.rejected_out;
+        self.rejected_in += o.rejected_in;
+        self.conntrack_allowance_exceeded += o.conntrack_allowance_exceeded;
+        self.srcdst_check_dropped += o.srcdst_check_dropped;
+    }
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Stats {
+    pub frames: u64,
+    pub bytes: u64,
+    pub forwarded: u64,
+    pub replied: u64,
+    pub rejected: [u64; Hop::ALL.len()],
+    pub dropped: [u64; DropReason::KINDS.len()],
+    pub malformed: [u64; Malformed::ALL.len()],
+    /// Packets judged untracked (re-evaluated every time, no conntrack entry).
+    pub untracked: u64,
+    pub per_eni: Vec<EniCounters>,
+}
+
+impl Stats {
+    pub fn ensure_enis(&mut self, n: usize) {
+        if self.per_eni.len() < n {
+            self.per_eni.resize(n, EniCounters::default());
+        }
+    }
+
+    #[inline]
+    pub fn eni(&mut self, e: EniId) -> Option<&mut EniCounters> {
+        self.per_eni.get_mut(e.0 as usize)
+    }
+
+    #[inline]
+    pub fn count(&mut self, v: Verdict, bytes: usize) {
+        self.frames += 1;
+        self.bytes += bytes as u64;
+        match v {
+            Verdict::Forward(_) => self.forwarded += 1,
+            Verdict::Reply => self.replied += 1,
+            Verdict::Reject(h) => self.rejected[h as usize] += 1,
+            Verdict::Drop(r) => {
+                self.dropped[r.kind_index()] += 1;
+                if let DropReason::Malformed(m) = r {
+                    self.malformed[m as usize] += 1;
+                }
+            }
+        }
+    }
+
+    pub fn dropped_by(&self, r: DropReason) -> u64 {
+        self.dropped[r.kind_index()]
+    }
+
+    pub fn add(&mut self, o: &Stats) {
+        self.frames += o.frames;
+        self.bytes += o.bytes;
+        self.forwarded += o.forwarded;
+        self.replied += o.replied;
+        self.untracked += o.untracked;
+        for (a, b) in self.rejected.iter_mut().zip(o.rejected) {
+            *a += b;
+        }
+        for (a, b) in self.dropped.iter_mut().zip(o.dropped) {
+            *a += b;
+        }
+        for (a, b) in self.malformed.iter_mut().zip(o.malformed) {
+            *a += b;
+        }
+        self.ensure_enis(o.per_eni.len());
+        for (a, b) in self.per_eni.iter_mut().zip(&o.per_eni) {
+            a.add(b);
+        }
+    }
+}

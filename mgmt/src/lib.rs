@@ -1,0 +1,1 @@
+//! vpcgate management plane.
