@@ -16,3 +16,4 @@ pub mod port;
 pub mod stats;
 pub mod tables;
 pub mod wire;
+pub mod worker;

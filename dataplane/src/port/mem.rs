@@ -44,6 +44,7 @@ impl MemIo {
             handle: FrameHandle(i as u64),
             len: frame.len(),
             port,
+            time: None,
         });
         true
     }

@@ -3,7 +3,9 @@
 //! (replay) and memory (tests, benchmarks).
 
 pub mod mem;
+pub mod pcap;
 
+use crate::conntrack::Nanos;
 use crate::tables::PortId;
 
 /// A frame buffer owned by an [`Io`]; what it means (UMEM address, slot index) is
@@ -17,6 +19,9 @@ pub struct RxFrame {
     pub handle: FrameHandle,
     pub len: usize,
     pub port: PortId,
+    /// When it was received, for ports that know (captures); live ports leave it to
+    /// the worker, which reads the clock once per batch.
+    pub time: Option<Nanos>,
 }
 
 /// The ports one worker serves, as batches. Every received handle must be given back

@@ -1,0 +1,187 @@
+//! Compiles a checked config into the dataplane's immutable [`Tables`]. This is the
+//! one place where AWS's protocol/port semantics become classifier key ranges and
+//! group references become member addresses.
+
+use std::collections::HashMap;
+
+use dataplane::addr::{Ip, Prefix};
+use dataplane::policy::nacl::{Nacl, NaclDirection, NaclRule};
+use dataplane::policy::sg::{SgDirection, SgMatch, SgRuleInfo};
+use dataplane::tables::{self, CtLimits, CtTimeouts, Eni, EniId, FastMap, Tables};
+
+use crate::validate::{Checked, NaclPorts, Peer, SgPorts};
+
+const ALL_KEYS: (u16, u16) = (0, 65535);
+
+/// Classifier key range of an ICMP type/code selection (`type << 8 | code`).
+fn icmp_keys(ty: Option<u8>, code: Option<u8>) -> (u16, u16) {
+    match (ty, code) {
+        (None, _) => ALL_KEYS,
+        (Some(t), None) => ((t as u16) << 8, (t as u16) << 8 | 0xff),
+        (Some(t), Some(c)) => ((t as u16) << 8 | c as u16, (t as u16) << 8 | c as u16),
+    }
+}
+
+pub fn sg_keys(ports: SgPorts) -> (u16, u16) {
+    match ports {
+        SgPorts::All => ALL_KEYS,
+        SgPorts::Range(a, b) => (a, b),
+        SgPorts::Icmp { ty, code } => icmp_keys(ty, code),
+    }
+}
+
+pub fn nacl_keys(ports: NaclPorts) -> (u16, u16) {
+    match ports {
+        NaclPorts::All => ALL_KEYS,
+        NaclPorts::Range(a, b) => (a, b),
+        NaclPorts::Icmp { ty, code } => icmp_keys(ty, code),
+    }
+}
+
+/// Keeps ENI identities stable across compilations for the daemon's lifetime, and
+/// numbers the snapshots.
+#[derive(Default)]
+pub struct Compiler {
+    eni_ids: HashMap<String, u32>,
+    generation: u64,
+    timeouts_epoch: u64,
+    previous_timeouts: HashMap<String, CtTimeouts>,
+}
+
+impl Compiler {
+    pub fn new() -> Compiler {
+        Compiler::default()
+    }
+
+    pub fn compile(&mut self, c: &Checked) -> Tables {
+        self.generation += 1;
+        for e in &c.enis {
+            let next = self.eni_ids.len() as u32;
+            self.eni_ids.entry(e.id.clone()).or_insert(next);
+        }
+        let timeouts: HashMap<String, CtTimeouts> = c.enis.iter().map(|e| (e.id.clone(), e.timeouts)).collect();
+        if self.generation > 1 && timeouts != self.previous_timeouts {
+            self.timeouts_epoch += 1;
+        }
+        self.previous_timeouts = timeouts;
+
+        // Members of each group: every private address of every ENI that has it.
+        let mut members: Vec<Vec<Ip>> = vec![Vec::new(); c.groups.len()];
+        for e in &c.enis {
+            for &g in &e.groups {
+                members[g].extend(e.ipv4.iter().map(|&a| Ip::v4(a)));
+                members[g].extend(e.ipv6.iter().map(|&a| Ip::v6(a)));
+            }
+        }
+
+        let mut enis: Vec<Option<Eni>> = vec![None; self.eni_ids.len()];
+        let mut by_mac = FastMap::default();
+        let mut by_ip = FastMap::default();
+        for e in &c.enis {
+            let key = EniId(self.eni_ids[&e.id]);
+            let sg = |egress: bool| -> SgDirection {
+                let mut infos = Vec::new();
+                let mut matches = Vec::new();
+                for &g in &e.groups {
+                    let group = &c.groups[g];
+                    for r in group.rules.iter().filter(|r| r.egress == egress) {
+                        let rule = infos.len() as u32;
+                        infos.push(SgRuleInfo { group_id: group.id.clone(), rule_id: r.id.clone(), text: r.text() });
+                        let keys = sg_keys(r.ports);
+                        let mut push = |peer: Prefix| matches.push(SgMatch { rule, proto: r.proto, keys, peer });
+                        match &r.peer {
+                            Peer::Cidr(p) => push(*p),
+                            Peer::Group(id) => {
+                                if let Some(gi) = c.group_index(id) {
+                                    members[gi].iter().for_each(|&ip| push(Prefix::host(ip)));
+                                }
+                            }
+                        }
+                    }
+                }
+                SgDirection::build(infos, &matches)
+            };
+            if let Some(p) = e.port {
+                by_mac.insert((p as u16, e.mac), key);
+            }
+            for &a in &e.ipv4 {
+                by_ip.insert(Ip::v4(a), key);
+            }
+            for &a in &e.ipv6 {
+                by_ip.insert(Ip::v6(a), key);
+            }
+            enis[key.0 as usize] = Some(Eni {
+                id: e.id.clone(),
+                key,
+                vpc: e.vpc as u16,
+                subnet: e.subnet as u16,
+                port: e.port.map(|p| p as u16),
+                mac: e.mac,
+                ipv4: e.ipv4.clone(),
+                ipv6: e.ipv6.clone(),
+                source_dest_check: e.source_dest_check,
+                timeouts: e.timeouts,
+                sg_ingress: sg(false),
+                sg_egress: sg(true),
+                account_id: e.owner.clone().unwrap_or_else(|| "000000000000".into()),
+                instance_id: e.instance_id.clone(),
+            });
+        }
+
+        let nacls = c
+            .nacls
+            .iter()
+            .map(|n| {
+                let dir = |egress: bool| {
+                    NaclDirection::build(
+                        n.entries
+                            .iter()
+                            .filter(|e| e.egress == egress)
+                            .map(|e| NaclRule {
+                                rule_number: e.rule_number,
+                                allow: e.allow,
+                                proto: e.proto,
+                                keys: nacl_keys(e.ports),
+                                cidr: e.cidr,
+                                text: e.text(),
+                            })
+                            .collect(),
+                    )
+                };
+                Nacl { id: n.id.clone(), ingress: dir(false), egress: dir(true) }
+            })
+            .collect();
+
+        let ports: Vec<tables::Port> = c
+            .ports
+            .iter()
+            .map(|p| tables::Port { name: p.name.clone(), uplink: p.uplink, gateway_mac: p.gateway_mac })
+            .collect();
+        let uplink = ports.iter().position(|p| p.uplink).map(|i| i as u16);
+        let appliance = &c.config.appliance;
+        Tables {
+            generation: self.generation,
+            timeouts_epoch: self.timeouts_epoch,
+            router_mac: c.router_mac,
+            router_link_local: [0xfe80u128 << 112 | 1, Tables::eui64_link_local(c.router_mac)],
+            ports,
+            uplink,
+            vpcs: c.vpcs.iter().map(|v| tables::Vpc { id: v.id.clone(), cidrs: v.cidrs.clone() }).collect(),
+            subnets: c
+                .subnets
+                .iter()
+                .map(|s| tables::Subnet { id: s.id.clone(), vpc: s.vpc as u16, cidrs: s.cidrs.clone(), nacl: s.nacl as u16 })
+                .collect(),
+            nacls,
+            enis,
+            by_mac,
+            by_ip,
+            ct_limits: CtLimits { max_entries_per_eni: appliance.conntrack.max_entries_per_eni },
+        }
+    }
+}
+
+/// Compiles once (for tools that do not live long, like `replay`).
+pub fn compile_once(c: &Checked) -> Tables {
+    Compiler::new().compile(c)
+}
