@@ -2,8 +2,6 @@
 //! decision it makes, with the rule or conntrack entry behind it, to an [`Explain`]
 //! sink. The hot path passes `()`, whose methods compile to nothing.
 
-use std::fmt::Write;
-
 use crate::conntrack::{CtView, Way};
 use crate::forward::{Dest, Source};
 use crate::fragment::Remembered;
@@ -86,20 +84,28 @@ fn eni_name(t: &Tables, e: EniId) -> &str {
     t.eni(e).map_or("(removed ENI)", |e| e.id.as_str())
 }
 
-fn ct_text(v: &CtView, now_hint: Option<u64>) -> String {
-    let opened = match v.state.opened {
-        Way::LoToHi => "lower address opened it",
-        Way::HiToLo => "higher address opened it",
+fn ct_text(v: &CtView) -> String {
+    let endpoint = |bits: u128, port: u16| {
+        let ip = crate::addr::Ip {
+            family: v.key.family,
+            bits,
+        };
+        if v.key.proto == crate::wire::PROTO_TCP || v.key.proto == crate::wire::PROTO_UDP {
+            format!("{ip}:{port}")
+        } else {
+            ip.to_string()
+        }
     };
-    let mut s = format!("{} (timeout {} s, {})", v.phase.name(), v.timeout, opened);
-    if let Some(now) = now_hint {
-        let _ = write!(
-            s,
-            ", idle {} s",
-            now.saturating_sub(v.last_seen) / crate::conntrack::NANOS_PER_SEC
-        );
-    }
-    s
+    let opener = match v.state.opened {
+        Way::LoToHi => endpoint(v.key.lo, v.key.lo_port),
+        Way::HiToLo => endpoint(v.key.hi, v.key.hi_port),
+    };
+    format!(
+        "{}, timeout {} s, opened by {}",
+        v.phase.name(),
+        v.timeout,
+        opener
+    )
 }
 
 impl Step {
@@ -173,11 +179,11 @@ impl Step {
                 let rules = e.map(|e| &e.sg(hop.direction()).rules);
                 let what = match decision {
                     SgDecision::Tracked(v) => {
-                        format!("tracked connection, allowed ({})", ct_text(&v, None))
+                        format!("tracked connection, allowed ({})", ct_text(&v))
                     }
                     SgDecision::Related(v) => format!(
                         "ICMP error about a tracked connection, allowed ({})",
-                        ct_text(&v, None)
+                        ct_text(&v)
                     ),
                     SgDecision::NoRule => "no rule of the ENI's groups allows it".into(),
                     SgDecision::Rule { rule, tracking } => {

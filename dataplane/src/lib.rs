@@ -15,5 +15,7 @@ pub mod policy;
 pub mod port;
 pub mod stats;
 pub mod tables;
+#[cfg(any(test, feature = "testkit"))]
+pub mod testkit;
 pub mod wire;
 pub mod worker;

@@ -59,7 +59,8 @@ impl Compiler {
             let next = self.eni_ids.len() as u32;
             self.eni_ids.entry(e.id.clone()).or_insert(next);
         }
-        let timeouts: HashMap<String, CtTimeouts> = c.enis.iter().map(|e| (e.id.clone(), e.timeouts)).collect();
+        let timeouts: HashMap<String, CtTimeouts> =
+            c.enis.iter().map(|e| (e.id.clone(), e.timeouts)).collect();
         if self.generation > 1 && timeouts != self.previous_timeouts {
             self.timeouts_epoch += 1;
         }
@@ -86,9 +87,20 @@ impl Compiler {
                     let group = &c.groups[g];
                     for r in group.rules.iter().filter(|r| r.egress == egress) {
                         let rule = infos.len() as u32;
-                        infos.push(SgRuleInfo { group_id: group.id.clone(), rule_id: r.id.clone(), text: r.text() });
+                        infos.push(SgRuleInfo {
+                            group_id: group.id.clone(),
+                            rule_id: r.id.clone(),
+                            text: r.text(),
+                        });
                         let keys = sg_keys(r.ports);
-                        let mut push = |peer: Prefix| matches.push(SgMatch { rule, proto: r.proto, keys, peer });
+                        let mut push = |peer: Prefix| {
+                            matches.push(SgMatch {
+                                rule,
+                                proto: r.proto,
+                                keys,
+                                peer,
+                            })
+                        };
                         match &r.peer {
                             Peer::Cidr(p) => push(*p),
                             Peer::Group(id) => {
@@ -148,14 +160,22 @@ impl Compiler {
                             .collect(),
                     )
                 };
-                Nacl { id: n.id.clone(), ingress: dir(false), egress: dir(true) }
+                Nacl {
+                    id: n.id.clone(),
+                    ingress: dir(false),
+                    egress: dir(true),
+                }
             })
             .collect();
 
         let ports: Vec<tables::Port> = c
             .ports
             .iter()
-            .map(|p| tables::Port { name: p.name.clone(), uplink: p.uplink, gateway_mac: p.gateway_mac })
+            .map(|p| tables::Port {
+                name: p.name.clone(),
+                uplink: p.uplink,
+                gateway_mac: p.gateway_mac,
+            })
             .collect();
         let uplink = ports.iter().position(|p| p.uplink).map(|i| i as u16);
         let appliance = &c.config.appliance;
@@ -163,20 +183,37 @@ impl Compiler {
             generation: self.generation,
             timeouts_epoch: self.timeouts_epoch,
             router_mac: c.router_mac,
-            router_link_local: [0xfe80u128 << 112 | 1, Tables::eui64_link_local(c.router_mac)],
+            router_link_local: [
+                0xfe80u128 << 112 | 1,
+                Tables::eui64_link_local(c.router_mac),
+            ],
             ports,
             uplink,
-            vpcs: c.vpcs.iter().map(|v| tables::Vpc { id: v.id.clone(), cidrs: v.cidrs.clone() }).collect(),
+            vpcs: c
+                .vpcs
+                .iter()
+                .map(|v| tables::Vpc {
+                    id: v.id.clone(),
+                    cidrs: v.cidrs.clone(),
+                })
+                .collect(),
             subnets: c
                 .subnets
                 .iter()
-                .map(|s| tables::Subnet { id: s.id.clone(), vpc: s.vpc as u16, cidrs: s.cidrs.clone(), nacl: s.nacl as u16 })
+                .map(|s| tables::Subnet {
+                    id: s.id.clone(),
+                    vpc: s.vpc as u16,
+                    cidrs: s.cidrs.clone(),
+                    nacl: s.nacl as u16,
+                })
                 .collect(),
             nacls,
             enis,
             by_mac,
             by_ip,
-            ct_limits: CtLimits { max_entries_per_eni: appliance.conntrack.max_entries_per_eni },
+            ct_limits: CtLimits {
+                max_entries_per_eni: appliance.conntrack.max_entries_per_eni,
+            },
         }
     }
 }

@@ -78,7 +78,10 @@ pub struct ConntrackConfig {
 
 impl Default for ConntrackConfig {
     fn default() -> Self {
-        ConntrackConfig { max_entries: default_ct_entries(), max_entries_per_eni: default_ct_per_eni() }
+        ConntrackConfig {
+            max_entries: default_ct_entries(),
+            max_entries_per_eni: default_ct_per_eni(),
+        }
     }
 }
 

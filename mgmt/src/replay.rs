@@ -1,0 +1,140 @@
+//! `vpcgate replay`: run a capture through the same pipeline the workers run, with
+//! the capture's timestamps as the appliance clock. Needs no NIC and no root.
+//!
+//! Verdicts file (JSON lines, one per input frame, in order):
+//! `{"frame": 0, "verdict": "forward"|"reject"|"drop"|"reply", "egress_port": "web"|null,
+//!   "reason": "sg-ingress"|...|null, "detail": "bad-ipv4-ihl"|null}`
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use dataplane::pipeline::{Outcome, Pipeline, PipelineConfig, Verdict};
+use dataplane::port::pcap::{read_capture, PcapIo, PcapNgWriter};
+use dataplane::stats::Stats;
+use dataplane::tables::Tables;
+use dataplane::worker::{run_batch, BatchScratch};
+use serde_json::json;
+
+use crate::compile::compile_once;
+use crate::model::Config;
+use crate::validate::{check, Checked};
+
+pub struct ReplayOptions {
+    pub config: PathBuf,
+    pub pcap: PathBuf,
+    pub verdicts: Option<PathBuf>,
+    pub out: Option<PathBuf>,
+    /// Port for frames whose capture names no interface (classic pcap).
+    pub port: Option<String>,
+    /// Print every frame's hops to stdout.
+    pub explain: bool,
+}
+
+pub struct ReplaySummary {
+    pub frames: u64,
+    pub stats: Stats,
+}
+
+/// Loads, validates and compiles a config file.
+pub fn load_config(path: &Path) -> Result<(Checked, Tables), String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let cfg = Config::from_json(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    let checked = check(&cfg).map_err(|e| format!("{}: {e}", path.display()))?;
+    let tables = compile_once(&checked);
+    Ok((checked, tables))
+}
+
+/// The verdict line for one frame.
+pub fn verdict_json(frame: u64, o: &Outcome, t: &Tables) -> serde_json::Value {
+    let egress = match o.verdict {
+        Verdict::Forward(p) => Some(t.ports[p as usize].name.clone()),
+        _ => None,
+    };
+    let detail = match o.verdict {
+        Verdict::Drop(r) => r.detail(),
+        _ => None,
+    };
+    json!({"frame": frame, "verdict": o.verdict.name(), "egress_port": egress, "reason": o.verdict.reason(), "detail": detail})
+}
+
+pub fn replay(opts: &ReplayOptions) -> Result<ReplaySummary, String> {
+    let (checked, tables) = load_config(&opts.config)?;
+    let captured = read_capture(&opts.pcap).map_err(|e| format!("{}: {e}", opts.pcap.display()))?;
+    let default_port = match &opts.port {
+        Some(name) => Some(
+            tables
+                .port_by_name(name)
+                .ok_or_else(|| format!("--port {name}: no such port in the config"))?,
+        ),
+        None => None,
+    };
+    let port_names: Vec<String> = tables.ports.iter().map(|p| p.name.clone()).collect();
+    let out = match &opts.out {
+        Some(p) => Some(PcapNgWriter::create(p).map_err(|e| format!("{}: {e}", p.display()))?),
+        None => None,
+    };
+    let port_of = |name: Option<&str>| match name {
+        Some(n) => tables.port_by_name(n),
+        None => default_port,
+    };
+    let mut io = PcapIo::new(captured, port_names, port_of, out)
+        .map_err(|e| format!("{}: {e}", opts.pcap.display()))?;
+    let mut verdicts = match &opts.verdicts {
+        Some(p) => Some(BufWriter::new(
+            File::create(p).map_err(|e| format!("{}: {e}", p.display()))?,
+        )),
+        None => None,
+    };
+    let ct = checked.config.appliance.conntrack;
+    let mut pipeline = Pipeline::new(PipelineConfig {
+        conntrack_entries: ct.max_entries,
+        ..Default::default()
+    });
+    let mut scratch = BatchScratch::new(64);
+    scratch.explain = opts.explain;
+    let mut frame = 0u64;
+    let mut error = None;
+    let mut stdout = std::io::stdout().lock();
+    let mut explaining = opts.explain;
+    loop {
+        let n = run_batch(
+            &mut io,
+            &mut pipeline,
+            &tables,
+            0,
+            &mut scratch,
+            64,
+            |_, o, steps| {
+                if explaining {
+                    // Stop explaining (not replaying) when stdout goes away, e.g. `| head`.
+                    explaining = writeln!(stdout, "frame {frame}:").is_ok()
+                        && steps
+                            .iter()
+                            .all(|s| writeln!(stdout, "  {}", s.describe(&tables)).is_ok());
+                }
+                if let Some(w) = &mut verdicts {
+                    if let Err(e) = writeln!(w, "{}", verdict_json(frame, o, &tables)) {
+                        error.get_or_insert(e);
+                    }
+                }
+                frame += 1;
+            },
+        );
+        if n == 0 {
+            break;
+        }
+    }
+    if let Some(e) = error {
+        return Err(format!("writing verdicts: {e}"));
+    }
+    if let Some(mut w) = verdicts {
+        w.flush().map_err(|e| format!("writing verdicts: {e}"))?;
+    }
+    io.finish()
+        .map_err(|e| format!("writing the output capture: {e}"))?;
+    Ok(ReplaySummary {
+        frames: frame,
+        stats: pipeline.stats,
+    })
+}
