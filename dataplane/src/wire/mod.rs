@@ -249,3 +249,6 @@ pub(crate) fn mac_at(b: &[u8], at: usize) -> Option<Mac> {
     m.copy_from_slice(s);
     Some(Mac(m))
 }
+
+#[cfg(test)]
+mod tests;
