@@ -37,21 +37,22 @@ pub enum Way {
 }
 
 /// A flow as conntrack knows it, canonical so both directions find the same entry.
-/// ICMP queries use the identifier as both ports and the request type as `icmp_query`.
+/// ICMP queries use the identifier as both ports and the request type as
+/// `icmp_query`. The small fields are packed into one word so a compare is four
+/// integer compares.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct CtKey {
     pub lo: u128,
     pub hi: u128,
-    pub lo_port: u16,
-    pub hi_port: u16,
+    /// lo_port | hi_port << 16 | proto << 32 | icmp_query << 40 | family << 48
+    meta: u64,
     pub eni: EniId,
-    pub proto: u8,
-    pub family: Family,
-    pub icmp_query: u8,
 }
 
 impl CtKey {
     /// The key of a packet `src:sport -> dst:dport` at `eni`, and which way it goes.
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
     pub fn new(
         eni: EniId,
         family: Family,
@@ -67,37 +68,47 @@ impl CtKey {
         } else {
             (dst, src, dport, sport, Way::HiToLo)
         };
-        (
-            CtKey {
-                lo,
-                hi,
-                lo_port,
-                hi_port,
-                eni,
-                proto,
-                family,
-                icmp_query,
-            },
-            way,
-        )
+        let meta = lo_port as u64
+            | (hi_port as u64) << 16
+            | (proto as u64) << 32
+            | (icmp_query as u64) << 40
+            | ((family == Family::V6) as u64) << 48;
+        (CtKey { lo, hi, meta, eni }, way)
     }
 
+    #[inline]
     pub fn at(mut self, eni: EniId) -> CtKey {
         self.eni = eni;
         self
     }
 
+    pub fn lo_port(&self) -> u16 {
+        self.meta as u16
+    }
+    pub fn hi_port(&self) -> u16 {
+        (self.meta >> 16) as u16
+    }
+    pub fn proto(&self) -> u8 {
+        (self.meta >> 32) as u8
+    }
+    pub fn icmp_query(&self) -> u8 {
+        (self.meta >> 40) as u8
+    }
+    pub fn family(&self) -> Family {
+        if self.meta >> 48 & 1 == 1 {
+            Family::V6
+        } else {
+            Family::V4
+        }
+    }
+
     #[inline]
     pub fn hash(&self) -> u64 {
-        let mut h = mix(self.lo as u64 ^ (self.lo >> 64) as u64);
-        h = mix(h ^ self.hi as u64 ^ ((self.hi >> 64) as u64).rotate_left(17));
-        let small = (self.lo_port as u64) << 48
-            | (self.hi_port as u64) << 32
-            | (self.eni.0 as u64) << 8
-            | self.proto as u64
-            | (self.icmp_query as u64) << 24
-            | (self.family as u64) << 31;
-        mix(h ^ small)
+        let fold = |x: u128| x as u64 ^ ((x >> 64) as u64).rotate_left(32);
+        mix(fold(self.lo).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+            ^ fold(self.hi).wrapping_mul(0xc2b2_ae3d_27d4_eb4f)
+            ^ self.meta.rotate_left(13)
+            ^ (self.eni.0 as u64) << 40)
     }
 }
 
@@ -157,12 +168,7 @@ impl CtPhase {
 
 impl CtState {
     fn new(proto: u8, opened: Way) -> CtState {
-        CtState {
-            proto,
-            opened,
-            tcp: 0,
-            udp: [0, 0],
-        }
+        CtState { proto, opened, tcp: 0, udp: [0, 0] }
     }
 
     /// Records a forwarded packet going `way` with `tcp_flags`.
@@ -177,8 +183,7 @@ impl CtState {
                 }
                 if tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN | TCP_ACK {
                     self.tcp |= SYNACK_SEEN;
-                } else if tcp_flags & (TCP_SYN | TCP_ACK) == TCP_ACK && self.tcp & SYNACK_SEEN != 0
-                {
+                } else if tcp_flags & (TCP_SYN | TCP_ACK) == TCP_ACK && self.tcp & SYNACK_SEEN != 0 {
                     self.tcp |= ESTABLISHED;
                 }
             }
@@ -233,6 +238,9 @@ struct Entry {
     state: CtState,
     last_seen: Nanos,
     created: Nanos,
+    /// The idle timeout under the ENI's current settings, kept up to date when the
+    /// state or the settings change so a lookup is one compare.
+    timeout: Nanos,
     /// The wheel second this entry is filed under, and its list links.
     due: u64,
     prev: u32,
@@ -324,7 +332,7 @@ impl Conntrack {
     }
 
     #[inline]
-    pub fn find(&self, key: &CtKey, now: Nanos, timeouts: &CtTimeouts) -> Found {
+    pub fn find(&self, key: &CtKey, now: Nanos) -> Found {
         let h = key.hash();
         let tag = h >> 32;
         let mut i = h as usize & self.mask;
@@ -337,26 +345,23 @@ impl Conntrack {
                 let idx = (slot as u32).wrapping_sub(1);
                 let e = &self.entries[idx as usize];
                 if e.key == *key {
-                    return if Self::expired(e, now, timeouts) {
-                        Found::Expired(idx)
-                    } else {
-                        Found::Live(idx)
-                    };
+                    let expired = now.saturating_sub(e.last_seen) > e.timeout;
+                    return if expired { Found::Expired(idx) } else { Found::Live(idx) };
                 }
             }
             i = (i + 1) & self.mask;
         }
     }
 
-    fn expired(e: &Entry, now: Nanos, t: &CtTimeouts) -> bool {
-        now.saturating_sub(e.last_seen) > e.state.timeout(t) as u64 * NANOS_PER_SEC
+    fn timeout_of(state: &CtState, t: &CtTimeouts) -> Nanos {
+        state.timeout(t) as u64 * NANOS_PER_SEC
     }
 
-    fn due_second(e: &Entry, t: &CtTimeouts) -> u64 {
-        (e.last_seen + e.state.timeout(t) as u64 * NANOS_PER_SEC) / NANOS_PER_SEC
+    fn due_second(e: &Entry) -> u64 {
+        (e.last_seen + e.timeout) / NANOS_PER_SEC
     }
 
-    pub fn view(&self, idx: u32, timeouts: &CtTimeouts) -> CtView {
+    pub fn view(&self, idx: u32) -> CtView {
         let e = &self.entries[idx as usize];
         CtView {
             key: e.key,
@@ -364,16 +369,20 @@ impl Conntrack {
             phase: e.state.phase(),
             created: e.created,
             last_seen: e.last_seen,
-            timeout: e.state.timeout(timeouts),
+            timeout: (e.timeout / NANOS_PER_SEC) as u32,
         }
     }
 
     /// Records a forwarded packet on a live entry.
     pub fn touch(&mut self, idx: u32, way: Way, tcp_flags: u8, now: Nanos, timeouts: &CtTimeouts) {
         let e = &mut self.entries[idx as usize];
+        let before = e.state;
         e.state.observe(way, tcp_flags);
+        if e.state != before {
+            e.timeout = Self::timeout_of(&e.state, timeouts);
+        }
         e.last_seen = e.last_seen.max(now);
-        self.refile(idx, timeouts);
+        self.refile(idx);
     }
 
     /// Creates an entry for a forwarded packet (capacity checked by the caller with
@@ -387,17 +396,10 @@ impl Conntrack {
         now: Nanos,
         timeouts: &CtTimeouts,
     ) -> u32 {
-        let mut state = CtState::new(key.proto, way);
+        let mut state = CtState::new(key.proto(), way);
         state.observe(way, tcp_flags);
-        let fresh = Entry {
-            key,
-            state,
-            last_seen: now,
-            created: now,
-            due: 0,
-            prev: NIL,
-            next: NIL,
-        };
+        let timeout = Self::timeout_of(&state, timeouts);
+        let fresh = Entry { key, state, last_seen: now, created: now, timeout, due: 0, prev: NIL, next: NIL };
         let idx = match found {
             Found::Expired(idx) | Found::Live(idx) => {
                 self.unlink(idx);
@@ -411,10 +413,7 @@ impl Conntrack {
                         i
                     }
                     None => {
-                        assert!(
-                            self.entries.len() < self.capacity as usize,
-                            "conntrack capacity checked by caller"
-                        );
+                        assert!(self.entries.len() < self.capacity as usize, "conntrack capacity checked by caller");
                         self.entries.push(fresh);
                         (self.entries.len() - 1) as u32
                     }
@@ -427,7 +426,7 @@ impl Conntrack {
                 idx
             }
         };
-        self.entries[idx as usize].due = Self::due_second(&self.entries[idx as usize], timeouts);
+        self.entries[idx as usize].due = Self::due_second(&self.entries[idx as usize]);
         self.link(idx);
         idx
     }
@@ -449,11 +448,7 @@ impl Conntrack {
             let mut idx = self.wheel[slot];
             while idx != NIL {
                 let next = self.entries[idx as usize].next;
-                let e = self.entries[idx as usize];
-                match timeouts(e.key.eni) {
-                    Some(t) if Self::due_second(&e, &t) >= cur => self.refile(idx, &t),
-                    _ => self.remove(idx),
-                }
+                self.recheck(idx, cur, &timeouts);
                 idx = next;
             }
         }
@@ -468,23 +463,41 @@ impl Conntrack {
             let mut idx = self.wheel[slot];
             while idx != NIL {
                 let next = self.entries[idx as usize].next;
-                let e = self.entries[idx as usize];
-                match timeouts(e.key.eni) {
-                    Some(t) if Self::due_second(&e, &t) >= cur => self.refile(idx, &t),
-                    _ => self.remove(idx),
-                }
+                self.recheck(idx, cur, &timeouts);
                 idx = next;
             }
         }
     }
 
-    fn refile(&mut self, idx: u32, timeouts: &CtTimeouts) {
-        let due = Self::due_second(&self.entries[idx as usize], timeouts);
-        if due != self.entries[idx as usize].due {
-            self.unlink(idx);
-            self.entries[idx as usize].due = due;
-            self.link(idx);
+    /// Re-times an entry under its ENI's current settings: reclaimed if it expired
+    /// before second `cur` (or its ENI is gone), filed again otherwise.
+    fn recheck<F: Fn(EniId) -> Option<CtTimeouts>>(&mut self, idx: u32, cur: u64, timeouts: &F) {
+        let e = &mut self.entries[idx as usize];
+        match timeouts(e.key.eni) {
+            Some(t) => {
+                e.timeout = Self::timeout_of(&e.state, &t);
+                if Self::due_second(e) >= cur {
+                    self.refile(idx);
+                } else {
+                    self.remove(idx);
+                }
+            }
+            None => self.remove(idx),
         }
+    }
+
+    /// Files the entry under its expiry second again if that moved (no division on
+    /// the common path: the expiry usually stays within the second it is filed under).
+    fn refile(&mut self, idx: u32) {
+        let e = &self.entries[idx as usize];
+        let expiry = e.last_seen + e.timeout;
+        let filed = e.due * NANOS_PER_SEC;
+        if expiry >= filed && expiry - filed < NANOS_PER_SEC {
+            return;
+        }
+        self.unlink(idx);
+        self.entries[idx as usize].due = expiry / NANOS_PER_SEC;
+        self.link(idx);
     }
 
     fn link(&mut self, idx: u32) {
@@ -500,9 +513,7 @@ impl Conntrack {
     }
 
     fn unlink(&mut self, idx: u32) {
-        let Entry {
-            prev, next, due, ..
-        } = self.entries[idx as usize];
+        let Entry { prev, next, due, .. } = self.entries[idx as usize];
         if prev != NIL {
             self.entries[prev as usize].next = next;
         } else {
@@ -565,9 +576,7 @@ impl Conntrack {
     /// All entries of one ENI (for explanations and stats), live or not.
     pub fn iter(&self) -> impl Iterator<Item = (u32, &CtKey)> + '_ {
         let free: std::collections::HashSet<u32> = self.free.iter().copied().collect();
-        (0..self.entries.len() as u32)
-            .filter(move |i| !free.contains(i))
-            .map(|i| (i, &self.entries[i as usize].key))
+        (0..self.entries.len() as u32).filter(move |i| !free.contains(i)).map(|i| (i, &self.entries[i as usize].key))
     }
 }
 
@@ -575,11 +584,7 @@ impl Conntrack {
 mod tests {
     use super::*;
 
-    const T: CtTimeouts = CtTimeouts {
-        tcp_established: 432_000,
-        udp: 30,
-        udp_stream: 180,
-    };
+    const T: CtTimeouts = CtTimeouts { tcp_established: 432_000, udp: 30, udp_stream: 180 };
     const S: u64 = NANOS_PER_SEC;
 
     fn key(eni: u32, sport: u16, proto: u8) -> (CtKey, Way) {
@@ -592,17 +597,13 @@ mod tests {
         ct.ensure_enis(4);
         let (k, w) = key(1, 5000, 6);
         assert_eq!(w, Way::LoToHi);
-        let f = ct.find(&k, S, &T);
+        let f = ct.find(&k, S);
         ct.open(f, k, w, TCP_SYN, S, &T);
         let (rk, rw) = CtKey::new(EniId(1), Family::V4, 6, 20, 10, 80, 5000, 0);
         assert_eq!(rk, k);
         assert_eq!(rw, Way::HiToLo);
-        assert!(matches!(ct.find(&rk, S, &T), Found::Live(_)));
-        assert_eq!(
-            ct.find(&k.at(EniId(2)), S, &T),
-            Found::Missing,
-            "entries are per ENI"
-        );
+        assert!(matches!(ct.find(&rk, S), Found::Live(_)));
+        assert_eq!(ct.find(&k.at(EniId(2)), S), Found::Missing, "entries are per ENI");
     }
 
     #[test]
@@ -642,19 +643,16 @@ mod tests {
         ct.ensure_enis(2);
         let tt = |_| Some(T);
         let (k, w) = key(1, 1, 17);
-        let f = ct.find(&k, 0, &T);
+        let f = ct.find(&k, 0);
         ct.advance(0, tt);
         ct.open(f, k, w, 0, 0, &T);
-        assert!(
-            matches!(ct.find(&k, 30 * S, &T), Found::Live(_)),
-            "idle == timeout is not expired"
-        );
-        assert!(matches!(ct.find(&k, 30 * S + 1, &T), Found::Expired(_)));
+        assert!(matches!(ct.find(&k, 30 * S), Found::Live(_)), "idle == timeout is not expired");
+        assert!(matches!(ct.find(&k, 30 * S + 1), Found::Expired(_)));
         ct.advance(30 * S + 1, tt);
         assert_eq!(ct.len(), 1, "still holds capacity within its expiry second");
         ct.advance(31 * S, tt);
         assert_eq!(ct.len(), 0);
-        assert_eq!(ct.find(&k, 31 * S, &T), Found::Missing);
+        assert_eq!(ct.find(&k, 31 * S), Found::Missing);
     }
 
     #[test]
@@ -668,10 +666,7 @@ mod tests {
         }
         assert!(!ct.has_room(&[EniId(1)], 2), "ENI 1 is at its limit");
         assert!(ct.has_room(&[EniId(2)], 2));
-        assert!(
-            !ct.has_room(&[EniId(2), EniId(2)], 2),
-            "only one slot left in the table"
-        );
+        assert!(!ct.has_room(&[EniId(2), EniId(2)], 2), "only one slot left in the table");
     }
 
     #[test]
@@ -682,7 +677,7 @@ mod tests {
         for round in 0..200u64 {
             for i in 0..40u16 {
                 let (k, w) = key(1, (round as u16 % 7) * 100 + i, 17);
-                let f = ct.find(&k, now, &T);
+                let f = ct.find(&k, now);
                 if !matches!(f, Found::Live(_)) && ct.has_room(&[EniId(1)], 64) {
                     ct.open(f, k, w, 0, now, &T);
                 }
@@ -690,9 +685,7 @@ mod tests {
             now += 11 * S;
             ct.advance(now, |_| Some(T));
             for (idx, k) in ct.iter() {
-                assert!(
-                    matches!(ct.find(k, now, &T), Found::Live(i) | Found::Expired(i) if i == idx)
-                );
+                assert!(matches!(ct.find(k, now), Found::Live(i) | Found::Expired(i) if i == idx));
             }
         }
     }

@@ -33,10 +33,7 @@ impl FragKey {
 /// What happened to the first fragment, replayed for the rest.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Remembered {
-    Forward {
-        port: PortId,
-        dst_mac: crate::addr::Mac,
-    },
+    Forward { port: PortId, dst_mac: crate::addr::Mac },
     Reject(crate::pipeline::Hop),
     ConntrackFull,
 }
@@ -56,10 +53,7 @@ pub struct FragmentCache {
 impl FragmentCache {
     pub fn new(capacity: usize) -> FragmentCache {
         let sets = (capacity / WAYS).next_power_of_two().max(1);
-        FragmentCache {
-            sets: vec![[None; WAYS]; sets],
-            mask: sets - 1,
-        }
+        FragmentCache { sets: vec![[None; WAYS]; sets], mask: sets - 1 }
     }
 
     fn fresh(slot: &Slot, now: Nanos) -> bool {
@@ -68,10 +62,7 @@ impl FragmentCache {
 
     pub fn get(&self, key: &FragKey, now: Nanos) -> Option<Remembered> {
         let set = &self.sets[key.hash() as usize & self.mask];
-        set.iter()
-            .flatten()
-            .find(|s| s.key == *key && Self::fresh(s, now))
-            .map(|s| s.what)
+        set.iter().flatten().find(|s| s.key == *key && Self::fresh(s, now)).map(|s| s.what)
     }
 
     pub fn remember(&mut self, key: FragKey, what: Remembered, now: Nanos) {
@@ -79,11 +70,7 @@ impl FragmentCache {
         let way = set
             .iter()
             .position(|s| s.is_none_or(|s| s.key == key || !Self::fresh(&s, now)))
-            .unwrap_or_else(|| {
-                (0..WAYS)
-                    .min_by_key(|&i| set[i].map_or(0, |s| s.at))
-                    .unwrap_or(0)
-            });
+            .unwrap_or_else(|| (0..WAYS).min_by_key(|&i| set[i].map_or(0, |s| s.at)).unwrap_or(0));
         set[way] = Some(Slot { key, what, at: now });
     }
 }
@@ -93,23 +80,14 @@ mod tests {
     use super::*;
 
     fn k(id: u32) -> FragKey {
-        FragKey {
-            family: Family::V4,
-            src: 1,
-            dst: 2,
-            proto: 17,
-            id,
-        }
+        FragKey { family: Family::V4, src: 1, dst: 2, proto: 17, id }
     }
 
     #[test]
     fn remembers_for_thirty_seconds() {
         let mut c = FragmentCache::new(64);
         c.remember(k(1), Remembered::ConntrackFull, 0);
-        assert_eq!(
-            c.get(&k(1), 30 * NANOS_PER_SEC),
-            Some(Remembered::ConntrackFull)
-        );
+        assert_eq!(c.get(&k(1), 30 * NANOS_PER_SEC), Some(Remembered::ConntrackFull));
         assert_eq!(c.get(&k(1), 30 * NANOS_PER_SEC + 1), None);
         assert_eq!(c.get(&k(2), 0), None);
     }

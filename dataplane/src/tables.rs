@@ -58,11 +58,7 @@ pub struct CtTimeouts {
 
 impl Default for CtTimeouts {
     fn default() -> Self {
-        CtTimeouts {
-            tcp_established: 432_000,
-            udp: 30,
-            udp_stream: 180,
-        }
+        CtTimeouts { tcp_established: 432_000, udp: 30, udp_stream: 180 }
     }
 }
 
@@ -126,8 +122,10 @@ pub struct Tables {
     pub nacls: Vec<Nacl>,
     /// Indexed by [`EniId`]; `None` for ids of ENIs no longer configured.
     pub enis: Vec<Option<Eni>>,
-    pub by_mac: FastMap<(PortId, Mac), EniId>,
-    pub by_ip: FastMap<Ip, EniId>,
+    /// `(port, source MAC)` -> ENI, keyed by [`Tables::mac_key`].
+    pub by_mac: FastMap<u64, EniId>,
+    pub by_ipv4: FastMap<u32, EniId>,
+    pub by_ipv6: FastMap<u128, EniId>,
     pub ct_limits: CtLimits,
 }
 
@@ -137,19 +135,29 @@ impl Tables {
         self.enis.get(id.0 as usize).and_then(Option::as_ref)
     }
 
+    /// One integer for (port, MAC): hashing it is one multiply.
+    #[inline]
+    pub fn mac_key(port: PortId, mac: Mac) -> u64 {
+        let m = mac.0;
+        (port as u64) << 48 | u64::from_be_bytes([0, 0, m[0], m[1], m[2], m[3], m[4], m[5]])
+    }
+
+    /// The ENI that owns `ip` (any of its private addresses).
+    #[inline]
+    pub fn eni_at(&self, ip: Ip) -> Option<EniId> {
+        match ip.family {
+            Family::V4 => self.by_ipv4.get(&(ip.bits as u32)).copied(),
+            Family::V6 => self.by_ipv6.get(&ip.bits).copied(),
+        }
+    }
+
     /// The VPC whose CIDRs contain `ip`, if any.
     pub fn vpc_of(&self, ip: Ip) -> Option<u16> {
-        self.vpcs
-            .iter()
-            .position(|v| v.cidrs.iter().any(|c| c.contains(ip)))
-            .map(|i| i as u16)
+        self.vpcs.iter().position(|v| v.cidrs.iter().any(|c| c.contains(ip))).map(|i| i as u16)
     }
 
     pub fn port_by_name(&self, name: &str) -> Option<PortId> {
-        self.ports
-            .iter()
-            .position(|p| p.name == name)
-            .map(|i| i as PortId)
+        self.ports.iter().position(|p| p.name == name).map(|i| i as PortId)
     }
 
     pub fn eni_by_name(&self, id: &str) -> Option<&Eni> {

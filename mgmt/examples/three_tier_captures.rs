@@ -10,20 +10,13 @@ use std::path::PathBuf;
 use dataplane::port::pcap::PcapNgWriter;
 
 fn main() -> std::io::Result<()> {
-    let dir = std::env::args()
-        .nth(1)
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(three_tier::CAPTURES));
+    let dir = std::env::args().nth(1).map(PathBuf::from).unwrap_or_else(|| PathBuf::from(three_tier::CAPTURES));
     std::fs::create_dir_all(&dir)?;
     for a in three_tier::attempts() {
         let path = dir.join(format!("{}.pcapng", a.file));
         let mut w = PcapNgWriter::create(&path)?;
         for f in &a.frames {
-            w.write(
-                f.port,
-                (three_tier::EPOCH_MS + f.at_ms) * 1_000_000,
-                &f.frame,
-            )?;
+            w.write(f.port, (three_tier::EPOCH_MS + f.at_ms) * 1_000_000, &f.frame)?;
         }
         w.finish()?;
         println!("row {:>3}  {:<28} -> {}", a.row, a.what, path.display());

@@ -59,8 +59,7 @@ impl Compiler {
             let next = self.eni_ids.len() as u32;
             self.eni_ids.entry(e.id.clone()).or_insert(next);
         }
-        let timeouts: HashMap<String, CtTimeouts> =
-            c.enis.iter().map(|e| (e.id.clone(), e.timeouts)).collect();
+        let timeouts: HashMap<String, CtTimeouts> = c.enis.iter().map(|e| (e.id.clone(), e.timeouts)).collect();
         if self.generation > 1 && timeouts != self.previous_timeouts {
             self.timeouts_epoch += 1;
         }
@@ -77,7 +76,8 @@ impl Compiler {
 
         let mut enis: Vec<Option<Eni>> = vec![None; self.eni_ids.len()];
         let mut by_mac = FastMap::default();
-        let mut by_ip = FastMap::default();
+        let mut by_ipv4 = FastMap::default();
+        let mut by_ipv6 = FastMap::default();
         for e in &c.enis {
             let key = EniId(self.eni_ids[&e.id]);
             let sg = |egress: bool| -> SgDirection {
@@ -87,20 +87,9 @@ impl Compiler {
                     let group = &c.groups[g];
                     for r in group.rules.iter().filter(|r| r.egress == egress) {
                         let rule = infos.len() as u32;
-                        infos.push(SgRuleInfo {
-                            group_id: group.id.clone(),
-                            rule_id: r.id.clone(),
-                            text: r.text(),
-                        });
+                        infos.push(SgRuleInfo { group_id: group.id.clone(), rule_id: r.id.clone(), text: r.text() });
                         let keys = sg_keys(r.ports);
-                        let mut push = |peer: Prefix| {
-                            matches.push(SgMatch {
-                                rule,
-                                proto: r.proto,
-                                keys,
-                                peer,
-                            })
-                        };
+                        let mut push = |peer: Prefix| matches.push(SgMatch { rule, proto: r.proto, keys, peer });
                         match &r.peer {
                             Peer::Cidr(p) => push(*p),
                             Peer::Group(id) => {
@@ -114,13 +103,13 @@ impl Compiler {
                 SgDirection::build(infos, &matches)
             };
             if let Some(p) = e.port {
-                by_mac.insert((p as u16, e.mac), key);
+                by_mac.insert(Tables::mac_key(p as u16, e.mac), key);
             }
             for &a in &e.ipv4 {
-                by_ip.insert(Ip::v4(a), key);
+                by_ipv4.insert(a, key);
             }
             for &a in &e.ipv6 {
-                by_ip.insert(Ip::v6(a), key);
+                by_ipv6.insert(a, key);
             }
             enis[key.0 as usize] = Some(Eni {
                 id: e.id.clone(),
@@ -160,22 +149,14 @@ impl Compiler {
                             .collect(),
                     )
                 };
-                Nacl {
-                    id: n.id.clone(),
-                    ingress: dir(false),
-                    egress: dir(true),
-                }
+                Nacl { id: n.id.clone(), ingress: dir(false), egress: dir(true) }
             })
             .collect();
 
         let ports: Vec<tables::Port> = c
             .ports
             .iter()
-            .map(|p| tables::Port {
-                name: p.name.clone(),
-                uplink: p.uplink,
-                gateway_mac: p.gateway_mac,
-            })
+            .map(|p| tables::Port { name: p.name.clone(), uplink: p.uplink, gateway_mac: p.gateway_mac })
             .collect();
         let uplink = ports.iter().position(|p| p.uplink).map(|i| i as u16);
         let appliance = &c.config.appliance;
@@ -183,20 +164,10 @@ impl Compiler {
             generation: self.generation,
             timeouts_epoch: self.timeouts_epoch,
             router_mac: c.router_mac,
-            router_link_local: [
-                0xfe80u128 << 112 | 1,
-                Tables::eui64_link_local(c.router_mac),
-            ],
+            router_link_local: [0xfe80u128 << 112 | 1, Tables::eui64_link_local(c.router_mac)],
             ports,
             uplink,
-            vpcs: c
-                .vpcs
-                .iter()
-                .map(|v| tables::Vpc {
-                    id: v.id.clone(),
-                    cidrs: v.cidrs.clone(),
-                })
-                .collect(),
+            vpcs: c.vpcs.iter().map(|v| tables::Vpc { id: v.id.clone(), cidrs: v.cidrs.clone() }).collect(),
             subnets: c
                 .subnets
                 .iter()
@@ -210,10 +181,9 @@ impl Compiler {
             nacls,
             enis,
             by_mac,
-            by_ip,
-            ct_limits: CtLimits {
-                max_entries_per_eni: appliance.conntrack.max_entries_per_eni,
-            },
+            by_ipv4,
+            by_ipv6,
+            ct_limits: CtLimits { max_entries_per_eni: appliance.conntrack.max_entries_per_eni },
         }
     }
 }

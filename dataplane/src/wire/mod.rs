@@ -6,7 +6,7 @@
 mod parse;
 pub mod reply;
 
-pub use parse::parse;
+pub use parse::{neighbor_solicitation, parse, quoted_flow};
 
 use crate::addr::{Family, Ip, Mac};
 
@@ -123,13 +123,16 @@ pub enum IcmpMsg {
         request_type: u8,
         is_reply: bool,
     },
-    /// Destination unreachable, time exceeded, packet too big: with the flow it is
-    /// about, when the quoted header could be read.
-    Error(Option<Embedded>),
-    /// IPv6 neighbour solicitation for `target`.
+    /// Destination unreachable, time exceeded, packet too big. The quoted datagram
+    /// starts at frame offset `quote`; read it with [`quoted_flow`] when needed (only
+    /// a conntrack lookup needs it, so the hot path does not pay for it).
+    Error {
+        quote: u16,
+    },
+    /// IPv6 neighbour solicitation whose ICMPv6 message starts at frame offset `at`;
+    /// read it with [`neighbor_solicitation`].
     NeighborSolicit {
-        target: u128,
-        source_ll: Option<Mac>,
+        at: u16,
     },
     /// Other neighbour-discovery messages (RS, RA, NA, redirect).
     NeighborDiscovery,
@@ -148,15 +151,8 @@ pub struct Embedded {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum EmbeddedL4 {
-    Ports {
-        sport: u16,
-        dport: u16,
-    },
-    Query {
-        id: u16,
-        request_type: u8,
-        is_reply: bool,
-    },
+    Ports { sport: u16, dport: u16 },
+    Query { id: u16, request_type: u8, is_reply: bool },
     None,
 }
 

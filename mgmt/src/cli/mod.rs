@@ -9,11 +9,7 @@ use clap::{Parser, Subcommand};
 use crate::replay::{replay, ReplayOptions};
 
 #[derive(Parser)]
-#[command(
-    name = "vpcgate",
-    version,
-    about = "Manage and exercise a vpcgate appliance"
-)]
+#[command(name = "vpcgate", version, about = "Manage and exercise a vpcgate appliance")]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -47,22 +43,8 @@ pub enum Command {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Replay {
-            config,
-            pcap,
-            verdicts,
-            out,
-            port,
-            explain,
-        } => {
-            match replay(&ReplayOptions {
-                config,
-                pcap,
-                verdicts,
-                out,
-                port,
-                explain,
-            }) {
+        Command::Replay { config, pcap, verdicts, out, port, explain } => {
+            match replay(&ReplayOptions { config, pcap, verdicts, out, port, explain }) {
                 Ok(summary) => {
                     let s = &summary.stats;
                     let rejected: u64 = s.rejected.iter().sum();

@@ -78,10 +78,7 @@ pub struct ConntrackConfig {
 
 impl Default for ConntrackConfig {
     fn default() -> Self {
-        ConntrackConfig {
-            max_entries: default_ct_entries(),
-            max_entries_per_eni: default_ct_per_eni(),
-        }
+        ConntrackConfig { max_entries: default_ct_entries(), max_entries_per_eni: default_ct_per_eni() }
     }
 }
 

@@ -90,30 +90,17 @@ pub fn config() -> Config {
 }
 
 pub fn sg<'a>(cfg: &'a mut Config, id: &str) -> &'a mut mgmt::model::SecurityGroup {
-    cfg.security_groups
-        .iter_mut()
-        .find(|g| g.group_id == id)
-        .expect("group")
+    cfg.security_groups.iter_mut().find(|g| g.group_id == id).expect("group")
 }
 
 /// An ingress/egress permission: `proto` with ports `from..=to` from/to `cidr`.
 pub fn perm(proto: &str, from: i64, to: i64, cidr: &str) -> IpPermission {
-    let mut p = IpPermission {
-        ip_protocol: proto.into(),
-        from_port: Some(from),
-        to_port: Some(to),
-        ..Default::default()
-    };
+    let mut p =
+        IpPermission { ip_protocol: proto.into(), from_port: Some(from), to_port: Some(to), ..Default::default() };
     if cidr.contains(':') {
-        p.ipv6_ranges.push(Ipv6Range {
-            cidr_ipv6: cidr.into(),
-            description: None,
-        });
+        p.ipv6_ranges.push(Ipv6Range { cidr_ipv6: cidr.into(), description: None });
     } else {
-        p.ip_ranges.push(IpRange {
-            cidr_ip: cidr.into(),
-            description: None,
-        });
+        p.ip_ranges.push(IpRange { cidr_ip: cidr.into(), description: None });
     }
     p
 }
@@ -130,10 +117,7 @@ pub fn perm_group(proto: &str, from: i64, to: i64, group: &str) -> IpPermission 
         ip_protocol: proto.into(),
         from_port: Some(from),
         to_port: Some(to),
-        user_id_group_pairs: vec![UserIdGroupPair {
-            group_id: Some(group.into()),
-            ..Default::default()
-        }],
+        user_id_group_pairs: vec![UserIdGroupPair { group_id: Some(group.into()), ..Default::default() }],
         ..Default::default()
     }
 }
