@@ -90,7 +90,7 @@ pub fn route(t: &Tables, src: Source, dst: Ip) -> Result<Dest, DropReason> {
                         Ok(Dest::Eni(b))
                     }
                 }
-                _ if t.vpcs[from.vpc as usize].cidrs.iter().any(|c| c.contains(dst)) => Err(DropReason::NoRoute),
+                _ if t.vpc_of(dst) == Some(from.vpc) => Err(DropReason::NoRoute),
                 _ => t.uplink.map(Dest::Uplink).ok_or(DropReason::NoRoute),
             }
         }

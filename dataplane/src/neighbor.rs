@@ -11,7 +11,7 @@ use crate::wire::{Arp, IpPacket, ARP_REQUEST};
 
 fn is_vpc_address(t: &Tables, src: Source, ip: Ip) -> bool {
     match src {
-        Source::Eni(e) => t.eni(e).is_some_and(|eni| t.vpcs[eni.vpc as usize].cidrs.iter().any(|c| c.contains(ip))),
+        Source::Eni(e) => t.eni(e).is_some_and(|eni| t.vpc_of(ip) == Some(eni.vpc)),
         Source::Uplink(_) => t.vpc_of(ip).is_some(),
     }
 }

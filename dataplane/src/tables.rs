@@ -127,6 +127,18 @@ pub struct Tables {
     pub by_ipv4: FastMap<u32, EniId>,
     pub by_ipv6: FastMap<u128, EniId>,
     pub ct_limits: CtLimits,
+    /// Every VPC CIDR as an address range, for the per-packet "is this a VPC
+    /// address" tests (built by [`Tables::index_vpcs`]).
+    pub vpc_ranges: Vec<VpcRange>,
+}
+
+/// One VPC CIDR as an inclusive range of address bits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VpcRange {
+    pub family: Family,
+    pub lo: u128,
+    pub hi: u128,
+    pub vpc: u16,
 }
 
 impl Tables {
@@ -152,8 +164,24 @@ impl Tables {
     }
 
     /// The VPC whose CIDRs contain `ip`, if any.
+    #[inline]
     pub fn vpc_of(&self, ip: Ip) -> Option<u16> {
-        self.vpcs.iter().position(|v| v.cidrs.iter().any(|c| c.contains(ip))).map(|i| i as u16)
+        self.vpc_ranges.iter().find(|r| r.family == ip.family && r.lo <= ip.bits && ip.bits <= r.hi).map(|r| r.vpc)
+    }
+
+    /// Fills `vpc_ranges` from `vpcs`.
+    pub fn index_vpcs(&mut self) {
+        self.vpc_ranges = self
+            .vpcs
+            .iter()
+            .enumerate()
+            .flat_map(|(i, v)| {
+                v.cidrs.iter().map(move |c| {
+                    let (lo, hi) = c.range();
+                    VpcRange { family: c.family(), lo, hi, vpc: i as u16 }
+                })
+            })
+            .collect();
     }
 
     pub fn port_by_name(&self, name: &str) -> Option<PortId> {

@@ -160,7 +160,7 @@ impl Compiler {
             .collect();
         let uplink = ports.iter().position(|p| p.uplink).map(|i| i as u16);
         let appliance = &c.config.appliance;
-        Tables {
+        let mut tables = Tables {
             generation: self.generation,
             timeouts_epoch: self.timeouts_epoch,
             router_mac: c.router_mac,
@@ -184,7 +184,10 @@ impl Compiler {
             by_ipv4,
             by_ipv6,
             ct_limits: CtLimits { max_entries_per_eni: appliance.conntrack.max_entries_per_eni },
-        }
+            vpc_ranges: Vec::new(),
+        };
+        tables.index_vpcs();
+        tables
     }
 }
 
