@@ -196,7 +196,7 @@ pub fn neighbor_solicit(from: &Host, target: std::net::Ipv6Addr) -> Vec<u8> {
 /// Splits an IPv4 frame's payload into fragments of at most `chunk` bytes (a multiple
 /// of 8), returning whole frames. IPv6 frames get a fragment header.
 pub fn fragment(frame: &[u8], chunk: usize, id: u32) -> Vec<Vec<u8>> {
-    assert!(chunk % 8 == 0 && chunk > 0);
+    assert!(chunk.is_multiple_of(8) && chunk > 0);
     let eth = &frame[..14];
     let ip = &frame[14..];
     let mut out = Vec::new();

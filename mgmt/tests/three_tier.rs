@@ -104,7 +104,7 @@ struct Conn {
 }
 
 impl Conn {
-    fn from_client(&self, h: &mut Harness, flags: Flags) -> String {
+    fn client_sends(&self, h: &mut Harness, flags: Flags) -> String {
         let f = testkit::tcp(
             &self.client.host,
             self.server.host.ip,
@@ -118,7 +118,7 @@ impl Conn {
         );
         h.verdict(self.client.port, &f)
     }
-    fn from_server(&self, h: &mut Harness, flags: Flags) -> String {
+    fn server_sends(&self, h: &mut Harness, flags: Flags) -> String {
         let f = testkit::tcp(
             &self.server.host,
             self.client.host.ip,
@@ -133,9 +133,9 @@ impl Conn {
         h.verdict(self.server.port, &f)
     }
     fn open(&self, h: &mut Harness) {
-        assert_eq!(self.from_client(h, Flags::SYN), format!("forward:{}", self.server.port));
-        assert_eq!(self.from_server(h, Flags::SYN_ACK), format!("forward:{}", self.client.port));
-        assert_eq!(self.from_client(h, Flags::ACK), format!("forward:{}", self.server.port));
+        assert_eq!(self.client_sends(h, Flags::SYN), format!("forward:{}", self.server.port));
+        assert_eq!(self.server_sends(h, Flags::SYN_ACK), format!("forward:{}", self.client.port));
+        assert_eq!(self.client_sends(h, Flags::ACK), format!("forward:{}", self.server.port));
     }
 }
 
@@ -150,10 +150,10 @@ fn row_14_revoking_an_sg_rule_keeps_tracked_connections_and_refuses_new_ones() {
     c.open(&mut h);
     h.update(|cfg| web_sg(cfg).ip_permissions.retain(|p| p.from_port != Some(80)));
     h.advance_secs(5.0);
-    assert_eq!(c.from_client(&mut h, Flags::PSH_ACK), "forward:web", "the open connection keeps working");
-    assert_eq!(c.from_server(&mut h, Flags::PSH_ACK), "forward:internet");
+    assert_eq!(c.client_sends(&mut h, Flags::PSH_ACK), "forward:web", "the open connection keeps working");
+    assert_eq!(c.server_sends(&mut h, Flags::PSH_ACK), "forward:internet");
     let fresh = Conn { sport: 40102, ..c };
-    assert_eq!(fresh.from_client(&mut h, Flags::SYN), "reject:sg-ingress", "a new connection is refused");
+    assert_eq!(fresh.client_sends(&mut h, Flags::SYN), "reject:sg-ingress", "a new connection is refused");
 }
 
 #[test]
@@ -180,7 +180,7 @@ fn row_15_revoking_the_rule_of_an_untracked_flow_stops_it_at_once() {
     });
     let c = Conn { client: tt::client(), server: tt::web(), sport: 40201, dport: 80 };
     c.open(&mut h);
-    assert_eq!(c.from_client(&mut h, Flags::PSH_ACK), "forward:web");
+    assert_eq!(c.client_sends(&mut h, Flags::PSH_ACK), "forward:web");
     assert_eq!(
         h.pipeline.conntrack.eni_len(h.tables.eni_by_name("eni-0f00d00000000b001").unwrap().key),
         0,
@@ -190,7 +190,7 @@ fn row_15_revoking_the_rule_of_an_untracked_flow_stops_it_at_once() {
         let g = cfg.security_groups.iter_mut().find(|g| g.group_id == open_sg).unwrap();
         g.ip_permissions.clear();
     });
-    assert_eq!(c.from_client(&mut h, Flags::PSH_ACK), "reject:sg-ingress", "the open connection stops at once");
+    assert_eq!(c.client_sends(&mut h, Flags::PSH_ACK), "reject:sg-ingress", "the open connection stops at once");
 }
 
 #[test]
@@ -198,7 +198,7 @@ fn row_16_a_nacl_deny_stops_an_open_connection() {
     let mut h = Harness::from_file(tt::CONFIG);
     let c = Conn { client: tt::client(), server: tt::web(), sport: 40301, dport: 443 };
     c.open(&mut h);
-    assert_eq!(c.from_client(&mut h, Flags::PSH_ACK), "forward:web");
+    assert_eq!(c.client_sends(&mut h, Flags::PSH_ACK), "forward:web");
     h.update(|cfg| {
         let public = cfg.network_acls.iter_mut().find(|n| n.network_acl_id.ends_with("c001")).unwrap();
         public.entries.push(NetworkAclEntry {
@@ -210,5 +210,5 @@ fn row_16_a_nacl_deny_stops_an_open_connection() {
             ..Default::default()
         });
     });
-    assert_eq!(c.from_client(&mut h, Flags::PSH_ACK), "reject:nacl-ingress", "the open connection stops");
+    assert_eq!(c.client_sends(&mut h, Flags::PSH_ACK), "reject:nacl-ingress", "the open connection stops");
 }

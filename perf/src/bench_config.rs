@@ -86,7 +86,7 @@ pub fn quota_config() -> Config {
                 egress[59] = tcp_perm(3306, "10.200.0.0/16");
             }
             json!({"GroupId": group_id(k), "GroupName": format!("tier-{k}"), "Description": "bench", "VpcId": "vpc-0be0c000000000001",
-                   "IpPermissions": ingress, "IpPermissionsEgress": egress.drain(..).collect::<Vec<_>>()})
+                   "IpPermissions": ingress, "IpPermissionsEgress": egress})
         })
         .collect();
     let mut nacl = vec![entry(50, "-1", "deny", false, "198.19.66.0/24", None)];

@@ -102,7 +102,7 @@ fn parse_pcapng(b: &[u8]) -> io::Result<Vec<Captured>> {
         }
         let btype = u32_at(b, at, le)?;
         let len = u32_at(b, at + 4, le)? as usize;
-        if len < 12 || at + len > b.len() || len % 4 != 0 {
+        if len < 12 || at + len > b.len() || !len.is_multiple_of(4) {
             return Err(bad(format!("bad pcapng block length {len} at offset {at}")));
         }
         let body = &b[at + 8..at + len - 4];
@@ -162,7 +162,7 @@ fn options(mut b: &[u8], le: bool) -> io::Result<Vec<(u16, &[u8])>> {
         }
         let val = b.get(4..4 + len).ok_or_else(|| bad("truncated option"))?;
         out.push((code, val));
-        b = &b[(4 + len + 3) / 4 * 4..];
+        b = b.get((4 + len).div_ceil(4) * 4..).unwrap_or(&[]);
     }
     Ok(out)
 }
@@ -214,7 +214,7 @@ impl<W: Write> PcapNgWriter<W> {
         epb.extend_from_slice(&(frame.len() as u32).to_le_bytes());
         epb.extend_from_slice(&(frame.len() as u32).to_le_bytes());
         epb.extend_from_slice(frame);
-        while epb.len() % 4 != 0 {
+        while !epb.len().is_multiple_of(4) {
             epb.push(0);
         }
         write_block(&mut self.out, 6, &epb)
@@ -230,7 +230,7 @@ fn push_option(b: &mut Vec<u8>, code: u16, val: &[u8]) {
     b.extend_from_slice(&code.to_le_bytes());
     b.extend_from_slice(&(val.len() as u16).to_le_bytes());
     b.extend_from_slice(val);
-    while b.len() % 4 != 0 {
+    while !b.len().is_multiple_of(4) {
         b.push(0);
     }
 }
