@@ -853,7 +853,7 @@ fn check_timeouts(c: Option<&ConnectionTrackingConfiguration>, path: &str) -> Re
 }
 
 /// The rules one permission stands for (one per peer), canonicalising it in place.
-fn permission_rules(
+pub fn permission_rules(
     perm: &mut IpPermission,
     egress: bool,
     group_ids: &HashMap<String, usize>,
@@ -925,7 +925,7 @@ fn permission_rules(
 }
 
 /// EC2's duplicate message text: `peer: 0.0.0.0/0, TCP, from port: 22, to port: 22, ALLOW`.
-fn duplicate_text(r: &SgRule) -> String {
+pub fn duplicate_text(r: &SgRule) -> String {
     let peer = match &r.peer {
         Peer::Cidr(p) => p.to_string(),
         Peer::Group(g) => g.clone(),
@@ -934,12 +934,17 @@ fn duplicate_text(r: &SgRule) -> String {
         None => "ALL".to_string(),
         Some(p) => proto_name(Some(p)).to_uppercase(),
     };
-    let (from, to) = match r.ports {
-        SgPorts::All => (-1i64, -1i64),
+    let (from, to) = ports_pair(r.ports);
+    format!("peer: {peer}, {proto}, from port: {from}, to port: {to}, ALLOW")
+}
+
+/// `FromPort`/`ToPort` as describe calls print them (-1 for "all").
+pub fn ports_pair(ports: SgPorts) -> (i64, i64) {
+    match ports {
+        SgPorts::All => (-1, -1),
         SgPorts::Range(a, b) => (a as i64, b as i64),
         SgPorts::Icmp { ty, code } => (ty.map_or(-1, |t| t as i64), code.map_or(-1, |c| c as i64)),
-    };
-    format!("peer: {peer}, {proto}, from port: {from}, to port: {to}, ALLOW")
+    }
 }
 
 /// Rule IDs: kept from `SecurityGroupRules` when the document carries them, otherwise
