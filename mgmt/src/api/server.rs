@@ -104,7 +104,7 @@ pub fn spawn(cfg: ServerConfig, engine: Arc<Mutex<Engine>>, stop: Arc<AtomicBool
     }
     listener.set_nonblocking(true)?;
     let active = Arc::new(AtomicUsize::new(0));
-    Ok(std::thread::Builder::new().name("vpcgate-api".into()).spawn(move || {
+    std::thread::Builder::new().name("vpcgate-api".into()).spawn(move || {
         while !stop.load(Ordering::Relaxed) {
             match listener.accept() {
                 Ok((stream, _)) => {
@@ -131,7 +131,7 @@ pub fn spawn(cfg: ServerConfig, engine: Arc<Mutex<Engine>>, stop: Arc<AtomicBool
                 }
             }
         }
-    })?)
+    })
 }
 
 fn refuse(mut stream: UnixStream, e: &Ec2Error) {
