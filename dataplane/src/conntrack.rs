@@ -12,6 +12,7 @@
 //! entry stops matching at once and frees its capacity when the wheel reclaims it, at
 //! the first whole second of the appliance clock after it expired.
 
+use crate::accounting::{Acct, FlowId};
 use crate::addr::Family;
 use crate::tables::{CtTimeouts, EniId};
 use crate::wire::{TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN};
@@ -245,6 +246,26 @@ struct Entry {
     due: u64,
     prev: u32,
     next: u32,
+    /// Flow-log accounting of the current interval, per way.
+    acct: [Acct; 2],
+    /// Which way leaves the entry's ENI (egress), and whether it leaves by the uplink.
+    egress_way: Way,
+    to_uplink: bool,
+    /// On the dirty list (has accounting to hand over).
+    dirty: bool,
+}
+
+/// How an entry is opened: by a forwarded packet going `way`.
+#[derive(Clone, Copy, Debug)]
+pub struct Opening {
+    pub way: Way,
+    pub tcp_flags: u8,
+    /// The packet leaves the entry's ENI (the egress hop opened it).
+    pub egress: bool,
+    /// Egress from this ENI goes out the uplink (traffic-path 2).
+    pub to_uplink: bool,
+    /// Count the packet for flow logs (`Some(bytes)`) or not.
+    pub count: Option<u64>,
 }
 
 /// What a lookup found.
@@ -281,6 +302,10 @@ pub struct Conntrack {
     wheel: Vec<u32>,
     /// Every wheel second below this has been reclaimed.
     swept_until: Option<u64>,
+    /// Entries with flow-log accounting to hand over.
+    dirty: Vec<u32>,
+    /// Accounting of entries that went away before it was handed over.
+    finished: Vec<(FlowId, Acct)>,
 }
 
 impl Conntrack {
@@ -296,6 +321,8 @@ impl Conntrack {
             per_eni: Vec::new(),
             wheel: vec![NIL; WHEEL_SLOTS as usize],
             swept_until: None,
+            dirty: Vec::with_capacity(capacity as usize),
+            finished: Vec::with_capacity(1024),
         }
     }
 
@@ -374,7 +401,8 @@ impl Conntrack {
     }
 
     /// Records a forwarded packet on a live entry.
-    pub fn touch(&mut self, idx: u32, way: Way, tcp_flags: u8, now: Nanos, timeouts: &CtTimeouts) {
+    /// `count`: the packet's bytes, to be counted for flow logs.
+    pub fn touch(&mut self, idx: u32, way: Way, tcp_flags: u8, now: Nanos, timeouts: &CtTimeouts, count: Option<u64>) {
         let e = &mut self.entries[idx as usize];
         let before = e.state;
         e.state.observe(way, tcp_flags);
@@ -382,34 +410,122 @@ impl Conntrack {
             e.timeout = Self::timeout_of(&e.state, timeouts);
         }
         e.last_seen = e.last_seen.max(now);
+        if let Some(bytes) = count {
+            self.count(idx, way, bytes, now, tcp_flags);
+        }
         self.refile(idx);
+    }
+
+    #[inline]
+    fn count(&mut self, idx: u32, way: Way, bytes: u64, now: Nanos, tcp_flags: u8) {
+        let e = &mut self.entries[idx as usize];
+        e.acct[way as usize].add(bytes, now / NANOS_PER_SEC, tcp_flags);
+        if !e.dirty {
+            e.dirty = true;
+            self.dirty.push(idx);
+        }
+    }
+
+    /// The flow direction an entry's way stands for, in flow-log terms.
+    fn flow_id(e: &Entry, way: Way) -> FlowId {
+        let k = &e.key;
+        let (src, dst, sport, dport) = match way {
+            Way::LoToHi => (k.lo, k.hi, k.lo_port(), k.hi_port()),
+            Way::HiToLo => (k.hi, k.lo, k.hi_port(), k.lo_port()),
+        };
+        // Flow logs show ICMP without ports (the identifier is ours, not AWS's).
+        let (sport, dport) = if k.icmp_query() != 0 { (0, 0) } else { (sport, dport) };
+        let egress = way == e.egress_way;
+        FlowId {
+            eni: k.eni,
+            egress,
+            accept: true,
+            to_uplink: egress && e.to_uplink,
+            family: k.family(),
+            proto: k.proto(),
+            src,
+            dst,
+            sport,
+            dport,
+        }
+    }
+
+    /// Moves an entry's accounting to `finished` (it is being removed or reused).
+    fn retire_acct(&mut self, idx: u32) {
+        let e = &mut self.entries[idx as usize];
+        if !e.dirty {
+            return;
+        }
+        for way in [Way::LoToHi, Way::HiToLo] {
+            let a = std::mem::take(&mut e.acct[way as usize]);
+            if !a.is_empty() {
+                let id = Self::flow_id(e, way);
+                self.finished.push((id, a));
+            }
+        }
+        // It stays on the dirty list (flag kept) with nothing left to report.
+    }
+
+    /// Hands over every flow direction counted since the last call.
+    pub fn drain_accounting(&mut self, mut f: impl FnMut(&FlowId, &Acct)) {
+        for (id, a) in self.finished.drain(..) {
+            f(&id, &a);
+        }
+        for idx in self.dirty.drain(..) {
+            let e = &mut self.entries[idx as usize];
+            e.dirty = false;
+            for way in [Way::LoToHi, Way::HiToLo] {
+                let a = std::mem::take(&mut e.acct[way as usize]);
+                if !a.is_empty() {
+                    f(&Self::flow_id(e, way), &a);
+                }
+            }
+        }
     }
 
     /// Creates an entry for a forwarded packet (capacity checked by the caller with
     /// [`Conntrack::has_room`]), or restarts an expired one in place.
-    pub fn open(
-        &mut self,
-        found: Found,
-        key: CtKey,
-        way: Way,
-        tcp_flags: u8,
-        now: Nanos,
-        timeouts: &CtTimeouts,
-    ) -> u32 {
+    pub fn open(&mut self, found: Found, key: CtKey, o: Opening, now: Nanos, timeouts: &CtTimeouts) -> u32 {
+        let way = o.way;
         let mut state = CtState::new(key.proto(), way);
-        state.observe(way, tcp_flags);
+        state.observe(way, o.tcp_flags);
         let timeout = Self::timeout_of(&state, timeouts);
-        let fresh = Entry { key, state, last_seen: now, created: now, timeout, due: 0, prev: NIL, next: NIL };
+        let egress_way = if o.egress {
+            way
+        } else if way == Way::LoToHi {
+            Way::HiToLo
+        } else {
+            Way::LoToHi
+        };
+        let fresh = Entry {
+            key,
+            state,
+            last_seen: now,
+            created: now,
+            timeout,
+            due: 0,
+            prev: NIL,
+            next: NIL,
+            acct: [Acct::default(); 2],
+            egress_way,
+            to_uplink: o.to_uplink,
+            dirty: false,
+        };
         let idx = match found {
             Found::Expired(idx) | Found::Live(idx) => {
+                self.retire_acct(idx);
                 self.unlink(idx);
-                self.entries[idx as usize] = fresh;
+                let was_dirty = self.entries[idx as usize].dirty;
+                self.entries[idx as usize] = Entry { dirty: was_dirty, ..fresh };
                 idx
             }
             Found::Missing => {
                 let idx = match self.free.pop() {
                     Some(i) => {
-                        self.entries[i as usize] = fresh;
+                        // Still on the dirty list if it was when removed: keep the flag
+                        // so it is not listed twice.
+                        let was_dirty = self.entries[i as usize].dirty;
+                        self.entries[i as usize] = Entry { dirty: was_dirty, ..fresh };
                         i
                     }
                     None => {
@@ -428,6 +544,9 @@ impl Conntrack {
         };
         self.entries[idx as usize].due = Self::due_second(&self.entries[idx as usize]);
         self.link(idx);
+        if let Some(bytes) = o.count {
+            self.count(idx, way, bytes, now, o.tcp_flags);
+        }
         idx
     }
 
@@ -531,6 +650,7 @@ impl Conntrack {
     }
 
     fn remove(&mut self, idx: u32) {
+        self.retire_acct(idx);
         self.unlink(idx);
         let key = self.entries[idx as usize].key;
         self.remove_index(&key, idx);
@@ -587,6 +707,10 @@ mod tests {
     const T: CtTimeouts = CtTimeouts { tcp_established: 432_000, udp: 30, udp_stream: 180 };
     const S: u64 = NANOS_PER_SEC;
 
+    fn opening(way: Way, tcp_flags: u8) -> Opening {
+        Opening { way, tcp_flags, egress: true, to_uplink: false, count: None }
+    }
+
     fn key(eni: u32, sport: u16, proto: u8) -> (CtKey, Way) {
         CtKey::new(EniId(eni), Family::V4, proto, 10, 20, sport, 80, 0)
     }
@@ -598,7 +722,7 @@ mod tests {
         let (k, w) = key(1, 5000, 6);
         assert_eq!(w, Way::LoToHi);
         let f = ct.find(&k, S);
-        ct.open(f, k, w, TCP_SYN, S, &T);
+        ct.open(f, k, opening(w, TCP_SYN), S, &T);
         let (rk, rw) = CtKey::new(EniId(1), Family::V4, 6, 20, 10, 80, 5000, 0);
         assert_eq!(rk, k);
         assert_eq!(rw, Way::HiToLo);
@@ -645,7 +769,7 @@ mod tests {
         let (k, w) = key(1, 1, 17);
         let f = ct.find(&k, 0);
         ct.advance(0, tt);
-        ct.open(f, k, w, 0, 0, &T);
+        ct.open(f, k, opening(w, 0), 0, &T);
         assert!(matches!(ct.find(&k, 30 * S), Found::Live(_)), "idle == timeout is not expired");
         assert!(matches!(ct.find(&k, 30 * S + 1), Found::Expired(_)));
         ct.advance(30 * S + 1, tt);
@@ -662,7 +786,7 @@ mod tests {
         for sport in 0..2 {
             let (k, w) = key(1, sport, 6);
             assert!(ct.has_room(&[EniId(1)], 2));
-            ct.open(Found::Missing, k, w, TCP_SYN, 0, &T);
+            ct.open(Found::Missing, k, opening(w, TCP_SYN), 0, &T);
         }
         assert!(!ct.has_room(&[EniId(1)], 2), "ENI 1 is at its limit");
         assert!(ct.has_room(&[EniId(2)], 2));
@@ -679,7 +803,7 @@ mod tests {
                 let (k, w) = key(1, (round as u16 % 7) * 100 + i, 17);
                 let f = ct.find(&k, now);
                 if !matches!(f, Found::Live(_)) && ct.has_room(&[EniId(1)], 64) {
-                    ct.open(f, k, w, 0, now, &T);
+                    ct.open(f, k, opening(w, 0), now, &T);
                 }
             }
             now += 11 * S;
@@ -688,5 +812,27 @@ mod tests {
                 assert!(matches!(ct.find(k, now), Found::Live(i) | Found::Expired(i) if i == idx));
             }
         }
+    }
+
+    #[test]
+    fn accounting_survives_removal_and_reuse() {
+        let mut ct = Conntrack::new(4);
+        ct.ensure_enis(2);
+        let (k, w) = key(1, 7, 17);
+        let o = Opening { way: w, tcp_flags: 0, egress: true, to_uplink: true, count: Some(100) };
+        let idx = ct.open(Found::Missing, k, o, 5 * S, &T);
+        ct.touch(idx, Way::HiToLo, 0, 6 * S, &T, Some(40));
+        ct.advance(5 * S, |_| Some(T));
+        ct.advance(40 * S, |_| Some(T)); // expired and reclaimed
+        let (k2, w2) = key(1, 8, 17);
+        ct.open(Found::Missing, k2, Opening { count: Some(1), ..o.clone() }, 41 * S, &T);
+        let _ = w2;
+        let mut got = Vec::new();
+        ct.drain_accounting(|id, a| got.push((id.sport, id.egress, id.to_uplink, a.packets, a.bytes)));
+        got.sort();
+        assert_eq!(got, vec![(7, true, true, 1, 100), (8, true, true, 1, 1), (80, false, false, 1, 40)]);
+        let mut again = 0;
+        ct.drain_accounting(|_, _| again += 1);
+        assert_eq!(again, 0);
     }
 }

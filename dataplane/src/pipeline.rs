@@ -13,8 +13,9 @@
 //! reads state only; committing ([`Pipeline::commit`]) is the one place that changes
 //! it, so a trace can ask "what would happen" without touching anything.
 
+use crate::accounting::{self, Acct, FlowId, FlowTable};
 use crate::addr::{Family, Mac};
-use crate::conntrack::{Conntrack, CtKey, CtView, Found, Nanos, Way, NANOS_PER_SEC};
+use crate::conntrack::{Conntrack, CtKey, CtView, Found, Nanos, Opening, Way, NANOS_PER_SEC};
 use crate::explain::{Explain, SgDecision, Step, Tracking};
 use crate::forward::{self, Source};
 use crate::fragment::{FragKey, FragmentCache, Remembered};
@@ -25,6 +26,7 @@ use crate::tables::{Eni, EniId, PortId, Tables};
 use crate::wire::{
     self, reply, Arp, EmbeddedL4, IcmpMsg, IpPacket, Kind, Malformed, Packet, ETHERTYPE_IPV4, ETHERTYPE_IPV6, L4,
 };
+use flowlog::FlowRecord;
 
 /// The policy hops, in the order AWS applies them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -191,6 +193,10 @@ pub struct Plan {
     ct: [CtAction; 2],
     first_fragment: Option<FragKey>,
     reply: Option<ReplyPlan>,
+    /// The packet as flow logs see it (ENI, direction and action filled per hop).
+    packet: FlowId,
+    from_uplink: bool,
+    to_uplink: bool,
 }
 
 impl Default for Plan {
@@ -210,6 +216,20 @@ impl Default for Plan {
             ct: [CtAction::Nothing; 2],
             first_fragment: None,
             reply: None,
+            packet: FlowId {
+                eni: EniId(0),
+                egress: false,
+                accept: true,
+                to_uplink: false,
+                family: Family::V4,
+                proto: 0,
+                src: 0,
+                dst: 0,
+                sport: 0,
+                dport: 0,
+            },
+            from_uplink: false,
+            to_uplink: false,
         }
     }
 }
@@ -219,11 +239,13 @@ impl Default for Plan {
 pub struct PipelineConfig {
     pub conntrack_entries: u32,
     pub fragment_entries: usize,
+    /// Untracked and refused flow directions accounted per interval for flow logs.
+    pub flow_entries: usize,
 }
 
 impl Default for PipelineConfig {
     fn default() -> Self {
-        PipelineConfig { conntrack_entries: 262_144, fragment_entries: 4096 }
+        PipelineConfig { conntrack_entries: 262_144, fragment_entries: 4096, flow_entries: 65_536 }
     }
 }
 
@@ -236,6 +258,12 @@ pub struct Pipeline {
     timeouts_epoch: u64,
     /// Start of the next clock second: conntrack reclaims once per second.
     next_second: Nanos,
+    /// Flow-log accounting of traffic conntrack does not track.
+    flows: FlowTable,
+    /// End of the current accounting interval.
+    next_flush: Nanos,
+    /// Flow records of finished intervals, for the worker to hand on.
+    records: Vec<FlowRecord>,
 }
 
 /// The L4 identity of a packet: ports for TCP/UDP, the identifier (as both ports)
@@ -285,6 +313,9 @@ impl Pipeline {
             generation: None,
             timeouts_epoch: 0,
             next_second: 0,
+            flows: FlowTable::new(cfg.flow_entries),
+            next_flush: 0,
+            records: Vec::new(),
         }
     }
 
@@ -303,9 +334,39 @@ impl Pipeline {
             self.timeouts_epoch = t.timeouts_epoch;
         }
         if now >= self.next_second {
+            if t.flow_interval_secs > 0 && now >= self.next_flush {
+                self.flush_accounting(t, now);
+            }
             self.conntrack.advance(now, |e| t.eni(e).map(|e| e.timeouts));
             self.next_second = (now / NANOS_PER_SEC + 1) * NANOS_PER_SEC;
         }
+    }
+
+    /// Turns everything accounted so far into flow records (kept for
+    /// [`Pipeline::take_records`]) and starts the interval `now` is in.
+    pub fn flush_accounting(&mut self, t: &Tables, now: Nanos) {
+        let interval = t.flow_interval_secs.max(1) as u64;
+        let end = self.next_flush / NANOS_PER_SEC;
+        let records = &mut self.records;
+        let mut emit = |id: &FlowId, a: &Acct| {
+            if let Some(meta) = t.eni(id.eni).and_then(|e| e.flow_meta.as_ref()) {
+                records.push(accounting::record(meta, id, a));
+            }
+        };
+        self.conntrack.drain_accounting(&mut emit);
+        self.flows.drain(&mut emit);
+        for (eni, _) in self.flows.take_skipped() {
+            if let Some(meta) = t.eni(eni).and_then(|e| e.flow_meta.as_ref()) {
+                self.records.push(accounting::skipdata(meta, end.saturating_sub(interval), end.saturating_sub(1)));
+            }
+        }
+        let now_s = now / NANOS_PER_SEC;
+        self.next_flush = (now_s / interval + 1) * interval * NANOS_PER_SEC;
+    }
+
+    /// The flow records of finished intervals.
+    pub fn take_records(&mut self) -> Vec<FlowRecord> {
+        std::mem::take(&mut self.records)
     }
 
     /// Runs a batch: one outcome per frame, frames rewritten in place.
@@ -412,6 +473,8 @@ impl Pipeline {
         };
         let family = ip.family();
         plan.dst = dest.eni();
+        plan.from_uplink = matches!(src, Source::Uplink(_));
+        plan.to_uplink = matches!(dest, forward::Dest::Uplink(_));
         plan.dst_mac = dst_mac;
         plan.l3_offset = pkt.l3_offset;
         plan.ethertype = if family == Family::V4 { ETHERTYPE_IPV4 } else { ETHERTYPE_IPV6 };
@@ -428,8 +491,20 @@ impl Pipeline {
                 id: frag.id,
             };
             if !frag.is_first() {
-                let remembered = self.fragments.get(&key, now);
+                let found = self.fragments.get(&key, now);
+                let remembered = found.map(|f| f.0);
                 ex.step(|| Step::FragmentFollows { remembered });
+                if let Some((_, (sport, dport))) = found {
+                    plan.packet = FlowId {
+                        family,
+                        proto: ip.proto,
+                        src: ip.src.bits,
+                        dst: ip.dst.bits,
+                        sport,
+                        dport,
+                        ..plan.packet
+                    };
+                }
                 return match remembered {
                     None => Verdict::Drop(DropReason::FragmentOrphan),
                     Some(Remembered::Forward { port, dst_mac }) => {
@@ -445,6 +520,19 @@ impl Pipeline {
 
         let key16 = rule_key(&ip.l4);
         let ports = flow_ports(&ip.l4);
+        let (log_sport, log_dport) = match ip.l4 {
+            L4::Tcp { sport, dport, .. } | L4::Udp { sport, dport } => (sport, dport),
+            _ => (0, 0),
+        };
+        plan.packet = FlowId {
+            family,
+            proto: ip.proto,
+            src: ip.src.bits,
+            dst: ip.dst.bits,
+            sport: log_sport,
+            dport: log_dport,
+            ..plan.packet
+        };
         (plan.flow, plan.way) = CtKey::new(
             EniId(0),
             family,
@@ -564,32 +652,38 @@ impl Pipeline {
                 _ => None,
             };
             if let Some(r) = remembered {
-                self.fragments.remember(key, r, now);
+                self.fragments.remember(key, r, (plan.packet.sport, plan.packet.dport), now);
             }
         }
         let bytes = plan.ip_len as u64;
         match plan.verdict {
             Verdict::Forward(_) => {
-                for action in plan.ct {
+                for (hop, action) in plan.ct.into_iter().enumerate() {
+                    // Hop 0 is the source ENI's egress, hop 1 the destination ENI's ingress.
+                    let egress = hop == 0;
                     match action {
                         CtAction::Touch(eni, idx) => {
                             if let Some(e) = t.eni(eni) {
-                                self.conntrack.touch(idx, plan.way, plan.tcp_flags, now, &e.timeouts);
+                                let count = e.flow_meta.is_some().then_some(bytes);
+                                self.conntrack.touch(idx, plan.way, plan.tcp_flags, now, &e.timeouts, count);
                             }
                         }
                         CtAction::Open(eni, found) => {
                             if let Some(e) = t.eni(eni) {
-                                self.conntrack.open(
-                                    found,
-                                    plan.flow.at(eni),
-                                    plan.way,
-                                    plan.tcp_flags,
-                                    now,
-                                    &e.timeouts,
-                                );
+                                let opening = Opening {
+                                    way: plan.way,
+                                    tcp_flags: plan.tcp_flags,
+                                    egress,
+                                    to_uplink: if egress { plan.to_uplink } else { plan.from_uplink },
+                                    count: e.flow_meta.is_some().then_some(bytes),
+                                };
+                                self.conntrack.open(found, plan.flow.at(eni), opening, now, &e.timeouts);
                             }
                         }
-                        CtAction::Nothing | CtAction::Untracked => {}
+                        CtAction::Nothing | CtAction::Untracked => {
+                            let eni = if egress { plan.src } else { plan.dst };
+                            self.account(t, plan, eni, egress, true, bytes, now);
+                        }
                     }
                 }
                 self.stats.untracked += plan.untracked as u64;
@@ -625,7 +719,12 @@ impl Pipeline {
                 }
             }
             Verdict::Reject(hop) => {
+                // Refused at the destination: it did leave the source (ACCEPT there).
+                if hop.direction() == Direction::Ingress {
+                    self.account(t, plan, plan.src, true, true, bytes, now);
+                }
                 let eni = if hop.direction() == Direction::Egress { plan.src } else { plan.dst };
+                self.account(t, plan, eni, hop.direction() == Direction::Egress, false, bytes, now);
                 if let Some(c) = eni.and_then(|e| self.stats.eni(e)) {
                     match hop.direction() {
                         Direction::Egress => c.rejected_out += 1,
@@ -650,6 +749,27 @@ impl Pipeline {
             Verdict::Drop(_) => {}
         }
         outcome
+    }
+
+    /// Counts a packet for flow logs at `eni` (if it has one) outside conntrack.
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    fn account(
+        &mut self,
+        t: &Tables,
+        plan: &Plan,
+        eni: Option<EniId>,
+        egress: bool,
+        accept: bool,
+        bytes: u64,
+        now: Nanos,
+    ) {
+        let Some(eni) = eni else { return };
+        if t.eni(eni).is_none_or(|e| e.flow_meta.is_none()) {
+            return;
+        }
+        let id = FlowId { eni, egress, accept, to_uplink: egress && plan.to_uplink, ..plan.packet };
+        self.flows.add(&id, bytes, now / NANOS_PER_SEC, plan.tcp_flags);
     }
 
     /// Conntrack entries still available on this core for `eni`

@@ -5,6 +5,7 @@
 //! because it carries forwarding state as well as policy.
 
 use std::hash::BuildHasherDefault;
+use std::sync::Arc;
 
 use hashbrown::HashMap;
 use rustc_hash::FxHasher;
@@ -81,6 +82,8 @@ pub struct Eni {
     /// Flow-log identity of the ENI.
     pub account_id: String,
     pub instance_id: Option<String>,
+    /// Set when a flow log covers the ENI: its traffic is accounted and becomes records.
+    pub flow_meta: Option<Arc<flowlog::EniMeta>>,
 }
 
 impl Eni {
@@ -127,6 +130,9 @@ pub struct Tables {
     pub by_ipv4: FastMap<u32, EniId>,
     pub by_ipv6: FastMap<u128, EniId>,
     pub ct_limits: CtLimits,
+    /// Accounting interval in seconds (the shortest `MaxAggregationInterval` of the
+    /// flow logs), 0 when no flow log is configured.
+    pub flow_interval_secs: u32,
     /// Every VPC CIDR as an address range, for the per-packet "is this a VPC
     /// address" tests (built by [`Tables::index_vpcs`]).
     pub vpc_ranges: Vec<VpcRange>,

@@ -50,6 +50,16 @@ fn tables() -> Tables {
         sg_egress: open(),
         account_id: "1".into(),
         instance_id: None,
+        flow_meta: Some(std::sync::Arc::new(flowlog::EniMeta {
+            interface_id: format!("eni-0000000{i}"),
+            account_id: "1".into(),
+            vpc_id: "vpc-00000001".into(),
+            subnet_id: "subnet-00000001".into(),
+            instance_id: None,
+            region: "us-east-1".into(),
+            az_id: None,
+            primary_ipv4: Some(std::net::Ipv4Addr::from(ip4)),
+        })),
     };
     let nacl_rules = |egress: bool| {
         vec![
@@ -126,6 +136,7 @@ fn tables() -> Tables {
         by_ipv6,
         ct_limits: CtLimits { max_entries_per_eni: 64 },
         vpc_ranges: Vec::new(),
+        flow_interval_secs: 5,
     };
     t.index_vpcs();
     t
@@ -200,7 +211,7 @@ fn fuzz_parser_and_pipeline() {
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
     let t = tables();
     let seeds = seeds();
-    let mut p = Pipeline::new(PipelineConfig { conntrack_entries: 256, fragment_entries: 64 });
+    let mut p = Pipeline::new(PipelineConfig { conntrack_entries: 256, fragment_entries: 64, flow_entries: 256 });
     let deadline = Instant::now() + Duration::from_secs(secs);
     let mut now = 1_000_000_000_000u64;
     let mut rounds = 0u64;

@@ -9,7 +9,11 @@ use dataplane::policy::nacl::{Nacl, NaclDirection, NaclRule};
 use dataplane::policy::sg::{SgDirection, SgMatch, SgRuleInfo};
 use dataplane::tables::{self, CtLimits, CtTimeouts, Eni, EniId, FastMap, Tables};
 
-use crate::validate::{Checked, NaclPorts, Peer, SgPorts};
+use std::sync::Arc;
+
+use flowlog::EniMeta;
+
+use crate::validate::{Checked, EniInfo, NaclPorts, Peer, SgPorts};
 
 const ALL_KEYS: (u16, u16) = (0, 65535);
 
@@ -126,6 +130,7 @@ impl Compiler {
                 sg_egress: sg(true),
                 account_id: e.owner.clone().unwrap_or_else(|| "000000000000".into()),
                 instance_id: e.instance_id.clone(),
+                flow_meta: flow_logged(c, e).then(|| Arc::new(eni_meta(c, e))),
             });
         }
 
@@ -185,9 +190,37 @@ impl Compiler {
             by_ipv6,
             ct_limits: CtLimits { max_entries_per_eni: appliance.conntrack.max_entries_per_eni },
             vpc_ranges: Vec::new(),
+            flow_interval_secs: flow_interval(c),
         };
         tables.index_vpcs();
         tables
+    }
+}
+
+/// Does any flow log cover this ENI (by its id, its subnet or its VPC)?
+fn flow_logged(c: &Checked, e: &EniInfo) -> bool {
+    let (subnet, vpc) = (&c.subnets[e.subnet].id, &c.vpcs[e.vpc].id);
+    c.config.flow_logs.iter().any(|f| f.resource_id == e.id || &f.resource_id == subnet || &f.resource_id == vpc)
+}
+
+/// The accounting interval: the shortest aggregation interval of any flow log
+/// (600 s when a flow log does not say, as AWS), 0 without flow logs.
+fn flow_interval(c: &Checked) -> u32 {
+    c.config.flow_logs.iter().map(|f| f.max_aggregation_interval.unwrap_or(600).clamp(1, 600) as u32).min().unwrap_or(0)
+}
+
+/// What flow records say about an ENI.
+pub fn eni_meta(c: &Checked, e: &EniInfo) -> EniMeta {
+    let subnet = &c.subnets[e.subnet];
+    EniMeta {
+        interface_id: e.id.clone(),
+        account_id: e.owner.clone().unwrap_or_else(|| "000000000000".into()),
+        vpc_id: c.vpcs[e.vpc].id.clone(),
+        subnet_id: subnet.id.clone(),
+        instance_id: e.instance_id.clone(),
+        region: c.config.appliance.region.clone(),
+        az_id: subnet.az_id.clone(),
+        primary_ipv4: e.ipv4.first().map(|&a| std::net::Ipv4Addr::from(a)),
     }
 }
 
