@@ -825,7 +825,7 @@ mod tests {
         ct.advance(5 * S, |_| Some(T));
         ct.advance(40 * S, |_| Some(T)); // expired and reclaimed
         let (k2, w2) = key(1, 8, 17);
-        ct.open(Found::Missing, k2, Opening { count: Some(1), ..o.clone() }, 41 * S, &T);
+        ct.open(Found::Missing, k2, Opening { count: Some(1), ..o }, 41 * S, &T);
         let _ = w2;
         let mut got = Vec::new();
         ct.drain_accounting(|id, a| got.push((id.sport, id.egress, id.to_uplink, a.packets, a.bytes)));
