@@ -2,6 +2,7 @@
 //! error codes, compilation into the dataplane's tables, and the tools built on them.
 
 pub mod api;
+pub mod audit;
 pub mod cli;
 pub mod compile;
 pub mod daemon;
