@@ -12,4 +12,5 @@ pub mod logging;
 pub mod model;
 pub mod replay;
 pub mod store;
+pub mod trace;
 pub mod validate;
