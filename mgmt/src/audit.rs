@@ -391,7 +391,7 @@ pub fn render_table(findings: &[Finding]) -> String {
     if findings.is_empty() {
         return "no findings\n".into();
     }
-    let _ = writeln!(s, "{:<9} {:<26} {:<24} {}", "SEVERITY", "CHECK", "RESOURCE", "FINDING / FIX");
+    let _ = writeln!(s, "{:<9} {:<26} {:<24} FINDING / FIX", "SEVERITY", "CHECK", "RESOURCE");
     for f in findings {
         let _ = writeln!(s, "{:<9} {:<26} {:<24} {}", f.severity.name(), f.check, f.resource, f.message);
         if !f.rule.is_empty() {
