@@ -105,7 +105,7 @@ impl Step {
                         L4::Other => format!("protocol {}", ip.proto),
                         L4::NotFirstFragment => format!("protocol {} (later fragment)", ip.proto),
                     };
-                    format!("parse: {} -> {} {}", ip.src, ip.dst, l4)
+                    format!("parse: {} -> {} {}", ip.src_ip(), ip.dst_ip(), l4)
                 }
             },
             Step::Source(Source::Eni(e)) => {

@@ -32,6 +32,6 @@ pub fn answers_arp(t: &Tables, src: Source, arp: &Arp) -> bool {
 pub fn answers_solicit(t: &Tables, src: Source, ip: &IpPacket, target: u128) -> bool {
     ip.family() == Family::V6
         && ip.hop_limit == 255
-        && ip.src.bits != 0
+        && ip.src != 0
         && (t.router_link_local.contains(&target) || is_vpc_address(t, src, Ip::v6(target)))
 }

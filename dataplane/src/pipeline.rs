@@ -436,7 +436,7 @@ impl Pipeline {
                         return Verdict::Drop(DropReason::NdIgnored);
                     };
                     let to_mac = source_ll.unwrap_or(pkt.src_mac);
-                    plan.reply = Some(ReplyPlan::Advert { target, to: ip.src.bits, to_mac });
+                    plan.reply = Some(ReplyPlan::Advert { target, to: ip.src, to_mac });
                     return Verdict::Reply;
                 }
                 IcmpMsg::NeighborDiscovery => {
@@ -449,21 +449,21 @@ impl Pipeline {
 
         // Non-policy drops, in the spec's order: source check, then route.
         plan.src = src.eni();
-        let checked = forward::check_source(t, src, ip.src);
+        let checked = forward::check_source(t, src, ip.src_ip());
         if let Source::Eni(e) = src {
             ex.step(|| {
                 let eni = t.eni(e);
                 Step::SourceCheck {
                     eni: e,
                     enforced: eni.is_some_and(|x| x.source_dest_check),
-                    owned: eni.is_some_and(|x| x.owns(ip.src)),
+                    owned: eni.is_some_and(|x| x.owns(ip.src_ip())),
                 }
             });
         }
         if let Err(r) = checked {
             return Verdict::Drop(r);
         }
-        let dest = match forward::route(t, src, ip.dst) {
+        let dest = match forward::route(t, src, ip.dst_ip()) {
             Ok(d) => d,
             Err(r) => return Verdict::Drop(r),
         };
@@ -485,8 +485,8 @@ impl Pipeline {
         if let Some(frag) = ip.frag {
             let key = FragKey {
                 family,
-                src: ip.src.bits,
-                dst: ip.dst.bits,
+                src: ip.src,
+                dst: ip.dst,
                 proto: if family == Family::V4 { ip.proto } else { 0 },
                 id: frag.id,
             };
@@ -495,15 +495,8 @@ impl Pipeline {
                 let remembered = found.map(|f| f.0);
                 ex.step(|| Step::FragmentFollows { remembered });
                 if let Some((_, (sport, dport))) = found {
-                    plan.packet = FlowId {
-                        family,
-                        proto: ip.proto,
-                        src: ip.src.bits,
-                        dst: ip.dst.bits,
-                        sport,
-                        dport,
-                        ..plan.packet
-                    };
+                    plan.packet =
+                        FlowId { family, proto: ip.proto, src: ip.src, dst: ip.dst, sport, dport, ..plan.packet };
                 }
                 return match remembered {
                     None => Verdict::Drop(DropReason::FragmentOrphan),
@@ -527,22 +520,14 @@ impl Pipeline {
         plan.packet = FlowId {
             family,
             proto: ip.proto,
-            src: ip.src.bits,
-            dst: ip.dst.bits,
+            src: ip.src,
+            dst: ip.dst,
             sport: log_sport,
             dport: log_dport,
             ..plan.packet
         };
-        (plan.flow, plan.way) = CtKey::new(
-            EniId(0),
-            family,
-            ip.proto,
-            ip.src.bits,
-            ip.dst.bits,
-            ports.sport,
-            ports.dport,
-            ports.icmp_query,
-        );
+        (plan.flow, plan.way) =
+            CtKey::new(EniId(0), family, ip.proto, ip.src, ip.dst, ports.sport, ports.dport, ports.icmp_query);
         let hop = HopInput { ip, key16, ports: &ports, flow: plan.flow, related: related_key(frame, ip), now };
         let src_eni = src.eni().and_then(|e| t.eni(e));
         let dst_eni = dest.eni().and_then(|e| t.eni(e));
@@ -606,7 +591,7 @@ impl Pipeline {
             return Some(CtAction::Touch(eni.key, idx));
         }
         let peer = if dir == Direction::Ingress { ip.src } else { ip.dst };
-        let Some(rule) = eni.sg(dir).judge(ip.family(), ip.proto, h.key16, peer.bits) else {
+        let Some(rule) = eni.sg(dir).judge(ip.family(), ip.proto, h.key16, peer) else {
             ex.step(|| Step::Sg { hop, eni: eni.key, decision: SgDecision::NoRule });
             return None;
         };
@@ -630,7 +615,7 @@ impl Pipeline {
             Direction::Egress => (&nacl.egress, ip.dst),
             Direction::Ingress => (&nacl.ingress, ip.src),
         };
-        let matched = table.judge(ip.family(), ip.proto, key16, peer.bits);
+        let matched = table.judge(ip.family(), ip.proto, key16, peer);
         ex.step(|| Step::Nacl { hop, subnet, nacl: nacl_idx, matched });
         matched.allow
     }

@@ -254,8 +254,8 @@ pub fn reachability(
     let original = dataplane::wire::parse(&frame[out.head..out.head + out.len]).map_err(|m| invalid(m.name()))?;
     let dataplane::wire::Kind::Ip(ip_pkt) = original.kind else { return Ok(legs) };
     let (reply_from_mac, proto) = (original.dst_mac, ip_pkt.proto);
-    let replier = Host { mac: reply_from_mac, ip: ip_pkt.dst.to_std() };
-    let back = ip_pkt.src.to_std();
+    let replier = Host { mac: reply_from_mac, ip: ip_pkt.dst_ip().to_std() };
+    let back = ip_pkt.src_ip().to_std();
     let reply = match ip_pkt.l4 {
         dataplane::wire::L4::Tcp { sport, dport, .. } => {
             testkit::tcp(&replier, back, t.router_mac, dport, sport, Flags::SYN_ACK, 1, 2, &[])

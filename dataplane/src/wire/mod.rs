@@ -57,8 +57,11 @@ pub const ARP_REQUEST: u16 = 1;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct IpPacket {
-    pub src: Ip,
-    pub dst: Ip,
+    pub family: Family,
+    /// Address bits (IPv4 in the low 32 bits); plain words, not `Ip`, so the parsed
+    /// packet stays small and moves cheaply.
+    pub src: u128,
+    pub dst: u128,
     /// The upper-layer protocol (after IPv6 extension headers).
     pub proto: u8,
     pub hop_limit: u8,
@@ -70,7 +73,13 @@ pub struct IpPacket {
 
 impl IpPacket {
     pub fn family(&self) -> Family {
-        self.src.family
+        self.family
+    }
+    pub fn src_ip(&self) -> Ip {
+        Ip { family: self.family, bits: self.src }
+    }
+    pub fn dst_ip(&self) -> Ip {
+        Ip { family: self.family, bits: self.dst }
     }
 }
 

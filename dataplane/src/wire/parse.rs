@@ -67,12 +67,12 @@ fn parse_ipv4(b: &[u8], base: usize) -> Result<IpPacket, Malformed> {
     let offset = flags_frag & 0x1fff;
     let more = flags_frag & 0x2000 != 0;
     let proto = b[9];
-    let src = Ip::v4(be32(b, 12).ok_or(Malformed::Ipv4Header)?);
-    let dst = Ip::v4(be32(b, 16).ok_or(Malformed::Ipv4Header)?);
+    let src = be32(b, 12).ok_or(Malformed::Ipv4Header)? as u128;
+    let dst = be32(b, 16).ok_or(Malformed::Ipv4Header)? as u128;
     let frag = (more || offset != 0).then(|| Fragment { id: be16(b, 4).unwrap_or(0) as u32, offset, more });
     let payload = &b[ihl..];
     let l4 = l4_after_fragment_checks(Family::V4, proto, payload, base + ihl, frag)?;
-    Ok(IpPacket { src, dst, proto, hop_limit: b[8], ip_len: total as u16, frag, l4 })
+    Ok(IpPacket { family: Family::V4, src, dst, proto, hop_limit: b[8], ip_len: total as u16, frag, l4 })
 }
 
 #[inline]
@@ -86,8 +86,8 @@ fn parse_ipv6(b: &[u8], base: usize) -> Result<IpPacket, Malformed> {
         return Err(Malformed::Ipv6PayloadLength);
     }
     let b = &b[..40 + plen];
-    let src = Ip::v6(be128(b, 8).ok_or(Malformed::Ipv6Header)?);
-    let dst = Ip::v6(be128(b, 24).ok_or(Malformed::Ipv6Header)?);
+    let src = be128(b, 8).ok_or(Malformed::Ipv6Header)?;
+    let dst = be128(b, 24).ok_or(Malformed::Ipv6Header)?;
     let mut pos = 40usize;
     let mut frag = None;
     let mut count = 0usize;
@@ -124,7 +124,7 @@ fn parse_ipv6(b: &[u8], base: usize) -> Result<IpPacket, Malformed> {
         }
     }
     let l4 = l4_after_fragment_checks(Family::V6, nh, &b[pos..], base + pos, frag)?;
-    Ok(IpPacket { src, dst, proto: nh, hop_limit: b[7], ip_len: (40 + plen) as u16, frag, l4 })
+    Ok(IpPacket { family: Family::V6, src, dst, proto: nh, hop_limit: b[7], ip_len: (40 + plen) as u16, frag, l4 })
 }
 
 /// Rejects impossible fragments, then parses the L4 header of anything that has one.
