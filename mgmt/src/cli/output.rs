@@ -155,7 +155,7 @@ fn inner_width(s: &Section) -> usize {
     let rows = s
         .rows
         .iter()
-        .map(|(k, v)| if v.is_empty() { k.chars().count() + 4 } else { kw + v.chars().count() + 8 })
+        .map(|(k, v)| if v.is_empty() { k.chars().count() + 4 } else { kw + v.chars().count() + 9 })
         .max()
         .unwrap_or(0);
     let title = s.title.chars().count() + 4;
