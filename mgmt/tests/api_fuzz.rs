@@ -299,7 +299,7 @@ fn cli_parameter_parser_answers_every_input_with_a_value_or_a_parameter_error() 
             mutate_text(&mut rng, seed)
         };
         let (option, shape) = shapes.choose(&mut rng).unwrap();
-        match sh::structures(option, &[input.clone()], shape) {
+        match sh::structures(option, std::slice::from_ref(&input), shape) {
             Ok(values) => {
                 parsed += 1;
                 if *option == "--ip-permissions" {
