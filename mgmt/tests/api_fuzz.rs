@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use daemon::*;
 use mgmt::api::{Engine, Role};
+use mgmt::cli::output::{render, Format};
 use mgmt::cli::shorthand::{self as sh, Shape};
 use mgmt::cli::{Cli, Command};
 use mgmt::model::Config;
@@ -396,7 +397,11 @@ fn whole_command_lines_parse_or_fail_as_usage_errors() {
                         requests += 1;
                         req["Action"] = json!(action);
                         let line = req.to_string();
-                        assert_ec2_answer(&line, &e.handle_line(&line, Role::Admin));
+                        let answer = assert_ec2_answer(&line, &e.handle_line(&line, Role::Admin));
+                        // Every output format renders every answer.
+                        for f in [Format::Json, Format::Table, Format::Text] {
+                            let _ = render(&answer, f, action);
+                        }
                     }
                     Err(err) => assert!(!err.0.is_empty()),
                 }

@@ -7,8 +7,11 @@
 //! current one; the engine validates it, saves it durably, publishes it to the
 //! workers, and only then answers. A refused request changes nothing.
 
+//! One module per resource: `sg` (security groups and their rules), `nacl`, `eni`,
+//! `vpc` (VPCs and subnets), `flowlogs`; `config` is the whole-config export/import;
+//! `filter` the Describe filters; `ids` new EC2-shaped ids.
+
 mod config;
-pub use config::DOCUMENT_KEYS;
 mod eni;
 pub mod filter;
 mod flowlogs;
@@ -17,6 +20,8 @@ mod nacl;
 pub mod server;
 mod sg;
 mod vpc;
+
+pub use config::{document, DOCUMENT_KEYS};
 
 use serde::de::DeserializeOwned;
 use serde_json::{json, Map, Value};
