@@ -992,13 +992,7 @@ fn check_nacl_entries(
     let mut numbers = HashSet::new();
     for (i, e) in entries.iter_mut().enumerate() {
         let epath = format!("{path}.Entries[{i}]");
-        if !(1..=32766).contains(&e.rule_number) {
-            return Err(invalid(format!(
-                "Invalid value '{}' for ruleNumber. Must be between 1 and 32766",
-                e.rule_number
-            ))
-            .at(&format!("{epath}.RuleNumber")));
-        }
+        nacl_rule_number(e.rule_number).map_err(|err| err.at(&format!("{epath}.RuleNumber")))?;
         if !numbers.insert((e.rule_number, e.egress)) {
             return Err(Ec2Error::new(
                 "NetworkAclEntryAlreadyExists",
@@ -1029,6 +1023,14 @@ fn check_nacl_entries(
         }
     }
     Ok(out)
+}
+
+/// A NACL entry's rule number: 1-32766 (32767 and up are AWS's).
+pub fn nacl_rule_number(n: i64) -> Result<()> {
+    if !(1..=32766).contains(&n) {
+        return Err(invalid(format!("Invalid value '{n}' for ruleNumber. Must be between 1 and 32766")));
+    }
+    Ok(())
 }
 
 fn is_default_deny(e: &NetworkAclEntry) -> bool {

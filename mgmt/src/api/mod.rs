@@ -7,8 +7,21 @@
 //! current one; the engine validates it, saves it durably, publishes it to the
 //! workers, and only then answers. A refused request changes nothing.
 
+//! One module per resource: `sg` (security groups and their rules), `nacl`, `eni`,
+//! `vpc` (VPCs and subnets), `flowlogs`; `config` is the whole-config export/import;
+//! `filter` the Describe filters; `ids` new EC2-shaped ids.
+
+mod config;
+mod eni;
+pub mod filter;
+mod flowlogs;
+pub mod ids;
+mod nacl;
 pub mod server;
 mod sg;
+mod vpc;
+
+pub use config::{document, DOCUMENT_KEYS};
 
 use serde::de::DeserializeOwned;
 use serde_json::{json, Map, Value};
@@ -31,15 +44,26 @@ pub enum Role {
 pub struct Outcome {
     /// The config after the action, for writes.
     pub next: Option<Config>,
-    pub response: Value,
+    pub response: Response,
+}
+
+/// An action's answer: known at once, or computed from the accepted config (for
+/// answers that carry what validation assigns, like rule ids).
+pub enum Response {
+    Now(Value),
+    After(Box<dyn FnOnce(&Checked) -> Value>),
 }
 
 impl Outcome {
     pub fn read(response: Value) -> Outcome {
-        Outcome { next: None, response }
+        Outcome { next: None, response: Response::Now(response) }
     }
     pub fn write(next: Config, response: Value) -> Outcome {
-        Outcome { next: Some(next), response }
+        Outcome { next: Some(next), response: Response::Now(response) }
+    }
+    /// A write whose answer is computed from the accepted config.
+    pub fn write_then(next: Config, response: impl FnOnce(&Checked) -> Value + 'static) -> Outcome {
+        Outcome { next: Some(next), response: Response::After(Box::new(response)) }
     }
 }
 
@@ -53,11 +77,33 @@ pub struct Action {
     pub run: ActionFn,
 }
 
-/// Every EC2 action the appliance serves.
+/// Every EC2 action the appliance serves, and vpcgate's `ExportConfig`/`ImportConfig`.
 pub const ACTIONS: &[Action] = &[
     Action { name: "DescribeSecurityGroups", writes: false, run: sg::describe_security_groups },
+    Action { name: "CreateSecurityGroup", writes: true, run: sg::create_security_group },
+    Action { name: "DeleteSecurityGroup", writes: true, run: sg::delete_security_group },
     Action { name: "AuthorizeSecurityGroupIngress", writes: true, run: sg::authorize_ingress },
     Action { name: "AuthorizeSecurityGroupEgress", writes: true, run: sg::authorize_egress },
+    Action { name: "RevokeSecurityGroupIngress", writes: true, run: sg::revoke_ingress },
+    Action { name: "RevokeSecurityGroupEgress", writes: true, run: sg::revoke_egress },
+    Action { name: "DescribeSecurityGroupRules", writes: false, run: sg::describe_security_group_rules },
+    Action { name: "ModifySecurityGroupRules", writes: true, run: sg::modify_security_group_rules },
+    Action { name: "DescribeNetworkAcls", writes: false, run: nacl::describe_network_acls },
+    Action { name: "CreateNetworkAcl", writes: true, run: nacl::create_network_acl },
+    Action { name: "DeleteNetworkAcl", writes: true, run: nacl::delete_network_acl },
+    Action { name: "CreateNetworkAclEntry", writes: true, run: nacl::create_network_acl_entry },
+    Action { name: "ReplaceNetworkAclEntry", writes: true, run: nacl::replace_network_acl_entry },
+    Action { name: "DeleteNetworkAclEntry", writes: true, run: nacl::delete_network_acl_entry },
+    Action { name: "ReplaceNetworkAclAssociation", writes: true, run: nacl::replace_network_acl_association },
+    Action { name: "DescribeNetworkInterfaces", writes: false, run: eni::describe_network_interfaces },
+    Action { name: "ModifyNetworkInterfaceAttribute", writes: true, run: eni::modify_network_interface_attribute },
+    Action { name: "DescribeSubnets", writes: false, run: vpc::describe_subnets },
+    Action { name: "DescribeVpcs", writes: false, run: vpc::describe_vpcs },
+    Action { name: "DescribeFlowLogs", writes: false, run: flowlogs::describe_flow_logs },
+    Action { name: "CreateFlowLogs", writes: true, run: flowlogs::create_flow_logs },
+    Action { name: "DeleteFlowLogs", writes: true, run: flowlogs::delete_flow_logs },
+    Action { name: "ExportConfig", writes: false, run: config::export_config },
+    Action { name: "ImportConfig", writes: true, run: config::import_config },
 ];
 
 /// Actions vpcgate adds (trace, audit, stats): served by the daemon, which sees the
@@ -122,11 +168,24 @@ impl Engine {
             if action.writes && role != Role::Admin {
                 return Err(unauthorized(name));
             }
+            // Checked by the action's typed decoding; read here so every action
+            // answers a dry run the same way: after everything was validated.
+            let dry_run = obj.get("DryRun").and_then(Value::as_bool).unwrap_or(false);
             let outcome = (action.run)(&self.current, req)?;
-            if let Some(next) = outcome.next {
+            let next = match outcome.next {
+                Some(next) => Some(validated(&next)?),
+                None => None,
+            };
+            if dry_run {
+                return Err(Ec2Error::new("DryRunOperation", "Request would have succeeded, but DryRun flag is set."));
+            }
+            if let Some(next) = next {
                 self.commit(next)?;
             }
-            return Ok(outcome.response);
+            return Ok(match outcome.response {
+                Response::Now(v) => v,
+                Response::After(f) => f(&self.current),
+            });
         }
         if let Some(ext) = &mut self.extension {
             if role != Role::Admin && !ext.is_read_only(name) {
@@ -139,9 +198,8 @@ impl Engine {
         Err(Ec2Error::new("InvalidAction", format!("The action {name} is not valid for this web service.")))
     }
 
-    /// Validates, saves, publishes; all or nothing.
-    fn commit(&mut self, next: Config) -> Result<()> {
-        let checked = check(&next)?;
+    /// Saves and publishes a validated config; nothing changes if it cannot be saved.
+    fn commit(&mut self, checked: Checked) -> Result<()> {
         if let Some(store) = &self.store {
             store.save(&checked.config).map_err(|e| {
                 Ec2Error::new("InternalError", format!("The change was not saved, so it was not applied: {e}"))
@@ -153,8 +211,65 @@ impl Engine {
     }
 }
 
+/// Validates a next config and pins every rule id in its `SecurityGroupRules`, so ids
+/// survive restarts and edits (ModifySecurityGroupRules keeps a rule's id).
+fn validated(next: &Config) -> Result<Checked> {
+    let mut checked = check(next)?;
+    checked.config.security_group_rules = sg::all_rules(&checked);
+    Ok(checked)
+}
+
 fn unauthorized(action: &str) -> Ec2Error {
     Ec2Error::new("UnauthorizedOperation", format!("You are not authorized to perform this operation ({action})."))
+}
+
+/// EC2's not-found error: `The vpc ID 'vpc-1' does not exist`.
+pub fn not_found(code: &str, what: &str, id: &str) -> Ec2Error {
+    Ec2Error::new(code, format!("The {what} ID '{id}' does not exist"))
+}
+
+/// EC2's malformed-id error.
+pub fn malformed(code: &str, id: &str, prefix: &str) -> Ec2Error {
+    Ec2Error::new(code, format!("Invalid id: \"{id}\" (expecting \"{prefix}-...\")"))
+}
+
+/// Checks an id's shape, then finds it with `find`.
+pub fn lookup<T>(
+    id: &str,
+    prefix: &str,
+    malformed_code: &str,
+    not_found_code: &str,
+    what: &str,
+    find: impl FnOnce(&str) -> Option<T>,
+) -> Result<T> {
+    if !crate::validate::is_resource_id(id, prefix) {
+        return Err(malformed(malformed_code, id, prefix));
+    }
+    find(id).ok_or_else(|| not_found(not_found_code, what, id))
+}
+
+/// Tags from `TagSpecifications` for one resource type.
+pub fn tags_for(specs: &[TagSpecification], resource_type: &str) -> Result<Vec<crate::model::Tag>> {
+    let mut tags = Vec::new();
+    for s in specs {
+        if s.resource_type.as_deref().is_some_and(|t| t != resource_type) {
+            return Err(crate::error::invalid(format!(
+                "'{}' is not a valid taggable resource type for this operation.",
+                s.resource_type.as_deref().unwrap_or_default()
+            )));
+        }
+        tags.extend(s.tags.iter().cloned());
+    }
+    Ok(tags)
+}
+
+#[derive(Clone, Debug, Default, serde::Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct TagSpecification {
+    #[serde(default)]
+    pub resource_type: Option<String>,
+    #[serde(default)]
+    pub tags: Vec<crate::model::Tag>,
 }
 
 pub fn error_json(e: &Ec2Error) -> Value {
