@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 
 use crate::validate::{Checked, NaclEntry, Peer, SgPorts, SgRule};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
     Info,
@@ -42,10 +42,10 @@ impl Severity {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Finding {
     /// Stable identifier of the check (`open-admin-port`, `shadowed-nacl-entry`, ...).
-    pub check: &'static str,
+    pub check: String,
     pub severity: Severity,
     /// The resource: `sg-…`, `acl-…`, `eni-…`.
     pub resource: String,
@@ -100,8 +100,8 @@ pub fn audit(c: &Checked) -> Vec<Finding> {
     for (gi, g) in c.groups.iter().enumerate() {
         let is_default = g.name == "default";
         for r in &g.rules {
-            let f = |check, severity, message: String, fix: String| Finding {
-                check,
+            let f = |check: &str, severity, message: String, fix: String| Finding {
+                check: check.to_string(),
                 severity,
                 resource: g.id.clone(),
                 rule: rule_text(r),
@@ -166,7 +166,7 @@ pub fn audit(c: &Checked) -> Vec<Finding> {
         }
         if is_default && !g.rules.is_empty() {
             out.push(Finding {
-                check: "default-sg-has-rules",
+                check: "default-sg-has-rules".into(),
                 severity: Severity::Medium,
                 resource: g.id.clone(),
                 rule: String::new(),
@@ -176,7 +176,7 @@ pub fn audit(c: &Checked) -> Vec<Finding> {
         }
         if is_default && attached(gi) > 0 {
             out.push(Finding {
-                check: "default-sg-in-use",
+                check: "default-sg-in-use".into(),
                 severity: Severity::Medium,
                 resource: g.id.clone(),
                 rule: String::new(),
@@ -186,7 +186,7 @@ pub fn audit(c: &Checked) -> Vec<Finding> {
         }
         if !is_default && attached(gi) == 0 && !referenced(&g.id) {
             out.push(Finding {
-                check: "unused-sg",
+                check: "unused-sg".into(),
                 severity: Severity::Info,
                 resource: g.id.clone(),
                 rule: String::new(),
@@ -208,7 +208,7 @@ pub fn audit(c: &Checked) -> Vec<Finding> {
                     .count() as u32;
                 if q > 0 && n * 10 >= q * 8 {
                     out.push(Finding {
-                        check: "quota-near-limit",
+                        check: "quota-near-limit".into(),
                         severity: Severity::Info,
                         resource: g.id.clone(),
                         rule: String::new(),
@@ -230,7 +230,7 @@ pub fn audit(c: &Checked) -> Vec<Finding> {
                 n.entries.iter().filter(|x| x.egress == e.egress && x.rule_number < e.rule_number).collect();
             if nacl_entry_shadowed(e, &earlier) {
                 out.push(Finding {
-                    check: "shadowed-nacl-entry",
+                    check: "shadowed-nacl-entry".into(),
                     severity: Severity::Medium,
                     resource: n.id.clone(),
                     rule: e.text(),
@@ -254,7 +254,7 @@ pub fn audit(c: &Checked) -> Vec<Finding> {
             .any(|f| f.resource_id == e.id || &f.resource_id == subnet || &f.resource_id == vpc)
         {
             out.push(Finding {
-                check: "eni-without-flow-log",
+                check: "eni-without-flow-log".into(),
                 severity: Severity::Low,
                 resource: e.id.clone(),
                 rule: String::new(),
@@ -265,7 +265,7 @@ pub fn audit(c: &Checked) -> Vec<Finding> {
         let q = c.config.appliance.quotas.security_groups_per_network_interface;
         if q > 0 && e.groups.len() as u32 * 10 >= q * 8 {
             out.push(Finding {
-                check: "quota-near-limit",
+                check: "quota-near-limit".into(),
                 severity: Severity::Info,
                 resource: e.id.clone(),
                 rule: String::new(),
@@ -414,7 +414,7 @@ pub fn render_sarif(findings: &[Finding], source: &str) -> Value {
         Severity::Medium => "warning",
         Severity::Low | Severity::Info => "note",
     };
-    let mut checks: Vec<&'static str> = findings.iter().map(|f| f.check).collect();
+    let mut checks: Vec<&str> = findings.iter().map(|f| f.check.as_str()).collect();
     checks.sort_unstable();
     checks.dedup();
     json!({

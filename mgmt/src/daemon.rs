@@ -14,8 +14,11 @@ use signal_hook::iterator::Signals;
 use crate::api::server::{self, ServerConfig};
 use crate::api::Engine;
 use crate::compile::Compiler;
+use crate::extension::DaemonExtension;
 use crate::model::Config;
+use crate::stats::StatsBoard;
 use crate::store::Store;
+use crate::trace::{Leg, TraceRequest};
 use crate::validate::{check, Checked};
 
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/vpcgate";
@@ -89,10 +92,19 @@ impl Drop for PidFile {
     }
 }
 
+/// Judges a packet on the worker that owns its flow (against that worker's
+/// conntrack), for the live `Trace` action.
+pub trait Tracer: Send + Sync {
+    fn trace(&self, t: &Tables, req: &TraceRequest, now: u64) -> crate::error::Result<Vec<Leg>>;
+}
+
 /// Everything the running daemon shares between its threads.
 pub struct Shared {
     pub tables: ArcSwap<Tables>,
     pub stop: AtomicBool,
+    pub stats: StatsBoard,
+    /// Set when the dataplane runs; without it `Trace` judges against fresh state.
+    pub tracer: Option<Box<dyn Tracer>>,
 }
 
 pub fn run(opts: Options) -> Result<(), String> {
@@ -104,14 +116,14 @@ pub fn run(opts: Options) -> Result<(), String> {
     let _pid = PidFile::create(opts.state_dir.join("vpcgated.pid"))?;
 
     let mut compiler = Compiler::new();
-    let shared =
-        Arc::new(Shared { tables: ArcSwap::from_pointee(compiler.compile(&checked)), stop: AtomicBool::new(false) });
-
-    let dataplane = if opts.no_dataplane {
+    let tables = ArcSwap::from_pointee(compiler.compile(&checked));
+    let (shared, dataplane) = if opts.no_dataplane {
         log::info!("management plane only (--no-dataplane): no ports bound");
-        None
+        let shared = Shared { tables, stop: AtomicBool::new(false), stats: StatsBoard::default(), tracer: None };
+        (Arc::new(shared), None)
     } else {
-        Some(crate::dataplane_host::start(&checked, shared.clone())?)
+        let (shared, dp) = crate::dataplane_host::start(&checked, tables)?;
+        (shared, Some(dp))
     };
 
     let publish_to = shared.clone();
@@ -128,7 +140,9 @@ pub fn run(opts: Options) -> Result<(), String> {
     server_cfg.admin_gid = api_cfg.admin_group.as_deref().map(group_id).transpose()?;
     server_cfg.read_only_gid = api_cfg.read_only_group.as_deref().map(group_id).transpose()?;
     let socket_path = server_cfg.socket.clone();
-    let engine = Arc::new(Mutex::new(Engine::new(checked, Some(store), publish)));
+    let mut engine = Engine::new(checked, Some(store), publish);
+    engine.set_extension(Box::new(DaemonExtension { shared: shared.clone() }));
+    let engine = Arc::new(Mutex::new(engine));
     let stop_api = Arc::new(AtomicBool::new(false));
     let api = server::spawn(server_cfg, engine, stop_api.clone())
         .map_err(|e| format!("API socket {}: {e}", socket_path.display()))?;

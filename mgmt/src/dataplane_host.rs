@@ -3,6 +3,9 @@
 
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
+use dataplane::tables::Tables;
+
 use crate::daemon::Shared;
 use crate::validate::Checked;
 
@@ -12,6 +15,6 @@ impl DataplaneHandle {
     pub fn shutdown(self) {}
 }
 
-pub fn start(_checked: &Checked, _shared: Arc<Shared>) -> Result<DataplaneHandle, String> {
+pub fn start(_checked: &Checked, _tables: ArcSwap<Tables>) -> Result<(Arc<Shared>, DataplaneHandle), String> {
     Err("this build has no AF_XDP dataplane yet; run with --no-dataplane".into())
 }

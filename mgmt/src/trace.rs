@@ -49,6 +49,21 @@ pub struct TraceRequest {
     pub from: Option<String>,
     #[serde(default)]
     pub to: Option<String>,
+    /// A whole frame (hex), e.g. taken from a capture; arrives on `port`.
+    #[serde(default)]
+    pub frame: Option<String>,
+}
+
+fn hex_decode(s: &str) -> Result<Vec<u8>> {
+    let s = s.trim();
+    if s.len() % 2 != 0 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(invalid("Frame must be an even number of hex digits"));
+    }
+    Ok((0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap_or(0)).collect())
+}
+
+pub fn hex_encode(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 /// One judged packet: its verdict and every step.
@@ -106,8 +121,16 @@ fn entry_point(t: &Tables, req: &TraceRequest) -> Result<(PortId, Mac, Option<Ip
     Err(Ec2Error::new("MissingParameter", "Say where the packet comes from: --eni or --port"))
 }
 
-/// Builds the frame a request describes.
+/// Builds the frame a request describes (or takes the one it carries).
 pub fn build_frame(t: &Tables, req: &TraceRequest) -> Result<(PortId, Vec<u8>)> {
+    if let Some(hex) = &req.frame {
+        let name = req
+            .port
+            .as_deref()
+            .ok_or_else(|| Ec2Error::new("MissingParameter", "A frame needs the Port it arrives on"))?;
+        let port = t.port_by_name(name).ok_or_else(|| invalid(format!("No port named {name}")))?;
+        return Ok((port, hex_decode(hex)?));
+    }
     let (port, mac, default_src) = entry_point(t, req)?;
     let src = match &req.src {
         Some(s) => ip(s, "--src")?,

@@ -76,6 +76,80 @@ pub enum Command {
         #[arg(long)]
         explain: bool,
     },
+    /// Would this packet get through, and why? Every hop with the rule that decided it.
+    Trace(TraceArgs),
+    /// Findings about risky rules (open admin ports, shadowed NACL entries, ...).
+    Audit(AuditArgs),
+    /// Counters of the running appliance (JSON, `--output table`, or `--prometheus`).
+    Stats {
+        /// Print the Prometheus text exposition format.
+        #[arg(long)]
+        prometheus: bool,
+    },
+}
+
+#[derive(clap::Args)]
+pub struct TraceArgs {
+    /// Judge against this config file (fresh state) instead of the running daemon.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// The ENI the packet comes from.
+    #[arg(long)]
+    pub eni: Option<String>,
+    /// Or the (uplink) port it arrives on.
+    #[arg(long)]
+    pub port: Option<String>,
+    #[arg(long)]
+    pub src: Option<String>,
+    #[arg(long)]
+    pub dst: Option<String>,
+    /// tcp, udp, icmp, icmpv6 or a protocol number.
+    #[arg(long)]
+    pub protocol: Option<String>,
+    #[arg(long)]
+    pub sport: Option<u16>,
+    #[arg(long)]
+    pub dport: Option<u16>,
+    #[arg(long)]
+    pub icmp_type: Option<u8>,
+    #[arg(long)]
+    pub icmp_code: Option<u8>,
+    /// e.g. SYN, SYN,ACK, ACK, FIN,ACK, RST.
+    #[arg(long)]
+    pub tcp_flags: Option<String>,
+    /// Reachability: from this ENI ...
+    #[arg(long)]
+    pub from: Option<String>,
+    /// ... to this ENI or address (judges the request and its reply).
+    #[arg(long)]
+    pub to: Option<String>,
+    /// Trace a frame of a capture (with --frame; the port is its interface name or --port).
+    #[arg(long)]
+    pub pcap: Option<PathBuf>,
+    #[arg(long, default_value_t = 0)]
+    pub frame: usize,
+}
+
+#[derive(clap::Args)]
+pub struct AuditArgs {
+    /// Audit a config file instead of the running daemon.
+    #[arg(long, conflicts_with = "describe")]
+    pub config: Option<PathBuf>,
+    /// Audit `aws ec2 describe-*` outputs (merged as `import` does).
+    #[arg(long, num_args = 1..)]
+    pub describe: Vec<PathBuf>,
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: AuditFormat,
+    /// Exit 1 when a finding is at or above this severity (info, low, medium, high, critical).
+    #[arg(long)]
+    pub fail_on: Option<String>,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum AuditFormat {
+    Table,
+    Json,
+    Sarif,
 }
 
 pub fn main() -> ExitCode {
@@ -104,6 +178,9 @@ pub fn main() -> ExitCode {
             Ok(doc) => import(&socket, doc, dry_run, cli.output),
             Err(e) => usage_error(&e),
         },
+        Command::Trace(a) => trace_cmd(&socket, a, cli.output),
+        Command::Audit(a) => audit_cmd(&socket, a),
+        Command::Stats { prometheus } => stats_cmd(&socket, prometheus, cli.output),
         Command::Replay { config, pcap, verdicts, out, port, explain } => {
             match replay(&ReplayOptions { config, pcap, verdicts, out, port, explain }) {
                 Ok(summary) => {
@@ -122,6 +199,135 @@ pub fn main() -> ExitCode {
                 }
             }
         }
+    }
+}
+
+fn trace_cmd(socket: &Path, a: TraceArgs, format: Format) -> ExitCode {
+    let mut req = crate::trace::TraceRequest {
+        eni: a.eni,
+        port: a.port,
+        src: a.src,
+        dst: a.dst,
+        protocol: a.protocol,
+        sport: a.sport,
+        dport: a.dport,
+        icmp_type: a.icmp_type,
+        icmp_code: a.icmp_code,
+        tcp_flags: a.tcp_flags,
+        from: a.from,
+        to: a.to,
+        frame: None,
+    };
+    if let Some(path) = &a.pcap {
+        let frames = match dataplane::port::pcap::read_capture(path) {
+            Ok(f) => f,
+            Err(e) => return usage_error(&format!("{}: {e}", path.display())),
+        };
+        let Some(f) = frames.get(a.frame) else {
+            return usage_error(&format!(
+                "{} has {} frames; there is no frame {}",
+                path.display(),
+                frames.len(),
+                a.frame
+            ));
+        };
+        req.frame = Some(crate::trace::hex_encode(&f.data));
+        if req.port.is_none() {
+            req.port = f.interface.clone();
+        }
+    }
+    let legs_json = match &a.config {
+        Some(cfg) => {
+            let (_, tables) = match crate::replay::load_config(cfg) {
+                Ok(x) => x,
+                Err(e) => return usage_error(&e),
+            };
+            match crate::trace::trace_offline(&tables, &req, crate::extension::now_nanos()) {
+                Ok(legs) => {
+                    if format != Format::Json {
+                        print!("{}", crate::trace::render_text(&legs));
+                        return ExitCode::SUCCESS;
+                    }
+                    crate::trace::render_json(&legs)
+                }
+                Err(e) => return report(CallError::Service(e), "Trace"),
+            }
+        }
+        None => {
+            let mut request = serde_json::to_value(&req).unwrap_or_default();
+            request["Action"] = json!("Trace");
+            match call(socket, &request) {
+                Ok(v) => v,
+                Err(e) => return report(e, "Trace"),
+            }
+        }
+    };
+    if format == Format::Json {
+        println!("{}", serde_json::to_string_pretty(&legs_json).unwrap_or_default());
+    } else {
+        for leg in legs_json["Legs"].as_array().into_iter().flatten() {
+            println!("{}:", leg["what"].as_str().unwrap_or("packet"));
+            for st in leg["steps"].as_array().into_iter().flatten() {
+                println!("  {}", st["Text"].as_str().unwrap_or(""));
+            }
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+fn audit_cmd(socket: &Path, a: AuditArgs) -> ExitCode {
+    let (findings, source) = if a.config.is_some() || !a.describe.is_empty() {
+        let doc = match (&a.config, a.describe.is_empty()) {
+            (Some(path), _) => match std::fs::read_to_string(path) {
+                Ok(t) => t,
+                Err(e) => return usage_error(&format!("{}: {e}", path.display())),
+            },
+            (None, _) => match merge_documents(&a.describe) {
+                Ok(v) => v.to_string(),
+                Err(e) => return usage_error(&e),
+            },
+        };
+        let checked = match crate::model::Config::from_json(&doc).and_then(|c| crate::validate::check(&c)) {
+            Ok(c) => c,
+            Err(e) => return report(CallError::Service(e), "Audit"),
+        };
+        let source = a.config.as_ref().or(a.describe.first()).map(|p| p.display().to_string()).unwrap_or_default();
+        (crate::audit::audit(&checked), source)
+    } else {
+        match call(socket, &json!({"Action": "Audit"})) {
+            Ok(v) => (serde_json::from_value(v["Findings"].clone()).unwrap_or_default(), "vpcgated".to_string()),
+            Err(e) => return report(e, "Audit"),
+        }
+    };
+    match a.format {
+        AuditFormat::Table => print!("{}", crate::audit::render_table(&findings)),
+        AuditFormat::Json => {
+            println!("{}", serde_json::to_string_pretty(&crate::audit::render_json(&findings)).unwrap_or_default())
+        }
+        AuditFormat::Sarif => println!(
+            "{}",
+            serde_json::to_string_pretty(&crate::audit::render_sarif(&findings, &source)).unwrap_or_default()
+        ),
+    }
+    match a.fail_on.as_deref().map(crate::audit::Severity::parse) {
+        None => ExitCode::SUCCESS,
+        Some(None) => usage_error("--fail-on takes info, low, medium, high or critical"),
+        Some(Some(level)) if findings.iter().any(|f| f.severity >= level) => ExitCode::from(1),
+        Some(Some(_)) => ExitCode::SUCCESS,
+    }
+}
+
+fn stats_cmd(socket: &Path, prometheus: bool, format: Format) -> ExitCode {
+    match call(socket, &json!({"Action": "DescribeStats"})) {
+        Ok(v) if prometheus => {
+            print!("{}", crate::stats::prometheus(&v));
+            ExitCode::SUCCESS
+        }
+        Ok(v) => {
+            print!("{}", render(&v, format, "DescribeStats"));
+            ExitCode::SUCCESS
+        }
+        Err(e) => report(e, "DescribeStats"),
     }
 }
 
