@@ -10,7 +10,7 @@ mod common;
 use std::time::Instant;
 
 use flowlog::sink::{FileFormat, S3DirConfig, S3DirSink};
-use flowlog::{FlowRecord, LogFormat, S3Destination, Sink};
+use flowlog::{FlowRecord, LogDestination, LogFormat, Sink};
 
 /// 2024-04-01 00:00:00 UTC; every record ends within its first 5-minute window.
 const WINDOW: u64 = 1_711_929_600;
@@ -28,7 +28,7 @@ fn parse_args() -> Result<Args, String> {
         runs: 5,
         gzip_level: S3DirConfig::new(
             "",
-            S3Destination::parse("arn:aws:s3:::bench").unwrap(),
+            LogDestination::parse("arn:aws:s3:::bench").unwrap(),
             "fl-1",
         )
         .gzip_level,
@@ -103,7 +103,7 @@ fn format_only(records: &[FlowRecord]) {
 /// Writes through an S3-directory sink; returns the bytes of the files.
 fn to_files(records: &[FlowRecord], file_format: FileFormat, gzip_level: u32) -> u64 {
     let dir = tempfile::tempdir().expect("temp dir");
-    let dest = S3Destination::parse("arn:aws:s3:::bench").expect("valid ARN");
+    let dest = LogDestination::parse("arn:aws:s3:::bench").expect("valid ARN");
     let mut cfg = S3DirConfig::new(dir.path(), dest, "fl-0123456789abcdef0");
     cfg.file_format = file_format;
     cfg.gzip_level = gzip_level;

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use flowlog::sink::{CloudWatchDirConfig, CloudWatchDirSink, FileFormat, S3DirConfig, S3DirSink};
-use flowlog::{FlowRecord, LogFormat, LogStatus, S3Destination, Sink, SinkStats};
+use flowlog::{FlowRecord, LogDestination, LogFormat, LogStatus, Sink, SinkStats};
 use serde_json::{json, Value};
 
 /// 2024-03-31 23:50:00 UTC: the sample crosses an hour, a day and a month.
@@ -98,7 +98,7 @@ fn run(out: &Path) -> Result<Value, Box<dyn std::error::Error>> {
         let format = LogFormat::parse(&spec.format)?;
         let flow_log_id = format!("fl-{:017x}", 0xabc000 + n);
         let s3 = |bucket: &str, file_format| -> Result<S3DirSink, Box<dyn std::error::Error>> {
-            let dest = S3Destination::parse(&format!("arn:aws:s3:::{bucket}/{}", spec.name))?;
+            let dest = LogDestination::parse(&format!("arn:aws:s3:::{bucket}/{}", spec.name))?;
             let mut cfg = S3DirConfig::new(out.join("s3"), dest, &flow_log_id);
             cfg.format = format.clone();
             cfg.file_format = file_format;

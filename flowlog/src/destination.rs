@@ -6,7 +6,7 @@
 use std::fmt;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct S3Destination {
+pub struct LogDestination {
     pub bucket: String,
     /// The "subfolder", without leading or trailing `/`.
     pub prefix: Option<String>,
@@ -30,7 +30,7 @@ impl fmt::Display for DestinationError {
 
 impl std::error::Error for DestinationError {}
 
-impl S3Destination {
+impl LogDestination {
     pub fn parse(arn: &str) -> Result<Self, DestinationError> {
         let err = |reason| DestinationError {
             destination: arn.to_owned(),
@@ -67,21 +67,21 @@ impl S3Destination {
                 Some(p.to_owned())
             }
         };
-        Ok(S3Destination {
+        Ok(LogDestination {
             bucket: bucket.to_owned(),
             prefix,
         })
     }
 }
 
-impl std::str::FromStr for S3Destination {
+impl std::str::FromStr for LogDestination {
     type Err = DestinationError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        S3Destination::parse(s)
+        LogDestination::parse(s)
     }
 }
 
-impl fmt::Display for S3Destination {
+impl fmt::Display for LogDestination {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "arn:aws:s3:::{}", self.bucket)?;
         match &self.prefix {
@@ -107,17 +107,17 @@ mod tests {
 
     #[test]
     fn bucket_and_prefix() {
-        let d = S3Destination::parse("arn:aws:s3:::my-bucket").unwrap();
+        let d = LogDestination::parse("arn:aws:s3:::my-bucket").unwrap();
         assert_eq!((d.bucket.as_str(), d.prefix), ("my-bucket", None));
-        let d = S3Destination::parse("arn:aws:s3:::my-bucket/flow/logs/").unwrap();
+        let d = LogDestination::parse("arn:aws:s3:::my-bucket/flow/logs/").unwrap();
         assert_eq!(d.bucket, "my-bucket");
         assert_eq!(d.prefix.as_deref(), Some("flow/logs"));
         assert_eq!(d.to_string(), "arn:aws:s3:::my-bucket/flow/logs");
         assert_eq!(
-            S3Destination::parse("arn:aws:s3:::b.c-d/").unwrap().prefix,
+            LogDestination::parse("arn:aws:s3:::b.c-d/").unwrap().prefix,
             None
         );
-        assert!(S3Destination::parse("arn:aws-us-gov:s3:::gov-bucket").is_ok());
+        assert!(LogDestination::parse("arn:aws-us-gov:s3:::gov-bucket").is_ok());
     }
 
     #[test]
@@ -138,13 +138,13 @@ mod tests {
             "arn:aws:s3:::bucket/./a",
             "arn:aws:s3:::bucket/AWSLogs",
         ] {
-            let e = S3Destination::parse(bad).unwrap_err();
+            let e = LogDestination::parse(bad).unwrap_err();
             assert!(
                 e.to_string().starts_with("Invalid LogDestination"),
                 "{bad}: {e}"
             );
         }
         let long = format!("arn:aws:s3:::{}", "a".repeat(64));
-        assert!(S3Destination::parse(&long).is_err());
+        assert!(LogDestination::parse(&long).is_err());
     }
 }

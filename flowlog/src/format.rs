@@ -150,8 +150,23 @@ pub(crate) fn write_value(v: Value<'_>, out: &mut Vec<u8>) {
         Value::Absent => out.push(b'-'),
         Value::Int(n) => out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes()),
         Value::Str("") => out.push(b'-'),
-        Value::Str(s) => out.extend_from_slice(s.as_bytes()),
+        Value::Str(s) => write_token(s.as_bytes(), out),
         Value::Ip(ip) => write_ip(ip, out),
+    }
+}
+
+/// A string field as one token: a space or line break inside it (from a badly named
+/// resource) would shift every later field or forge a record, so such bytes become
+/// `_`.
+#[inline]
+fn write_token(s: &[u8], out: &mut Vec<u8>) {
+    if s.iter().all(|&b| b > b' ' && b != 0x7f) {
+        out.extend_from_slice(s);
+    } else {
+        out.extend(
+            s.iter()
+                .map(|&b| if b <= b' ' || b == 0x7f { b'_' } else { b }),
+        );
     }
 }
 
@@ -329,6 +344,21 @@ mod tests {
         assert_eq!(
             f.line(&r),
             "2001:db8::1 2600:1f18::2a IPv6 REJECT - egress 8"
+        );
+    }
+
+    #[test]
+    fn whitespace_in_a_field_cannot_split_or_forge_records() {
+        let mut r = accept();
+        let mut meta = (*r.eni).clone();
+        meta.account_id = "1234 5678".into();
+        meta.interface_id = "eni-1\n2 123456789010 eni-x".into();
+        r.eni = Arc::new(meta);
+        let line = LogFormat::default().line(&r);
+        assert_eq!(line.split(' ').count(), 14, "{line}");
+        assert!(
+            line.starts_with("2 1234_5678 eni-1_2_123456789010_eni-x "),
+            "{line}"
         );
     }
 

@@ -16,7 +16,7 @@ pub mod utc;
 #[cfg(test)]
 mod testdata;
 
-pub use destination::{DestinationError, S3Destination};
+pub use destination::{DestinationError, LogDestination};
 pub use field::{Field, ParquetType, Value};
 pub use format::{FormatError, LogFormat};
 pub use record::{Action, AwsService, EniMeta, FlowDirection, FlowRecord, LogStatus, Traffic};

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use flate2::read::GzDecoder;
 use flowlog::sink::{CloudWatchDirConfig, CloudWatchDirSink, FileFormat, S3DirConfig, S3DirSink};
-use flowlog::{FlowRecord, LogFormat, S3Destination, Sink};
+use flowlog::{FlowRecord, LogDestination, LogFormat, Sink};
 use parquet::basic::Compression;
 use parquet::file::reader::{FileReader, SerializedFileReader};
 use parquet::record::Field as PqField;
@@ -80,7 +80,7 @@ fn write_all(sink: &mut dyn Sink, batches: &[(u64, Vec<FlowRecord>)]) {
 }
 
 fn s3_sink(root: &Path, format: &LogFormat, file_format: FileFormat) -> S3DirSink {
-    let dest = S3Destination::parse("arn:aws:s3:::flow-bucket/vpcgate").unwrap();
+    let dest = LogDestination::parse("arn:aws:s3:::flow-bucket/vpcgate").unwrap();
     let mut cfg = S3DirConfig::new(root, dest, "fl-0123456789abcdef0");
     cfg.format = format.clone();
     cfg.file_format = file_format;

@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 
 /// A file being written that is not yet visible under its final name.
 pub(crate) struct Unpublished {
-    pub(crate) tmp: PathBuf,
-    pub(crate) dest: PathBuf,
+    tmp: PathBuf,
+    dest: PathBuf,
 }
 
 impl Unpublished {
@@ -32,12 +32,19 @@ impl Unpublished {
         Ok((Unpublished { tmp, dest }, file))
     }
 
-    /// Syncs `file`, renames it to its final name and syncs the directory.
-    pub(crate) fn publish(self, file: File) -> io::Result<()> {
-        file.sync_all()?;
-        drop(file);
-        fs::rename(&self.tmp, &self.dest)?;
-        sync_dir(self.dest.parent().unwrap_or(Path::new(".")))
+    /// Syncs `file` and renames it to its final name; on failure the temporary is
+    /// removed. Then syncs the directory: an error there is returned as
+    /// `Ok(Err(..))`, since the file is in place and readable all the same.
+    pub(crate) fn publish(self, file: File) -> io::Result<io::Result<()>> {
+        let placed = file.sync_all().and_then(|()| {
+            drop(file);
+            fs::rename(&self.tmp, &self.dest)
+        });
+        if let Err(e) = placed {
+            self.discard();
+            return Err(e);
+        }
+        Ok(sync_dir(self.dest.parent().unwrap_or(Path::new("."))))
     }
 
     /// Gives the file up; a failure to remove it only leaves a hidden temporary.
@@ -64,7 +71,7 @@ mod tests {
         f.write_all(b"hello").unwrap();
         assert!(!dest.exists());
         assert!(dir.path().join("a/b/.file.log.gz.tmp").exists());
-        u.publish(f).unwrap();
+        u.publish(f).unwrap().unwrap();
         assert_eq!(fs::read(&dest).unwrap(), b"hello");
         assert!(!dir.path().join("a/b/.file.log.gz.tmp").exists());
 

@@ -19,7 +19,7 @@ use super::gztext::GzTextObject;
 use super::parquet::ParquetObject;
 use super::publish::Unpublished;
 use super::{Sink, SinkStats};
-use crate::destination::S3Destination;
+use crate::destination::LogDestination;
 use crate::format::LogFormat;
 use crate::record::FlowRecord;
 use crate::utc::{window_start, UtcTime, WINDOW_SECS};
@@ -47,7 +47,7 @@ impl FileFormat {
 pub struct S3DirConfig {
     /// The local directory that stands for S3: buckets are its subdirectories.
     pub root: PathBuf,
-    pub destination: S3Destination,
+    pub destination: LogDestination,
     /// The flow log's ID (`fl-…`), part of every file name.
     pub flow_log_id: String,
     pub format: LogFormat,
@@ -72,7 +72,7 @@ impl S3DirConfig {
     /// Gzip level 1: deflate dominates the cost of a record, and level 1 keeps a core
     /// above a million records a second where level 6 manages about a third of that,
     /// for files about 1.7 times larger (see `examples/bench_format.rs`).
-    pub fn new(root: impl Into<PathBuf>, destination: S3Destination, flow_log_id: &str) -> Self {
+    pub fn new(root: impl Into<PathBuf>, destination: LogDestination, flow_log_id: &str) -> Self {
         S3DirConfig {
             root: root.into(),
             destination,
@@ -240,28 +240,28 @@ impl S3DirSink {
         Ok(self.open.len() - 1)
     }
 
-    /// Finishes and publishes open file `i`. On failure its records are dropped.
+    /// Finishes and publishes open file `i`. If it cannot be published, its records
+    /// are dropped.
     fn publish(&mut self, i: usize) -> io::Result<()> {
         let obj = self.open.swap_remove(i);
-        let (file, records) = (obj.file, obj.records);
-        let res = obj.writer.finish().and_then(|(handle, size)| {
-            // `publish` consumes the temporary's name, so a failure there is final too.
-            let tmp = file.tmp.clone();
-            file.publish(handle).inspect_err(|_| {
-                let _ = std::fs::remove_file(&tmp);
-            })?;
-            Ok(size)
-        });
-        match res {
-            Ok(size) => {
-                self.stats.records += records;
+        let placed = match obj.writer.finish() {
+            Ok((handle, size)) => obj.file.publish(handle).map(|synced| (size, synced)),
+            Err(e) => {
+                obj.file.discard();
+                Err(e)
+            }
+        };
+        match placed {
+            Ok((size, synced)) => {
+                self.stats.records += obj.records;
                 self.stats.bytes += size;
                 self.stats.files += 1;
-                Ok(())
+                // The file is readable in place; only its durability is in doubt.
+                synced.inspect_err(|_| self.stats.errors += 1)
             }
             Err(e) => {
                 self.stats.errors += 1;
-                self.stats.dropped += records;
+                self.stats.dropped += obj.records;
                 Err(e)
             }
         }
@@ -345,12 +345,10 @@ impl Sink for S3DirSink {
 }
 
 impl Drop for S3DirSink {
-    /// Publishing is I/O that can fail, so it is `close()`'s job; a sink dropped
-    /// without it leaves only hidden temporaries, as a crash would.
+    /// Publishes what is open, as `BufWriter` flushes on drop; errors can only be
+    /// seen by calling `close()` first.
     fn drop(&mut self) {
-        for obj in self.open.drain(..) {
-            obj.file.discard();
-        }
+        let _ = self.close();
     }
 }
 
@@ -390,7 +388,7 @@ mod tests {
     fn sink(root: &std::path::Path, dest: &str) -> S3DirSink {
         S3DirSink::new(S3DirConfig::new(
             root,
-            S3Destination::parse(dest).unwrap(),
+            LogDestination::parse(dest).unwrap(),
             "fl-1234abcd",
         ))
         .unwrap()
@@ -463,7 +461,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut cfg = S3DirConfig::new(
             dir.path(),
-            S3Destination::parse("arn:aws:s3:::b-1").unwrap(),
+            LogDestination::parse("arn:aws:s3:::b-1").unwrap(),
             "fl-1",
         );
         cfg.hive_compatible_partitions = true;
@@ -549,7 +547,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut cfg = S3DirConfig::new(
             dir.path(),
-            S3Destination::parse("arn:aws:s3:::bucket").unwrap(),
+            LogDestination::parse("arn:aws:s3:::bucket").unwrap(),
             "fl-1",
         );
         cfg.max_file_bytes = 400 * 1024;
@@ -598,7 +596,7 @@ mod tests {
 
     #[test]
     fn refuses_ids_that_are_not_file_name_safe() {
-        let dest = S3Destination::parse("arn:aws:s3:::bucket").unwrap();
+        let dest = LogDestination::parse("arn:aws:s3:::bucket").unwrap();
         assert!(S3DirSink::new(S3DirConfig::new("/tmp", dest.clone(), "fl-1/../x")).is_err());
         assert!(S3DirSink::new(S3DirConfig::new("/tmp", dest, "")).is_err());
         let dir = tempfile::tempdir().unwrap();
@@ -610,14 +608,17 @@ mod tests {
     }
 
     #[test]
-    fn dropped_sink_leaves_no_visible_file() {
+    fn dropping_the_sink_publishes_open_files() {
         let dir = tempfile::tempdir().unwrap();
         {
             let mut s = sink(dir.path(), "arn:aws:s3:::bucket");
             s.write(&[testdata::record(1, 1_529_511_700, 1_529_511_750)])
                 .unwrap();
+            assert!(files(dir.path())[0].ends_with(".tmp"));
         }
-        assert!(files(dir.path()).is_empty());
+        let names = files(dir.path());
+        assert_eq!(names.len(), 1);
+        assert!(names[0].ends_with(".log.gz"));
     }
 
     #[test]
