@@ -1,18 +1,20 @@
 //! Records as lines to a Unix or TCP socket, for collectors that listen (Vector,
 //! Fluent Bit, Logstash, a SIEM's syslog-less TCP input).
 //!
-//! The caller is never held up by the reader: lines go into a bounded buffer that is
-//! sent with non-blocking writes; when it is full, new records are dropped and
-//! counted. A lost connection is retried with exponential backoff on the monotonic
-//! clock (reconnecting is about the live network, not the records' time), and a line
-//! cut by it is dropped whole rather than sent torn to the next connection.
+//! The caller is never held up by the reader: connecting and sending are
+//! non-blocking, and lines wait in a bounded buffer; when it is full, new records are
+//! dropped and counted. A lost connection is retried with exponential backoff on the
+//! monotonic clock (reconnecting is about the live network, not the records' time),
+//! and a line cut by it is dropped whole rather than sent torn to the next
+//! connection. Sends never raise SIGPIPE.
 
 use std::fmt;
-use std::io::{self, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::os::unix::net::UnixStream;
+use std::io;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
+
+use socket2::{Domain, SockAddr, Socket, Type};
 
 use super::{Sink, SinkStats};
 use crate::format::LogFormat;
@@ -73,7 +75,7 @@ pub struct SocketConfig {
     pub buffer_bytes: usize,
     pub initial_backoff: Duration,
     pub max_backoff: Duration,
-    /// A TCP connect gives up after this (a Unix connect never waits).
+    /// A connection not established after this is given up (and retried later).
     pub connect_timeout: Duration,
     /// How long `close()` may block to send what is still buffered.
     pub close_timeout: Duration,
@@ -87,52 +89,61 @@ impl SocketConfig {
             buffer_bytes: 8 * 1024 * 1024,
             initial_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_secs(30),
-            connect_timeout: Duration::from_millis(50),
+            connect_timeout: Duration::from_secs(5),
             close_timeout: Duration::from_secs(1),
         }
     }
 }
 
 enum Conn {
-    Unix(UnixStream),
-    Tcp(TcpStream),
+    Down,
+    /// A non-blocking connect under way.
+    Connecting {
+        socket: Socket,
+        since: Instant,
+    },
+    Up(Socket),
 }
 
-impl Conn {
-    fn connect(cfg: &SocketConfig) -> io::Result<Conn> {
-        let conn = match &cfg.target {
-            SocketTarget::Unix(p) => Conn::Unix(UnixStream::connect(p)?),
-            SocketTarget::Tcp(a) => Conn::Tcp(TcpStream::connect_timeout(a, cfg.connect_timeout)?),
-        };
-        conn.set_nonblocking(true)?;
-        Ok(conn)
+/// Starts a non-blocking connect.
+fn start_connect(target: &SocketTarget) -> io::Result<Conn> {
+    let (domain, addr) = match target {
+        SocketTarget::Unix(p) => (Domain::UNIX, SockAddr::unix(p)?),
+        SocketTarget::Tcp(a) => (Domain::for_address(*a), SockAddr::from(*a)),
+    };
+    let socket = Socket::new(domain, Type::STREAM, None)?;
+    socket.set_nonblocking(true)?;
+    match socket.connect(&addr) {
+        Ok(()) => Ok(Conn::Up(socket)),
+        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => Ok(Conn::Connecting {
+            socket,
+            since: Instant::now(),
+        }),
+        // EAGAIN from a Unix listener with a full backlog is a failure to retry too.
+        Err(e) => Err(e),
     }
+}
 
-    fn set_nonblocking(&self, on: bool) -> io::Result<()> {
-        match self {
-            Conn::Unix(s) => s.set_nonblocking(on),
-            Conn::Tcp(s) => s.set_nonblocking(on),
-        }
+/// Whether a connect under way has finished: `Some(Ok)` connected, `Some(Err)` failed.
+fn connect_result(socket: &Socket) -> Option<io::Result<()>> {
+    match socket.take_error() {
+        Ok(Some(e)) | Err(e) => return Some(Err(e)),
+        Ok(None) => {}
     }
+    match socket.peer_addr() {
+        Ok(_) => Some(Ok(())),
+        Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => None,
+        Err(e) => Some(Err(e)),
+    }
+}
 
-    fn set_write_timeout(&self, t: Duration) -> io::Result<()> {
-        match self {
-            Conn::Unix(s) => s.set_write_timeout(Some(t)),
-            Conn::Tcp(s) => s.set_write_timeout(Some(t)),
-        }
-    }
-
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match self {
-            Conn::Unix(s) => s.write(buf),
-            Conn::Tcp(s) => s.write(buf),
-        }
-    }
+fn send(socket: &Socket, buf: &[u8]) -> io::Result<usize> {
+    socket.send_with_flags(buf, libc::MSG_NOSIGNAL)
 }
 
 pub struct SocketSink {
     cfg: SocketConfig,
-    conn: Option<Conn>,
+    conn: Conn,
     /// Lines not yet sent: `buf[head..]`.
     buf: Vec<u8>,
     head: usize,
@@ -150,7 +161,7 @@ impl SocketSink {
         SocketSink {
             backoff: cfg.initial_backoff,
             cfg,
-            conn: None,
+            conn: Conn::Down,
             buf: Vec::new(),
             head: 0,
             mid_line: false,
@@ -160,7 +171,7 @@ impl SocketSink {
     }
 
     pub fn is_connected(&self) -> bool {
-        self.conn.is_some()
+        matches!(self.conn, Conn::Up(_))
     }
 
     /// Bytes waiting to be sent.
@@ -169,7 +180,7 @@ impl SocketSink {
     }
 
     fn lost_connection(&mut self) {
-        self.conn = None;
+        self.conn = Conn::Down;
         self.schedule_retry();
         if self.mid_line {
             // The rest of a torn line would corrupt the first line of the next
@@ -212,26 +223,20 @@ impl SocketSink {
     }
 
     fn try_pump(&mut self) -> io::Result<()> {
-        if self.conn.is_none() {
-            if self.head == self.buf.len() || Instant::now() < self.next_attempt {
-                return Ok(());
-            }
-            match Conn::connect(&self.cfg) {
-                Ok(c) => {
-                    self.conn = Some(c);
-                    self.stats.connects += 1;
-                    self.backoff = self.cfg.initial_backoff;
-                }
-                Err(e) => {
-                    self.stats.errors += 1;
-                    self.schedule_retry();
-                    return Err(e);
-                }
-            }
+        if self.head == self.buf.len() && !matches!(self.conn, Conn::Connecting { .. }) {
+            return Ok(());
+        }
+        if let Err(e) = self.advance_connect() {
+            self.stats.errors += 1;
+            self.conn = Conn::Down;
+            self.schedule_retry();
+            return Err(e);
         }
         while self.head < self.buf.len() {
-            let conn = self.conn.as_mut().expect("connected above");
-            match conn.write(&self.buf[self.head..]) {
+            let Conn::Up(socket) = &self.conn else {
+                return Ok(());
+            };
+            match send(socket, &self.buf[self.head..]) {
                 Ok(0) => {
                     self.stats.errors += 1;
                     self.lost_connection();
@@ -248,6 +253,44 @@ impl SocketSink {
             }
         }
         Ok(())
+    }
+
+    /// Moves the connection along: starts a connect when one is due, and notices when
+    /// one under way has finished or timed out.
+    fn advance_connect(&mut self) -> io::Result<()> {
+        match &self.conn {
+            Conn::Up(_) => Ok(()),
+            Conn::Down if Instant::now() < self.next_attempt => Ok(()),
+            Conn::Down => {
+                self.conn = start_connect(&self.cfg.target)?;
+                if self.is_connected() {
+                    self.connected();
+                }
+                Ok(())
+            }
+            Conn::Connecting { socket, since } => match connect_result(socket) {
+                Some(Ok(())) => {
+                    let Conn::Connecting { socket, .. } =
+                        std::mem::replace(&mut self.conn, Conn::Down)
+                    else {
+                        unreachable!("matched above");
+                    };
+                    self.conn = Conn::Up(socket);
+                    self.connected();
+                    Ok(())
+                }
+                Some(Err(e)) => Err(e),
+                None if since.elapsed() > self.cfg.connect_timeout => {
+                    Err(io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))
+                }
+                None => Ok(()),
+            },
+        }
+    }
+
+    fn connected(&mut self) {
+        self.stats.connects += 1;
+        self.backoff = self.cfg.initial_backoff;
     }
 }
 
@@ -272,20 +315,19 @@ impl Sink for SocketSink {
         self.pump()
     }
 
-    /// Sends what is buffered, blocking up to `close_timeout`, then disconnects;
-    /// whatever could not be sent is dropped.
+    /// Sends what is buffered, blocking up to `close_timeout` (the one call that may
+    /// block), then disconnects; whatever could not be sent is dropped.
     fn close(&mut self) -> io::Result<()> {
+        let deadline = Instant::now() + self.cfg.close_timeout;
         let mut res = self.pump();
-        if let Some(conn) = self.conn.as_mut() {
-            let blocking = conn
-                .set_nonblocking(false)
-                .and_then(|()| conn.set_write_timeout(self.cfg.close_timeout));
-            match blocking {
-                Ok(()) => res = self.pump(),
-                Err(e) => res = Err(e),
+        while self.head < self.buf.len() && Instant::now() < deadline {
+            if matches!(self.conn, Conn::Down) && Instant::now() < self.next_attempt {
+                break;
             }
+            std::thread::sleep(Duration::from_millis(1));
+            res = self.pump();
         }
-        self.conn = None;
+        self.conn = Conn::Down;
         let unsent = &self.buf[self.head..];
         let lost = unsent.iter().filter(|&&b| b == b'\n').count() as u64;
         if lost > 0 {
@@ -424,6 +466,48 @@ mod tests {
         for l in BufReader::new(conn).lines() {
             assert_eq!(l.unwrap(), LogFormat::default().line(&rec));
         }
+    }
+
+    #[test]
+    fn a_reader_that_does_not_read_never_blocks_the_writer() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut c = cfg(SocketTarget::Tcp(listener.local_addr().unwrap()));
+        c.buffer_bytes = 1 << 20;
+        c.close_timeout = Duration::from_millis(50);
+        let mut s = SocketSink::new(c);
+        let batch: Vec<_> = (0..10_000).map(|i| testdata::record(i, 100, 160)).collect();
+        let started = Instant::now();
+        for _ in 0..30 {
+            s.write(&batch).unwrap();
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        // 300k lines (about 30 MB) cannot all fit in socket buffers plus 1 MiB.
+        assert!(started.elapsed() < Duration::from_secs(5));
+        let st = s.stats();
+        assert!(st.dropped > 0 && st.records > 0, "{st:?}");
+        let _ = s.close();
+        let st = s.stats();
+        assert_eq!(st.records + st.dropped, 300_000);
+        drop(listener);
+    }
+
+    #[test]
+    fn refused_tcp_connects_are_counted() {
+        // Bind and drop to find a port nobody listens on.
+        let addr = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let mut s = SocketSink::new(cfg(SocketTarget::Tcp(addr)));
+        let rec = testdata::record(1, 100, 160);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while s.stats().errors == 0 && Instant::now() < deadline {
+            let _ = s.write(std::slice::from_ref(&rec));
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        assert!(s.stats().errors >= 1);
+        assert!(!s.is_connected());
+        assert_eq!(s.stats().records, 0);
     }
 
     #[test]
