@@ -293,12 +293,12 @@ impl S3DirSink {
 
 impl Sink for S3DirSink {
     fn write(&mut self, records: &[FlowRecord]) -> io::Result<()> {
+        // On an error the rest of the batch would most likely meet it too (disk full,
+        // permissions): drop the rest and let the next batch try again.
+        let drop_rest = |stats: &mut SinkStats, from: usize| {
+            stats.dropped += (records.len() - from) as u64;
+        };
         for (n, rec) in records.iter().enumerate() {
-            // On an error the rest of the batch would most likely meet it too (disk
-            // full, permissions): drop the rest and let the next batch try again.
-            let drop_rest = |stats: &mut SinkStats, from: usize| {
-                stats.dropped += (records.len() - from) as u64;
-            };
             let i = match self.object_for(rec) {
                 Ok(i) => i,
                 Err(e) => {
@@ -315,7 +315,7 @@ impl Sink for S3DirSink {
             }
             self.open[i].records += 1;
             if self.open[i].writer.size_bound() >= self.cfg.max_file_bytes {
-                // `publish` counts its own error and the records of the file.
+                // `publish` counts its error, and the file's records if it is lost.
                 if let Err(e) = self.publish(i) {
                     drop_rest(&mut self.stats, n + 1);
                     return Err(e);

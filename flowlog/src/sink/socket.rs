@@ -258,39 +258,25 @@ impl SocketSink {
     /// Moves the connection along: starts a connect when one is due, and notices when
     /// one under way has finished or timed out.
     fn advance_connect(&mut self) -> io::Result<()> {
-        match &self.conn {
-            Conn::Up(_) => Ok(()),
-            Conn::Down if Instant::now() < self.next_attempt => Ok(()),
-            Conn::Down => {
-                self.conn = start_connect(&self.cfg.target)?;
-                if self.is_connected() {
-                    self.connected();
-                }
-                Ok(())
-            }
-            Conn::Connecting { socket, since } => match connect_result(socket) {
-                Some(Ok(())) => {
-                    let Conn::Connecting { socket, .. } =
-                        std::mem::replace(&mut self.conn, Conn::Down)
-                    else {
-                        unreachable!("matched above");
-                    };
-                    self.conn = Conn::Up(socket);
-                    self.connected();
-                    Ok(())
-                }
-                Some(Err(e)) => Err(e),
+        let was_up = self.is_connected();
+        self.conn = match std::mem::replace(&mut self.conn, Conn::Down) {
+            Conn::Down if Instant::now() < self.next_attempt => Conn::Down,
+            Conn::Down => start_connect(&self.cfg.target)?,
+            Conn::Connecting { socket, since } => match connect_result(&socket) {
+                Some(Ok(())) => Conn::Up(socket),
+                Some(Err(e)) => return Err(e),
                 None if since.elapsed() > self.cfg.connect_timeout => {
-                    Err(io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))
+                    return Err(io::Error::new(io::ErrorKind::TimedOut, "connect timed out"));
                 }
-                None => Ok(()),
+                None => Conn::Connecting { socket, since },
             },
+            up @ Conn::Up(_) => up,
+        };
+        if !was_up && self.is_connected() {
+            self.stats.connects += 1;
+            self.backoff = self.cfg.initial_backoff;
         }
-    }
-
-    fn connected(&mut self) {
-        self.stats.connects += 1;
-        self.backoff = self.cfg.initial_backoff;
+        Ok(())
     }
 }
 
