@@ -2,8 +2,9 @@
 //! text files, and Parquet files, through the real S3-directory sink (temp dir).
 //!
 //! Usage: `cargo run --release -p flowlog --example bench_format -- [--records N]
-//!         [--runs R] [--gzip-level L]`
+//!         [--runs R] [--gzip-level L] [--only format|text|parquet]`
 //! Prints the median of R runs (default 5) of N records (default 1,000,000).
+//! `--only` runs one measurement, e.g. under a profiler.
 
 mod common;
 
@@ -20,12 +21,14 @@ struct Args {
     records: usize,
     runs: usize,
     gzip_level: u32,
+    only: Option<String>,
 }
 
 fn parse_args() -> Result<Args, String> {
     let mut a = Args {
         records: 1_000_000,
         runs: 5,
+        only: None,
         gzip_level: S3DirConfig::new(
             "",
             LogDestination::parse("arn:aws:s3:::bench").unwrap(),
@@ -41,6 +44,9 @@ fn parse_args() -> Result<Args, String> {
             "--records" => a.records = value.parse().map_err(bad)?,
             "--runs" => a.runs = value.parse().map_err(bad)?,
             "--gzip-level" => a.gzip_level = value.parse().map_err(bad)?,
+            "--only" if ["format", "text", "parquet"].contains(&value.as_str()) => {
+                a.only = Some(value)
+            }
             _ => return Err(format!("unknown flag {flag}")),
         }
     }
@@ -142,15 +148,21 @@ fn main() {
     );
     drop(raw);
 
-    let runs = (0..args.runs)
-        .map(|_| rate(&records, format_only))
-        .collect();
-    report("format only", runs, "");
+    let wanted = |name: &str| args.only.as_deref().is_none_or(|o| o == name);
+    if wanted("format") {
+        let runs = (0..args.runs)
+            .map(|_| rate(&records, format_only))
+            .collect();
+        report("format only", runs, "");
+    }
 
-    for (name, ff) in [
-        ("text+gzip files", FileFormat::PlainText),
-        ("parquet files", FileFormat::Parquet),
+    for (name, key, ff) in [
+        ("text+gzip files", "text", FileFormat::PlainText),
+        ("parquet files", "parquet", FileFormat::Parquet),
     ] {
+        if !wanted(key) {
+            continue;
+        }
         let mut bytes = 0;
         let runs = (0..args.runs)
             .map(|_| rate(&records, |r| bytes = to_files(r, ff, args.gzip_level)))

@@ -234,7 +234,7 @@ impl Field {
 
     /// The field's value in `rec`; `version` is what the `version` field prints (the
     /// format's version, not the field's).
-    #[inline]
+    #[inline(always)]
     pub fn value(self, rec: &FlowRecord, version: u8) -> Value<'_> {
         let eni = &*rec.eni;
         let opt_str = |s: Option<&'static str>| s.map_or(Value::Absent, Value::Str);
