@@ -18,7 +18,7 @@ use parquet::file::writer::SerializedFileWriter;
 use parquet::schema::types::Type;
 
 use super::s3dir::ObjectWriter;
-use crate::field::{Field, ParquetType, Value};
+use crate::field::{ParquetType, Value};
 use crate::format::{write_value, LogFormat};
 use crate::record::FlowRecord;
 
@@ -48,8 +48,7 @@ enum Column {
 
 pub(crate) struct ParquetObject {
     writer: SerializedFileWriter<BufWriter<File>>,
-    fields: Vec<Field>,
-    version: u8,
+    format: LogFormat,
     columns: Vec<Column>,
     rows: usize,
     /// Raw size of the buffered row group.
@@ -117,8 +116,7 @@ impl ParquetObject {
             .collect();
         Ok(ParquetObject {
             writer,
-            fields: format.fields().to_vec(),
-            version: format.version(),
+            format: format.clone(),
             columns,
             rows: 0,
             buffered: 0,
@@ -176,8 +174,9 @@ impl ParquetObject {
 
 impl ObjectWriter for ParquetObject {
     fn append(&mut self, rec: &FlowRecord) -> io::Result<()> {
-        for (f, col) in self.fields.iter().zip(&mut self.columns) {
-            let v = f.value(rec, self.version);
+        let version = self.format.version();
+        for (f, col) in self.format.fields().iter().zip(&mut self.columns) {
+            let v = f.value(rec, version);
             match col {
                 Column::Int32 { values, defs } => match v {
                     Value::Int(n) => {
