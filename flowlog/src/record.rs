@@ -66,6 +66,61 @@ impl FlowDirection {
     }
 }
 
+/// The AWS service an address belongs to (`pkt-src-aws-service`, `pkt-dst-aws-service`),
+/// the subset of the ip-ranges.json service names that flow logs report.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum AwsService {
+    Amazon,
+    AmazonAppflow,
+    AmazonConnect,
+    ApiGateway,
+    ChimeMeetings,
+    ChimeVoiceconnector,
+    Cloud9,
+    Cloudfront,
+    Codebuild,
+    Dynamodb,
+    Ebs,
+    Ec2,
+    Ec2InstanceConnect,
+    Globalaccelerator,
+    KinesisVideoStreams,
+    Route53,
+    Route53Healthchecks,
+    Route53HealthchecksPublishing,
+    Route53Resolver,
+    S3,
+    WorkspacesGateways,
+}
+
+impl AwsService {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AwsService::Amazon => "AMAZON",
+            AwsService::AmazonAppflow => "AMAZON_APPFLOW",
+            AwsService::AmazonConnect => "AMAZON_CONNECT",
+            AwsService::ApiGateway => "API_GATEWAY",
+            AwsService::ChimeMeetings => "CHIME_MEETINGS",
+            AwsService::ChimeVoiceconnector => "CHIME_VOICECONNECTOR",
+            AwsService::Cloud9 => "CLOUD9",
+            AwsService::Cloudfront => "CLOUDFRONT",
+            AwsService::Codebuild => "CODEBUILD",
+            AwsService::Dynamodb => "DYNAMODB",
+            AwsService::Ebs => "EBS",
+            AwsService::Ec2 => "EC2",
+            AwsService::Ec2InstanceConnect => "EC2_INSTANCE_CONNECT",
+            AwsService::Globalaccelerator => "GLOBALACCELERATOR",
+            AwsService::KinesisVideoStreams => "KINESIS_VIDEO_STREAMS",
+            AwsService::Route53 => "ROUTE53",
+            AwsService::Route53Healthchecks => "ROUTE53_HEALTHCHECKS",
+            AwsService::Route53HealthchecksPublishing => "ROUTE53_HEALTHCHECKS_PUBLISHING",
+            AwsService::Route53Resolver => "ROUTE53_RESOLVER",
+            AwsService::S3 => "S3",
+            AwsService::WorkspacesGateways => "WORKSPACES_GATEWAYS",
+        }
+    }
+}
+
 /// The traffic of one flow in one interval. `None` fields print as `-`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Traffic {
@@ -86,6 +141,9 @@ pub struct Traffic {
     pub direction: FlowDirection,
     /// Egress only: 1 = to another resource in the VPC, 2 = through the internet gateway.
     pub traffic_path: Option<u8>,
+    /// The AWS service `pkt_srcaddr` / `pkt_dstaddr` belong to, if any (v5 fields).
+    pub pkt_src_aws_service: Option<AwsService>,
+    pub pkt_dst_aws_service: Option<AwsService>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
