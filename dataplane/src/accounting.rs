@@ -183,6 +183,9 @@ pub fn record(meta: &Arc<EniMeta>, id: &FlowId, a: &Acct) -> FlowRecord {
             tcp_flags: Some(a.tcp_flags),
             direction: if id.egress { FlowDirection::Egress } else { FlowDirection::Ingress },
             traffic_path: id.egress.then_some(if id.to_uplink { 2 } else { 1 }),
+            // No AWS services behind the appliance.
+            pkt_src_aws_service: None,
+            pkt_dst_aws_service: None,
         }),
     }
 }

@@ -29,12 +29,7 @@ fn parse_args() -> Result<Args, String> {
         records: 1_000_000,
         runs: 5,
         only: None,
-        gzip_level: S3DirConfig::new(
-            "",
-            LogDestination::parse("arn:aws:s3:::bench").unwrap(),
-            "fl-1",
-        )
-        .gzip_level,
+        gzip_level: S3DirConfig::new("", LogDestination::parse("arn:aws:s3:::bench").unwrap(), "fl-1").gzip_level,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -44,9 +39,7 @@ fn parse_args() -> Result<Args, String> {
             "--records" => a.records = value.parse().map_err(bad)?,
             "--runs" => a.runs = value.parse().map_err(bad)?,
             "--gzip-level" => a.gzip_level = value.parse().map_err(bad)?,
-            "--only" if ["format", "text", "parquet"].contains(&value.as_str()) => {
-                a.only = Some(value)
-            }
+            "--only" if ["format", "text", "parquet"].contains(&value.as_str()) => a.only = Some(value),
             _ => return Err(format!("unknown flag {flag}")),
         }
     }
@@ -86,11 +79,7 @@ fn rate(records: &[FlowRecord], f: impl FnOnce(&[FlowRecord])) -> (f64, f64) {
 
 fn report(name: &str, runs: Vec<(f64, f64)>, extra: &str) {
     let (wall, cpu): (Vec<f64>, Vec<f64>) = runs.into_iter().unzip();
-    println!(
-        "{name:<20}{:>12.0} records/s wall {:>12.0} records/CPU-s{extra}",
-        median(wall),
-        median(cpu)
-    );
+    println!("{name:<20}{:>12.0} records/s wall {:>12.0} records/CPU-s{extra}", median(wall), median(cpu));
 }
 
 fn format_only(records: &[FlowRecord]) {
@@ -150,27 +139,19 @@ fn main() {
 
     let wanted = |name: &str| args.only.as_deref().is_none_or(|o| o == name);
     if wanted("format") {
-        let runs = (0..args.runs)
-            .map(|_| rate(&records, format_only))
-            .collect();
+        let runs = (0..args.runs).map(|_| rate(&records, format_only)).collect();
         report("format only", runs, "");
     }
 
-    for (name, key, ff) in [
-        ("text+gzip files", "text", FileFormat::PlainText),
-        ("parquet files", "parquet", FileFormat::Parquet),
-    ] {
+    for (name, key, ff) in
+        [("text+gzip files", "text", FileFormat::PlainText), ("parquet files", "parquet", FileFormat::Parquet)]
+    {
         if !wanted(key) {
             continue;
         }
         let mut bytes = 0;
-        let runs = (0..args.runs)
-            .map(|_| rate(&records, |r| bytes = to_files(r, ff, args.gzip_level)))
-            .collect();
-        let extra = format!(
-            "   {:.1} bytes/record on disk",
-            bytes as f64 / records.len() as f64
-        );
+        let runs = (0..args.runs).map(|_| rate(&records, |r| bytes = to_files(r, ff, args.gzip_level))).collect();
+        let extra = format!("   {:.1} bytes/record on disk", bytes as f64 / records.len() as f64);
         report(name, runs, &extra);
     }
 }

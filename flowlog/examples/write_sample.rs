@@ -24,11 +24,9 @@ const INTERVALS: u64 = 40;
 
 const V2: &str = "${version} ${account-id} ${interface-id} ${srcaddr} ${dstaddr} ${srcport} \
                   ${dstport} ${protocol} ${packets} ${bytes} ${start} ${end} ${action} ${log-status}";
-const V3_EXTRA: &str =
-    "${vpc-id} ${subnet-id} ${instance-id} ${tcp-flags} ${type} ${pkt-srcaddr} ${pkt-dstaddr}";
+const V3_EXTRA: &str = "${vpc-id} ${subnet-id} ${instance-id} ${tcp-flags} ${type} ${pkt-srcaddr} ${pkt-dstaddr}";
 const V4_EXTRA: &str = "${region} ${az-id} ${sublocation-type} ${sublocation-id}";
-const V5_EXTRA: &str =
-    "${pkt-src-aws-service} ${pkt-dst-aws-service} ${flow-direction} ${traffic-path}";
+const V5_EXTRA: &str = "${pkt-src-aws-service} ${pkt-dst-aws-service} ${flow-direction} ${traffic-path}";
 
 struct FlowLogSpec {
     name: &'static str,
@@ -38,12 +36,7 @@ struct FlowLogSpec {
 }
 
 fn flow_logs() -> Vec<FlowLogSpec> {
-    let spec = |name, format: String, hive, hourly| FlowLogSpec {
-        name,
-        format,
-        hive,
-        hourly,
-    };
+    let spec = |name, format: String, hive, hourly| FlowLogSpec { name, format, hive, hourly };
     vec![
         spec("default", V2.to_owned(), false, false),
         spec("v3", format!("{V2} {V3_EXTRA}"), false, false),
@@ -70,10 +63,7 @@ fn main() -> ExitCode {
     };
     match run(&out) {
         Ok(summary) => {
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&summary).expect("JSON values serialize")
-            );
+            println!("{}", serde_json::to_string_pretty(&summary).expect("JSON values serialize"));
             ExitCode::SUCCESS
         }
         Err(e) => {
@@ -110,10 +100,7 @@ fn run(out: &Path) -> Result<Value, Box<dyn std::error::Error>> {
         cw.format = format.clone();
         let mut sinks: Vec<(&str, Box<dyn Sink>)> = vec![
             ("text", Box::new(s3("vpcgate-text", FileFormat::PlainText)?)),
-            (
-                "parquet",
-                Box::new(s3("vpcgate-parquet", FileFormat::Parquet)?),
-            ),
+            ("parquet", Box::new(s3("vpcgate-parquet", FileFormat::Parquet)?)),
             ("cloudwatch", Box::new(CloudWatchDirSink::new(cw)?)),
         ];
         // The records' own clock drives rotation, as when replaying a capture.

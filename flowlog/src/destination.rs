@@ -32,10 +32,7 @@ impl std::error::Error for DestinationError {}
 
 impl LogDestination {
     pub fn parse(arn: &str) -> Result<Self, DestinationError> {
-        let err = |reason| DestinationError {
-            destination: arn.to_owned(),
-            reason,
-        };
+        let err = |reason| DestinationError { destination: arn.to_owned(), reason };
         let rest = ["arn:aws:s3:::", "arn:aws-cn:s3:::", "arn:aws-us-gov:s3:::"]
             .iter()
             .find_map(|p| arn.strip_prefix(p))
@@ -45,17 +42,13 @@ impl LogDestination {
             None => (rest, None),
         };
         if !valid_bucket(bucket) {
-            return Err(err(
-                "bucket names are 3-63 lowercase letters, digits, dots and hyphens, \
-                 starting and ending with a letter or digit",
-            ));
+            return Err(err("bucket names are 3-63 lowercase letters, digits, dots and hyphens, \
+                 starting and ending with a letter or digit"));
         }
         let prefix = match prefix {
             None | Some("") => None,
             Some(p) => {
-                if p.split('/')
-                    .any(|seg| seg.is_empty() || seg == "." || seg == "..")
-                {
+                if p.split('/').any(|seg| seg.is_empty() || seg == "." || seg == "..") {
                     return Err(err("the prefix has an empty, `.` or `..` segment"));
                 }
                 if p.split('/').any(|seg| seg == "AWSLogs") {
@@ -67,10 +60,7 @@ impl LogDestination {
                 Some(p.to_owned())
             }
         };
-        Ok(LogDestination {
-            bucket: bucket.to_owned(),
-            prefix,
-        })
+        Ok(LogDestination { bucket: bucket.to_owned(), prefix })
     }
 }
 
@@ -94,8 +84,7 @@ impl fmt::Display for LogDestination {
 fn valid_bucket(b: &str) -> bool {
     let edge_ok = |c: Option<char>| c.is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
     (3..=63).contains(&b.len())
-        && b.chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '.' || c == '-')
+        && b.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '.' || c == '-')
         && edge_ok(b.chars().next())
         && edge_ok(b.chars().last())
         && !b.contains("..")
@@ -113,10 +102,7 @@ mod tests {
         assert_eq!(d.bucket, "my-bucket");
         assert_eq!(d.prefix.as_deref(), Some("flow/logs"));
         assert_eq!(d.to_string(), "arn:aws:s3:::my-bucket/flow/logs");
-        assert_eq!(
-            LogDestination::parse("arn:aws:s3:::b.c-d/").unwrap().prefix,
-            None
-        );
+        assert_eq!(LogDestination::parse("arn:aws:s3:::b.c-d/").unwrap().prefix, None);
         assert!(LogDestination::parse("arn:aws-us-gov:s3:::gov-bucket").is_ok());
     }
 
@@ -139,10 +125,7 @@ mod tests {
             "arn:aws:s3:::bucket/AWSLogs",
         ] {
             let e = LogDestination::parse(bad).unwrap_err();
-            assert!(
-                e.to_string().starts_with("Invalid LogDestination"),
-                "{bad}: {e}"
-            );
+            assert!(e.to_string().starts_with("Invalid LogDestination"), "{bad}: {e}");
         }
         let long = format!("arn:aws:s3:::{}", "a".repeat(64));
         assert!(LogDestination::parse(&long).is_err());

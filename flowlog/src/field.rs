@@ -77,12 +77,7 @@ struct Info {
 }
 
 const fn info(name: &'static str, column: &'static str, version: u8, parquet: ParquetType) -> Info {
-    Info {
-        name,
-        column,
-        version,
-        parquet,
-    }
+    Info { name, column, version, parquet }
 }
 
 use ParquetType::{Int32, Int64, String as Str};
@@ -120,18 +115,8 @@ const CATALOGUE: [Info; Field::ALL.len()] = [
     info("traffic-path", "traffic_path", 5, Int32),
     info("ecs-cluster-arn", "ecs_cluster_arn", 7, Str),
     info("ecs-cluster-name", "ecs_cluster_name", 7, Str),
-    info(
-        "ecs-container-instance-arn",
-        "ecs_container_instance_arn",
-        7,
-        Str,
-    ),
-    info(
-        "ecs-container-instance-id",
-        "ecs_container_instance_id",
-        7,
-        Str,
-    ),
+    info("ecs-container-instance-arn", "ecs_container_instance_arn", 7, Str),
+    info("ecs-container-instance-id", "ecs_container_instance_id", 7, Str),
     info("ecs-container-id", "ecs_container_id", 7, Str),
     info("ecs-second-container-id", "ecs_second_container_id", 7, Str),
     info("ecs-service-name", "ecs_service_name", 7, Str),
@@ -249,9 +234,7 @@ impl Field {
             Field::LogStatus => return Value::Str(rec.log_status.as_str()),
             Field::VpcId => return Value::Str(&eni.vpc_id),
             Field::SubnetId => return Value::Str(&eni.subnet_id),
-            Field::InstanceId => {
-                return eni.instance_id.as_deref().map_or(Value::Absent, Value::Str)
-            }
+            Field::InstanceId => return eni.instance_id.as_deref().map_or(Value::Absent, Value::Str),
             Field::Region => return Value::Str(&eni.region),
             Field::AzId => return eni.az_id.as_deref().map_or(Value::Absent, Value::Str),
             // vpcgate has no Wavelength/Outposts/Local Zones, no ECS, and no Block Public
@@ -271,11 +254,7 @@ impl Field {
             | Field::RejectReason => return Value::Absent,
             _ => {}
         }
-        let Some(t) = rec
-            .traffic
-            .as_ref()
-            .filter(|_| rec.log_status == LogStatus::Ok)
-        else {
+        let Some(t) = rec.traffic.as_ref().filter(|_| rec.log_status == LogStatus::Ok) else {
             return Value::Absent;
         };
         match self {
@@ -288,19 +267,13 @@ impl Field {
             Field::Bytes => Value::Int(t.bytes),
             Field::Action => Value::Str(t.action.as_str()),
             Field::TcpFlags => t.tcp_flags.map_or(Value::Absent, |f| Value::Int(f.into())),
-            Field::Type => Value::Str(if t.pkt_srcaddr.is_ipv6() {
-                "IPv6"
-            } else {
-                "IPv4"
-            }),
+            Field::Type => Value::Str(if t.pkt_srcaddr.is_ipv6() { "IPv6" } else { "IPv4" }),
             Field::PktSrcaddr => Value::Ip(t.pkt_srcaddr),
             Field::PktDstaddr => Value::Ip(t.pkt_dstaddr),
             Field::PktSrcAwsService => opt_str(t.pkt_src_aws_service.map(|s| s.as_str())),
             Field::PktDstAwsService => opt_str(t.pkt_dst_aws_service.map(|s| s.as_str())),
             Field::FlowDirection => Value::Str(t.direction.as_str()),
-            Field::TrafficPath => t
-                .traffic_path
-                .map_or(Value::Absent, |p| Value::Int(p.into())),
+            Field::TrafficPath => t.traffic_path.map_or(Value::Absent, |p| Value::Int(p.into())),
             _ => Value::Absent,
         }
     }

@@ -29,9 +29,7 @@ pub enum FormatError {
 impl fmt::Display for FormatError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            FormatError::Empty => {
-                f.write_str("Log format is empty: it needs at least one ${field}")
-            }
+            FormatError::Empty => f.write_str("Log format is empty: it needs at least one ${field}"),
             FormatError::UnknownField(name) => write!(f, "Unknown field: ${{{name}}}"),
             FormatError::DuplicateField(name) => write!(f, "Duplicate field: ${{{name}}}"),
             FormatError::Malformed(token) => {
@@ -74,8 +72,7 @@ impl LogFormat {
                 .and_then(|t| t.strip_suffix('}'))
                 .filter(|n| !n.is_empty() && !n.contains(['$', '{', '}']))
                 .ok_or_else(|| FormatError::Malformed(token.to_owned()))?;
-            let field =
-                Field::from_name(name).ok_or_else(|| FormatError::UnknownField(name.to_owned()))?;
+            let field = Field::from_name(name).ok_or_else(|| FormatError::UnknownField(name.to_owned()))?;
             fields.push(field);
         }
         LogFormat::new(fields)
@@ -246,9 +243,7 @@ fn write_octet(n: u8, out: &mut Vec<u8>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::{
-        Action, AwsService, EniMeta, FlowDirection, FlowRecord, LogStatus, Traffic,
-    };
+    use crate::record::{Action, AwsService, EniMeta, FlowDirection, FlowRecord, LogStatus, Traffic};
     use std::sync::Arc;
 
     fn eni() -> Arc<EniMeta> {
@@ -291,13 +286,7 @@ mod tests {
     }
 
     fn status_only(log_status: LogStatus) -> FlowRecord {
-        FlowRecord {
-            eni: eni(),
-            start: 1431280876,
-            end: 1431280934,
-            log_status,
-            traffic: None,
-        }
+        FlowRecord { eni: eni(), start: 1431280876, end: 1431280934, log_status, traffic: None }
     }
 
     fn fmt(s: &str) -> LogFormat {
@@ -305,11 +294,7 @@ mod tests {
     }
 
     fn braced(names: &str) -> String {
-        names
-            .split(' ')
-            .map(|n| format!("${{{n}}}"))
-            .collect::<Vec<_>>()
-            .join(" ")
+        names.split(' ').map(|n| format!("${{{n}}}")).collect::<Vec<_>>().join(" ")
     }
 
     #[test]
@@ -355,9 +340,7 @@ mod tests {
         assert_eq!(fmt("${traffic-path} ${version}").version(), 5);
         assert_eq!(fmt("${version} ${ecs-task-id}").version(), 7);
         assert_eq!(fmt("${version} ${reject-reason}").version(), 8);
-        assert!(fmt("${version} ${flow-direction}")
-            .line(&accept())
-            .starts_with("5 "));
+        assert!(fmt("${version} ${flow-direction}").line(&accept()).starts_with("5 "));
     }
 
     #[test]
@@ -393,10 +376,7 @@ mod tests {
         t.action = Action::Reject;
         t.tcp_flags = None;
         let f = fmt("${srcaddr} ${dstaddr} ${type} ${action} ${tcp-flags} ${flow-direction} ${traffic-path}");
-        assert_eq!(
-            f.line(&r),
-            "2001:db8::1 2600:1f18::2a IPv6 REJECT - egress 8"
-        );
+        assert_eq!(f.line(&r), "2001:db8::1 2600:1f18::2a IPv6 REJECT - egress 8");
     }
 
     #[test]
@@ -408,10 +388,7 @@ mod tests {
         r.eni = Arc::new(meta);
         let line = LogFormat::default().line(&r);
         assert_eq!(line.split(' ').count(), 14, "{line}");
-        assert!(
-            line.starts_with("2 1234_5678 eni-1_2_123456789010_eni-x "),
-            "{line}"
-        );
+        assert!(line.starts_with("2 1234_5678 eni-1_2_123456789010_eni-x "), "{line}");
     }
 
     #[test]
@@ -455,9 +432,7 @@ mod tests {
         }
         let mut x = 0x9e37_79b9_7f4a_7c15_u64;
         for _ in 0..10_000 {
-            x = x
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
+            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
             check(IpAddr::V4(Ipv4Addr::from((x >> 32) as u32)));
         }
     }
@@ -478,43 +453,23 @@ mod tests {
         assert_eq!(LogFormat::parse("   \t "), Err(FormatError::Empty));
         let e = LogFormat::parse("${version} ${foo}").unwrap_err();
         assert_eq!(e.to_string(), "Unknown field: ${foo}");
-        for bad in [
-            "${version",
-            "version",
-            "${}",
-            "$version}",
-            "${version}${srcaddr}",
-            "${a{b}",
-            "${",
-        ] {
-            assert!(
-                matches!(LogFormat::parse(bad), Err(FormatError::Malformed(_))),
-                "{bad:?} should be malformed"
-            );
+        for bad in ["${version", "version", "${}", "$version}", "${version}${srcaddr}", "${a{b}", "${"] {
+            assert!(matches!(LogFormat::parse(bad), Err(FormatError::Malformed(_))), "{bad:?} should be malformed");
         }
-        assert_eq!(
-            LogFormat::parse("${srcaddr} ${srcaddr}")
-                .unwrap_err()
-                .to_string(),
-            "Duplicate field: ${srcaddr}"
-        );
+        assert_eq!(LogFormat::parse("${srcaddr} ${srcaddr}").unwrap_err().to_string(), "Duplicate field: ${srcaddr}");
         assert_eq!(LogFormat::new(vec![]), Err(FormatError::Empty));
     }
 
     #[test]
     fn parse_accepts_any_whitespace_between_fields() {
-        assert_eq!(
-            fmt("  ${srcaddr}\t${dstaddr}\n").fields(),
-            &[Field::Srcaddr, Field::Dstaddr]
-        );
+        assert_eq!(fmt("  ${srcaddr}\t${dstaddr}\n").fields(), &[Field::Srcaddr, Field::Dstaddr]);
     }
 
     /// Elastic's `aws.vpcflow` parsers pick a layout by counting space-separated tokens,
     /// so a record must have exactly one token per field, `-` included.
     #[test]
     fn token_counts_match_the_layouts_siem_parsers_expect() {
-        const V2: &str =
-            "version account-id interface-id srcaddr dstaddr srcport dstport protocol \
+        const V2: &str = "version account-id interface-id srcaddr dstaddr srcport dstport protocol \
                           packets bytes start end action log-status";
         let v3_17 = format!("{V2} vpc-id subnet-id instance-id");
         let v3_21 = format!("{v3_17} tcp-flags type pkt-srcaddr pkt-dstaddr");
@@ -546,19 +501,8 @@ mod tests {
             assert_eq!(got, names, "field order");
             let mut header = Vec::new();
             f.write_header(&mut header);
-            assert_eq!(
-                String::from_utf8(header)
-                    .unwrap()
-                    .trim_end()
-                    .split(' ')
-                    .collect::<Vec<_>>(),
-                names
-            );
-            for rec in [
-                accept(),
-                status_only(LogStatus::NoData),
-                status_only(LogStatus::SkipData),
-            ] {
+            assert_eq!(String::from_utf8(header).unwrap().trim_end().split(' ').collect::<Vec<_>>(), names);
+            for rec in [accept(), status_only(LogStatus::NoData), status_only(LogStatus::SkipData)] {
                 let line = f.line(&rec);
                 let tokens: Vec<&str> = line.split(' ').collect();
                 assert_eq!(tokens.len(), count, "{line}");

@@ -22,21 +22,12 @@ impl UtcTime {
         let days = unix / 86_400;
         let secs = unix % 86_400;
         let (year, month, day) = civil_from_days(days);
-        UtcTime {
-            year,
-            month,
-            day,
-            hour: (secs / 3600) as u32,
-            minute: (secs % 3600 / 60) as u32,
-        }
+        UtcTime { year, month, day, hour: (secs / 3600) as u32, minute: (secs % 3600 / 60) as u32 }
     }
 
     /// `YYYYMMDDTHHmmZ`, as in S3 flow-log file names.
     pub fn compact(&self) -> String {
-        format!(
-            "{:04}{:02}{:02}T{:02}{:02}Z",
-            self.year, self.month, self.day, self.hour, self.minute
-        )
+        format!("{:04}{:02}{:02}T{:02}{:02}Z", self.year, self.month, self.day, self.hour, self.minute)
     }
 }
 
@@ -62,25 +53,13 @@ mod tests {
     #[test]
     fn known_dates() {
         let t = UtcTime::from_unix(0);
-        assert_eq!(
-            (t.year, t.month, t.day, t.hour, t.minute),
-            (1970, 1, 1, 0, 0)
-        );
+        assert_eq!((t.year, t.month, t.day, t.hour, t.minute), (1970, 1, 1, 0, 0));
         // The AWS documentation's example file: 2018-06-20 16:20 UTC.
-        assert_eq!(
-            UtcTime::from_unix(1_529_511_600).compact(),
-            "20180620T1620Z"
-        );
+        assert_eq!(UtcTime::from_unix(1_529_511_600).compact(), "20180620T1620Z");
         // Leap day and the turn of a century that is a leap year.
         assert_eq!(UtcTime::from_unix(951_782_400).compact(), "20000229T0000Z");
-        assert_eq!(
-            UtcTime::from_unix(1_709_251_199).compact(),
-            "20240229T2359Z"
-        );
-        assert_eq!(
-            UtcTime::from_unix(4_102_444_800).compact(),
-            "21000101T0000Z"
-        );
+        assert_eq!(UtcTime::from_unix(1_709_251_199).compact(), "20240229T2359Z");
+        assert_eq!(UtcTime::from_unix(4_102_444_800).compact(), "21000101T0000Z");
     }
 
     #[test]

@@ -56,11 +56,7 @@ fn files_under(root: &Path, ext: &str) -> Vec<PathBuf> {
                 stack.push(p);
             } else {
                 let name = p.file_name().unwrap().to_str().unwrap();
-                assert!(
-                    !name.starts_with('.'),
-                    "temporary left behind: {}",
-                    p.display()
-                );
+                assert!(!name.starts_with('.'), "temporary left behind: {}", p.display());
                 if name.ends_with(ext) {
                     out.push(p);
                 }
@@ -102,15 +98,10 @@ fn gzip_text_files_read_back() {
 
         let mut lines = Vec::new();
         let files = files_under(dir.path(), ".log.gz");
-        assert!(
-            files.len() >= 2 * 5,
-            "one file per account/region and window: {files:?}"
-        );
+        assert!(files.len() >= 2 * 5, "one file per account/region and window: {files:?}");
         for f in &files {
             let mut text = String::new();
-            GzDecoder::new(fs::File::open(f).unwrap())
-                .read_to_string(&mut text)
-                .unwrap();
+            GzDecoder::new(fs::File::open(f).unwrap()).read_to_string(&mut text).unwrap();
             let mut it = text.lines();
             // The header names the format's fields, and parses back to it.
             let header = it.next().unwrap();
@@ -160,10 +151,7 @@ fn parquet_files_read_back() {
         }
         for row in reader.get_row_iter(None).unwrap() {
             let row = row.unwrap();
-            let tokens: Vec<String> = row
-                .get_column_iter()
-                .map(|(_, v)| parquet_token(v))
-                .collect();
+            let tokens: Vec<String> = row.get_column_iter().map(|(_, v)| parquet_token(v)).collect();
             lines.push(tokens.join(" "));
         }
     }

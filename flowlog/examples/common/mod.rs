@@ -17,10 +17,7 @@ impl Lcg {
     }
 
     pub fn next(&mut self) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
+        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
         self.0 >> 16
     }
 
@@ -29,14 +26,7 @@ impl Lcg {
     }
 }
 
-fn eni(
-    id: &str,
-    account: &str,
-    region: &str,
-    az: &str,
-    instance: Option<&str>,
-    ip: [u8; 4],
-) -> Arc<EniMeta> {
+fn eni(id: &str, account: &str, region: &str, az: &str, instance: Option<&str>, ip: [u8; 4]) -> Arc<EniMeta> {
     Arc::new(EniMeta {
         interface_id: id.into(),
         account_id: account.into(),
@@ -60,14 +50,7 @@ pub fn enis() -> Vec<Arc<EniMeta>> {
             [10, 0, 1, 10],
         ),
         // Requester-managed (a NAT gateway's ENI): no instance.
-        eni(
-            "eni-0b2222222222222b2",
-            "111122223333",
-            "us-east-1",
-            "use1-az2",
-            None,
-            [10, 0, 2, 20],
-        ),
+        eni("eni-0b2222222222222b2", "111122223333", "us-east-1", "use1-az2", None, [10, 0, 2, 20]),
         eni(
             "eni-0c3333333333333c3",
             "444455556666",
@@ -138,18 +121,8 @@ pub fn interval(rng: &mut Lcg, enis: &[Arc<EniMeta>], start: u64, index: u64) ->
     for (e, eni) in enis.iter().enumerate() {
         // Some intervals are quiet (NODATA) or overloaded (SKIPDATA), as AWS reports them.
         if (index + e as u64) % 11 == 7 {
-            let status = if e == 2 {
-                LogStatus::SkipData
-            } else {
-                LogStatus::NoData
-            };
-            out.push(FlowRecord {
-                eni: eni.clone(),
-                start,
-                end: end_max,
-                log_status: status,
-                traffic: None,
-            });
+            let status = if e == 2 { LogStatus::SkipData } else { LogStatus::NoData };
+            out.push(FlowRecord { eni: eni.clone(), start, end: end_max, log_status: status, traffic: None });
             continue;
         }
         let flows = 3 + rng.below(6);
@@ -160,8 +133,7 @@ pub fn interval(rng: &mut Lcg, enis: &[Arc<EniMeta>], start: u64, index: u64) ->
             let packets = 1 + rng.below(5000);
             let bytes = packets * (40 + rng.below(1400));
             let eph = 32768 + rng.below(28000) as u16;
-            let v4 =
-                |rng: &mut Lcg| IpAddr::V4(Ipv4Addr::new(198, 51, 100, 1 + rng.below(250) as u8));
+            let v4 = |rng: &mut Lcg| IpAddr::V4(Ipv4Addr::new(198, 51, 100, 1 + rng.below(250) as u8));
             let rec = match kind {
                 // HTTPS from the internet, accepted.
                 0..=2 => traffic_record(
@@ -213,26 +185,8 @@ pub fn interval(rng: &mut Lcg, enis: &[Arc<EniMeta>], start: u64, index: u64) ->
                     eni,
                     a,
                     b,
-                    IpAddr::V6(Ipv6Addr::new(
-                        0x2001,
-                        0xdb8,
-                        0,
-                        0,
-                        0,
-                        0,
-                        0,
-                        1 + rng.below(999) as u16,
-                    )),
-                    Some(Ipv6Addr::new(
-                        0x2600,
-                        0x1f18,
-                        0,
-                        0,
-                        0,
-                        0,
-                        0,
-                        0x10 + e as u16,
-                    )),
+                    IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1 + rng.below(999) as u16)),
+                    Some(Ipv6Addr::new(0x2600, 0x1f18, 0, 0, 0, 0, 0, 0x10 + e as u16)),
                     FlowDirection::Ingress,
                     6,
                     (eph, 443),
@@ -246,26 +200,8 @@ pub fn interval(rng: &mut Lcg, enis: &[Arc<EniMeta>], start: u64, index: u64) ->
                     eni,
                     a,
                     b,
-                    IpAddr::V6(Ipv6Addr::new(
-                        0x2001,
-                        0xdb8,
-                        0,
-                        0,
-                        0,
-                        0,
-                        0xff,
-                        1 + rng.below(99) as u16,
-                    )),
-                    Some(Ipv6Addr::new(
-                        0x2600,
-                        0x1f18,
-                        0,
-                        0,
-                        0,
-                        0,
-                        0,
-                        0x10 + e as u16,
-                    )),
+                    IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0xff, 1 + rng.below(99) as u16)),
+                    Some(Ipv6Addr::new(0x2600, 0x1f18, 0, 0, 0, 0, 0, 0x10 + e as u16)),
                     FlowDirection::Ingress,
                     17,
                     (eph, 5353),

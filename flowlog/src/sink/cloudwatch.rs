@@ -62,20 +62,11 @@ impl CloudWatchDirSink {
         if group.is_empty() || !group.split('/').all(segment_ok) {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
-                format!(
-                    "log group `{}` is not a relative path of names",
-                    cfg.log_group
-                ),
+                format!("log group `{}` is not a relative path of names", cfg.log_group),
             ));
         }
         let dir = cfg.root.join(group);
-        Ok(CloudWatchDirSink {
-            cfg,
-            dir,
-            streams: HashMap::new(),
-            batch: 0,
-            stats: SinkStats::default(),
-        })
+        Ok(CloudWatchDirSink { cfg, dir, streams: HashMap::new(), batch: 0, stats: SinkStats::default() })
     }
 
     /// The stream file of an ENI: `eni-…-all`, as AWS names the stream for traffic type ALL.
@@ -86,11 +77,7 @@ impl CloudWatchDirSink {
     fn open(&mut self, interface_id: &str) -> io::Result<File> {
         fs::create_dir_all(&self.dir)?;
         let path = self.stream_path(interface_id);
-        let mut file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .read(true)
-            .open(&path)?;
+        let mut file = OpenOptions::new().create(true).append(true).read(true).open(&path)?;
         let len = whole_lines_len(&mut file)?;
         if len < file.metadata()?.len() {
             file.set_len(len)?;
@@ -110,12 +97,8 @@ impl CloudWatchDirSink {
     /// on its next batch.
     fn write_pending(&mut self) -> io::Result<()> {
         let mut first_err = None;
-        let ids: Vec<String> = self
-            .streams
-            .iter()
-            .filter(|(_, s)| !s.pending.is_empty())
-            .map(|(id, _)| id.clone())
-            .collect();
+        let ids: Vec<String> =
+            self.streams.iter().filter(|(_, s)| !s.pending.is_empty()).map(|(id, _)| id.clone()).collect();
         for id in ids {
             let res = self.append_stream(&id);
             let s = self.streams.get_mut(&id).expect("listed above");
@@ -156,12 +139,8 @@ impl CloudWatchDirSink {
         if open <= self.cfg.max_open_files {
             return;
         }
-        let mut by_age: Vec<(u64, String)> = self
-            .streams
-            .iter()
-            .filter(|(_, s)| s.file.is_some())
-            .map(|(id, s)| (s.last_used, id.clone()))
-            .collect();
+        let mut by_age: Vec<(u64, String)> =
+            self.streams.iter().filter(|(_, s)| s.file.is_some()).map(|(id, s)| (s.last_used, id.clone())).collect();
         by_age.sort_unstable();
         for (_, id) in by_age.into_iter().take(open - self.cfg.max_open_files) {
             if let Some(s) = self.streams.get_mut(&id) {
@@ -264,8 +243,7 @@ mod tests {
     #[test]
     fn one_stream_file_per_eni_without_header() {
         let dir = tempfile::tempdir().unwrap();
-        let mut s =
-            CloudWatchDirSink::new(CloudWatchDirConfig::new(dir.path(), "/vpc/flow-logs")).unwrap();
+        let mut s = CloudWatchDirSink::new(CloudWatchDirConfig::new(dir.path(), "/vpc/flow-logs")).unwrap();
         let other = testdata::eni("eni-0b", "123456789012", "us-east-1");
         let mut recs = vec![testdata::record(1, 100, 160), testdata::record(2, 100, 160)];
         let mut r = testdata::record(3, 100, 160);
@@ -277,21 +255,10 @@ mod tests {
         let a = fs::read_to_string(dir.path().join("vpc/flow-logs/eni-0a1b2c3d-all")).unwrap();
         let b = fs::read_to_string(dir.path().join("vpc/flow-logs/eni-0b-all")).unwrap();
         let f = LogFormat::default();
-        assert_eq!(
-            a,
-            format!(
-                "{}\n{}\n{}\n",
-                f.line(&recs[0]),
-                f.line(&recs[1]),
-                f.line(&recs[0])
-            )
-        );
+        assert_eq!(a, format!("{}\n{}\n{}\n", f.line(&recs[0]), f.line(&recs[1]), f.line(&recs[0])));
         assert_eq!(b, format!("{}\n", f.line(&recs[2])));
         let st = s.stats();
-        assert_eq!(
-            (st.records, st.files, st.bytes),
-            (4, 2, (a.len() + b.len()) as u64)
-        );
+        assert_eq!((st.records, st.files, st.bytes), (4, 2, (a.len() + b.len()) as u64));
     }
 
     #[test]

@@ -62,10 +62,7 @@ impl ObjectWriter for GzTextObject {
         self.drain_lines()?;
         let counting = self.gz.finish()?;
         let size = counting.count();
-        let file = counting
-            .into_inner()
-            .into_inner()
-            .map_err(|e| e.into_error())?;
+        let file = counting.into_inner().into_inner().map_err(|e| e.into_error())?;
         Ok((file, size))
     }
 }

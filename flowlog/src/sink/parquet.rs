@@ -75,9 +75,7 @@ pub(crate) fn schema(format: &LogFormat) -> Result<Type, ParquetError> {
                 .map(Arc::new)
         })
         .collect::<Result<Vec<_>, _>>()?;
-    Type::group_type_builder("schema")
-        .with_fields(columns)
-        .build()
+    Type::group_type_builder("schema").with_fields(columns).build()
 }
 
 impl ParquetObject {
@@ -85,9 +83,7 @@ impl ParquetObject {
         let props = WriterProperties::builder()
             .set_writer_version(WriterVersion::PARQUET_1_0)
             .set_dictionary_enabled(false)
-            .set_compression(Compression::GZIP(
-                GzipLevel::try_new(gzip_level).map_err(io_err)?,
-            ))
+            .set_compression(Compression::GZIP(GzipLevel::try_new(gzip_level).map_err(io_err)?))
             .build();
         let writer = SerializedFileWriter::new(
             BufWriter::with_capacity(256 * 1024, file),
@@ -99,29 +95,12 @@ impl ParquetObject {
             .fields()
             .iter()
             .map(|f| match f.parquet_type() {
-                ParquetType::Int32 => Column::Int32 {
-                    values: Vec::new(),
-                    defs: Vec::new(),
-                },
-                ParquetType::Int64 => Column::Int64 {
-                    values: Vec::new(),
-                    defs: Vec::new(),
-                },
-                ParquetType::String => Column::Bytes {
-                    data: Vec::new(),
-                    ends: Vec::new(),
-                    defs: Vec::new(),
-                },
+                ParquetType::Int32 => Column::Int32 { values: Vec::new(), defs: Vec::new() },
+                ParquetType::Int64 => Column::Int64 { values: Vec::new(), defs: Vec::new() },
+                ParquetType::String => Column::Bytes { data: Vec::new(), ends: Vec::new(), defs: Vec::new() },
             })
             .collect();
-        Ok(ParquetObject {
-            writer,
-            format: format.clone(),
-            columns,
-            rows: 0,
-            buffered: 0,
-            byte_arrays: Vec::new(),
-        })
+        Ok(ParquetObject { writer, format: format.clone(), columns, rows: 0, buffered: 0, byte_arrays: Vec::new() })
     }
 
     fn write_row_group(&mut self) -> Result<(), ParquetError> {
@@ -130,19 +109,17 @@ impl ParquetObject {
         }
         let mut rg = self.writer.next_row_group()?;
         for col in &mut self.columns {
-            let mut cw = rg.next_column()?.ok_or_else(|| {
-                ParquetError::General("schema has fewer columns than the format".into())
-            })?;
+            let mut cw = rg
+                .next_column()?
+                .ok_or_else(|| ParquetError::General("schema has fewer columns than the format".into()))?;
             match col {
                 Column::Int32 { values, defs } => {
-                    cw.typed::<Int32Type>()
-                        .write_batch(values, Some(defs), None)?;
+                    cw.typed::<Int32Type>().write_batch(values, Some(defs), None)?;
                     values.clear();
                     defs.clear();
                 }
                 Column::Int64 { values, defs } => {
-                    cw.typed::<Int64Type>()
-                        .write_batch(values, Some(defs), None)?;
+                    cw.typed::<Int64Type>().write_batch(values, Some(defs), None)?;
                     values.clear();
                     defs.clear();
                 }
@@ -152,12 +129,10 @@ impl ParquetObject {
                     let mut start = 0;
                     self.byte_arrays.clear();
                     for &end in ends.iter() {
-                        self.byte_arrays
-                            .push(ByteArray::from(all.slice(start..end)));
+                        self.byte_arrays.push(ByteArray::from(all.slice(start..end)));
                         start = end;
                     }
-                    cw.typed::<ByteArrayType>()
-                        .write_batch(&self.byte_arrays, Some(defs), None)?;
+                    cw.typed::<ByteArrayType>().write_batch(&self.byte_arrays, Some(defs), None)?;
                     self.byte_arrays.clear();
                     ends.clear();
                     defs.clear();
@@ -245,10 +220,8 @@ mod tests {
 
     #[test]
     fn schema_names_and_types() {
-        let f = LogFormat::parse(
-            "${version} ${account-id} ${srcport} ${packets} ${end} ${tcp-flags} ${log-status}",
-        )
-        .unwrap();
+        let f = LogFormat::parse("${version} ${account-id} ${srcport} ${packets} ${end} ${tcp-flags} ${log-status}")
+            .unwrap();
         let s = schema(&f).unwrap();
         let mut printed = Vec::new();
         parquet::schema::printer::print_schema(&mut printed, &s);

@@ -15,20 +15,12 @@ pub(crate) struct Unpublished {
 impl Unpublished {
     /// Creates the directories and the temporary file `.NAME.tmp` beside `dest`.
     pub(crate) fn create(dest: PathBuf) -> io::Result<(Self, File)> {
-        let dir = dest
-            .parent()
-            .ok_or_else(|| io::Error::other("file path has no directory"))?;
-        let name = dest
-            .file_name()
-            .and_then(|n| n.to_str())
-            .ok_or_else(|| io::Error::other("file path has no name"))?;
+        let dir = dest.parent().ok_or_else(|| io::Error::other("file path has no directory"))?;
+        let name =
+            dest.file_name().and_then(|n| n.to_str()).ok_or_else(|| io::Error::other("file path has no name"))?;
         fs::create_dir_all(dir)?;
         let tmp = dir.join(format!(".{name}.tmp"));
-        let file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&tmp)?;
+        let file = OpenOptions::new().write(true).create(true).truncate(true).open(&tmp)?;
         Ok((Unpublished { tmp, dest }, file))
     }
 

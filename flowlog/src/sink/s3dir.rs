@@ -116,23 +116,14 @@ pub struct S3DirSink {
 
 impl S3DirSink {
     pub fn new(cfg: S3DirConfig) -> io::Result<Self> {
-        let valid_id =
-            |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+        let valid_id = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
         if !valid_id(&cfg.flow_log_id) {
-            return Err(invalid(format!(
-                "flow log id `{}` is not like fl-…",
-                cfg.flow_log_id
-            )));
+            return Err(invalid(format!("flow log id `{}` is not like fl-…", cfg.flow_log_id)));
         }
         if cfg.gzip_level > 9 {
             return Err(invalid(format!("gzip level {} is not 0-9", cfg.gzip_level)));
         }
-        Ok(S3DirSink {
-            cfg,
-            open: Vec::new(),
-            sequence: 0,
-            stats: SinkStats::default(),
-        })
+        Ok(S3DirSink { cfg, open: Vec::new(), sequence: 0, stats: SinkStats::default() })
     }
 
     pub fn config(&self) -> &S3DirConfig {
@@ -152,12 +143,8 @@ impl S3DirSink {
         }
         p.push("AWSLogs");
         let t = UtcTime::from_unix(window);
-        let (y, m, d, h) = (
-            format!("{:04}", t.year),
-            format!("{:02}", t.month),
-            format!("{:02}", t.day),
-            format!("{:02}", t.hour),
-        );
+        let (y, m, d, h) =
+            (format!("{:04}", t.year), format!("{:02}", t.month), format!("{:02}", t.day), format!("{:02}", t.hour));
         if self.cfg.hive_compatible_partitions {
             p.push(format!("aws-account-id={account}"));
             p.push("aws-service=vpcflowlogs");
@@ -191,36 +178,23 @@ impl S3DirSink {
     fn object_for(&mut self, rec: &FlowRecord) -> io::Result<usize> {
         let window = window_start(rec.end);
         let (account, region) = (&rec.eni.account_id, &rec.eni.region);
-        if let Some(i) = self
-            .open
-            .iter()
-            .position(|o| o.window == window && o.account == *account && o.region == *region)
+        if let Some(i) =
+            self.open.iter().position(|o| o.window == window && o.account == *account && o.region == *region)
         {
             return Ok(i);
         }
         // Account and region become path segments.
         if !path_safe(account) || !path_safe(region) {
-            return Err(invalid(format!(
-                "account `{account}` or region `{region}` is not a path segment"
-            )));
+            return Err(invalid(format!("account `{account}` or region `{region}` is not a path segment")));
         }
         self.sequence += 1;
-        let dest = self.dir(account, region, window).join(self.file_name(
-            account,
-            region,
-            window,
-            self.sequence,
-        ));
+        let dest = self.dir(account, region, window).join(self.file_name(account, region, window, self.sequence));
         let (file, handle) = Unpublished::create(dest)?;
         let writer: io::Result<Box<dyn ObjectWriter>> = match self.cfg.file_format {
-            FileFormat::PlainText => {
-                GzTextObject::new(handle, &self.cfg.format, self.cfg.gzip_level)
-                    .map(|w| Box::new(w) as Box<dyn ObjectWriter>)
-            }
-            FileFormat::Parquet => {
-                ParquetObject::new(handle, &self.cfg.format, self.cfg.gzip_level)
-                    .map(|w| Box::new(w) as Box<dyn ObjectWriter>)
-            }
+            FileFormat::PlainText => GzTextObject::new(handle, &self.cfg.format, self.cfg.gzip_level)
+                .map(|w| Box::new(w) as Box<dyn ObjectWriter>),
+            FileFormat::Parquet => ParquetObject::new(handle, &self.cfg.format, self.cfg.gzip_level)
+                .map(|w| Box::new(w) as Box<dyn ObjectWriter>),
         };
         let writer = match writer {
             Ok(w) => w,
@@ -355,10 +329,7 @@ impl Drop for S3DirSink {
 /// 8 hex digits that tell apart the files of one flow log and window (FNV-1a).
 fn name_hash(flow_log_id: &str, window: u64, sequence: u64) -> u32 {
     let mut h: u32 = 0x811c_9dc5;
-    let bytes = flow_log_id
-        .bytes()
-        .chain(window.to_le_bytes())
-        .chain(sequence.to_le_bytes());
+    let bytes = flow_log_id.bytes().chain(window.to_le_bytes()).chain(sequence.to_le_bytes());
     for b in bytes {
         h ^= u32::from(b);
         h = h.wrapping_mul(0x0100_0193);
@@ -370,8 +341,7 @@ pub(crate) fn path_safe(s: &str) -> bool {
     !s.is_empty()
         && s != "."
         && s != ".."
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
 fn invalid(msg: String) -> io::Error {
@@ -386,12 +356,7 @@ mod tests {
     use std::io::Read;
 
     fn sink(root: &std::path::Path, dest: &str) -> S3DirSink {
-        S3DirSink::new(S3DirConfig::new(
-            root,
-            LogDestination::parse(dest).unwrap(),
-            "fl-1234abcd",
-        ))
-        .unwrap()
+        S3DirSink::new(S3DirConfig::new(root, LogDestination::parse(dest).unwrap(), "fl-1234abcd")).unwrap()
     }
 
     fn files(root: &std::path::Path) -> Vec<String> {
@@ -413,9 +378,7 @@ mod tests {
 
     fn gunzip(path: &std::path::Path) -> String {
         let mut s = String::new();
-        flate2::read::GzDecoder::new(fs::File::open(path).unwrap())
-            .read_to_string(&mut s)
-            .unwrap();
+        flate2::read::GzDecoder::new(fs::File::open(path).unwrap()).read_to_string(&mut s).unwrap();
         s
     }
 
@@ -426,9 +389,7 @@ mod tests {
         // Ends 2018-06-20 16:24:59, the last second of the AWS example's 16:20 window.
         let rec = testdata::record(1, 1_529_511_700, 1_529_511_899);
         s.write(std::slice::from_ref(&rec)).unwrap();
-        assert!(files(dir.path())
-            .iter()
-            .all(|f| f.contains("/.") && f.ends_with(".tmp")));
+        assert!(files(dir.path()).iter().all(|f| f.contains("/.") && f.ends_with(".tmp")));
         s.close().unwrap();
         let got = files(dir.path());
         assert_eq!(got.len(), 1);
@@ -437,10 +398,7 @@ mod tests {
                       123456789012_vpcflowlogs_us-east-1_fl-1234abcd_20180620T1620Z_";
         assert!(f.starts_with(prefix), "{f}");
         let hash = &f[prefix.len()..f.len() - ".log.gz".len()];
-        assert!(
-            hash.len() == 8 && hash.chars().all(|c| c.is_ascii_hexdigit()),
-            "{f}"
-        );
+        assert!(hash.len() == 8 && hash.chars().all(|c| c.is_ascii_hexdigit()), "{f}");
         let text = gunzip(&dir.path().join(f));
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines[0], "version account-id interface-id srcaddr dstaddr srcport dstport protocol packets bytes start end action log-status");
@@ -459,16 +417,11 @@ mod tests {
     #[test]
     fn hive_and_hourly_partitions() {
         let dir = tempfile::tempdir().unwrap();
-        let mut cfg = S3DirConfig::new(
-            dir.path(),
-            LogDestination::parse("arn:aws:s3:::b-1").unwrap(),
-            "fl-1",
-        );
+        let mut cfg = S3DirConfig::new(dir.path(), LogDestination::parse("arn:aws:s3:::b-1").unwrap(), "fl-1");
         cfg.hive_compatible_partitions = true;
         cfg.per_hour_partition = true;
         let mut s = S3DirSink::new(cfg.clone()).unwrap();
-        s.write(&[testdata::record(1, 1_529_511_700, 1_529_511_750)])
-            .unwrap();
+        s.write(&[testdata::record(1, 1_529_511_700, 1_529_511_750)]).unwrap();
         s.close().unwrap();
         let f = &files(dir.path())[0];
         assert!(f.starts_with("b-1/AWSLogs/aws-account-id=123456789012/aws-service=vpcflowlogs/aws-region=us-east-1/year=2018/month=06/day=20/hour=16/123456789012_vpcflowlogs_us-east-1_fl-1_20180620T1620Z_"), "{f}");
@@ -477,11 +430,9 @@ mod tests {
         cfg.root = dir.path().into();
         cfg.hive_compatible_partitions = false;
         let mut s = S3DirSink::new(cfg).unwrap();
-        s.write(&[testdata::record(1, 1_529_511_700, 1_529_511_750)])
-            .unwrap();
+        s.write(&[testdata::record(1, 1_529_511_700, 1_529_511_750)]).unwrap();
         s.close().unwrap();
-        assert!(files(dir.path())[0]
-            .starts_with("b-1/AWSLogs/123456789012/vpcflowlogs/us-east-1/2018/06/20/16/"));
+        assert!(files(dir.path())[0].starts_with("b-1/AWSLogs/123456789012/vpcflowlogs/us-east-1/2018/06/20/16/"));
     }
 
     #[test]
@@ -508,54 +459,27 @@ mod tests {
         // A late record for window w opens a second file of that window.
         s.write(&[testdata::record(5, w + 100, w + 120)]).unwrap();
         s.rotate_if_due(w + 700).unwrap();
-        assert_eq!(
-            (s.stats().files, s.stats().records, s.pending_records()),
-            (4, 5, 0)
-        );
+        assert_eq!((s.stats().files, s.stats().records, s.pending_records()), (4, 5, 0));
         let names = files(dir.path());
         assert_eq!(names.len(), 4);
+        assert_eq!(names.iter().filter(|n| n.contains("_20180620T1620Z_")).count(), 3);
+        assert_eq!(names.iter().filter(|n| n.contains("_20180620T1625Z_")).count(), 1);
         assert_eq!(
-            names
-                .iter()
-                .filter(|n| n.contains("_20180620T1620Z_"))
-                .count(),
-            3
-        );
-        assert_eq!(
-            names
-                .iter()
-                .filter(|n| n.contains("_20180620T1625Z_"))
-                .count(),
+            names.iter().filter(|n| n.starts_with("bucket/AWSLogs/210987654321/vpcflowlogs/eu-west-1/")).count(),
             1
         );
-        assert_eq!(
-            names
-                .iter()
-                .filter(|n| n.starts_with("bucket/AWSLogs/210987654321/vpcflowlogs/eu-west-1/"))
-                .count(),
-            1
-        );
-        let total: usize = names
-            .iter()
-            .map(|n| gunzip(&dir.path().join(n)).lines().count() - 1)
-            .sum();
+        let total: usize = names.iter().map(|n| gunzip(&dir.path().join(n)).lines().count() - 1).sum();
         assert_eq!(total, 5);
     }
 
     #[test]
     fn cuts_files_at_the_size_limit() {
         let dir = tempfile::tempdir().unwrap();
-        let mut cfg = S3DirConfig::new(
-            dir.path(),
-            LogDestination::parse("arn:aws:s3:::bucket").unwrap(),
-            "fl-1",
-        );
+        let mut cfg = S3DirConfig::new(dir.path(), LogDestination::parse("arn:aws:s3:::bucket").unwrap(), "fl-1");
         cfg.max_file_bytes = 400 * 1024;
         cfg.gzip_level = 1;
         let mut s = S3DirSink::new(cfg).unwrap();
-        let recs: Vec<FlowRecord> = (0..60_000)
-            .map(|i| testdata::noisy_record(i, 1_529_511_700))
-            .collect();
+        let recs: Vec<FlowRecord> = (0..60_000).map(|i| testdata::noisy_record(i, 1_529_511_700)).collect();
         s.write(&recs).unwrap();
         s.close().unwrap();
         let names = files(dir.path());
@@ -576,22 +500,14 @@ mod tests {
         // The bucket directory is a file, so nothing can be created under it.
         fs::write(dir.path().join("bucket"), b"").unwrap();
         let mut s = sink(dir.path(), "arn:aws:s3:::bucket");
-        let recs = [
-            testdata::record(1, 1_529_511_700, 1_529_511_750),
-            testdata::record(2, 1_529_511_700, 1_529_511_750),
-        ];
+        let recs =
+            [testdata::record(1, 1_529_511_700, 1_529_511_750), testdata::record(2, 1_529_511_700, 1_529_511_750)];
         assert!(s.write(&recs).is_err());
-        assert_eq!(
-            (s.stats().errors, s.stats().dropped, s.stats().records),
-            (1, 2, 0)
-        );
+        assert_eq!((s.stats().errors, s.stats().dropped, s.stats().records), (1, 2, 0));
         fs::remove_file(dir.path().join("bucket")).unwrap();
         s.write(&recs).unwrap();
         s.close().unwrap();
-        assert_eq!(
-            (s.stats().errors, s.stats().records, s.stats().files),
-            (1, 2, 1)
-        );
+        assert_eq!((s.stats().errors, s.stats().records, s.stats().files), (1, 2, 1));
     }
 
     #[test]
@@ -612,8 +528,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         {
             let mut s = sink(dir.path(), "arn:aws:s3:::bucket");
-            s.write(&[testdata::record(1, 1_529_511_700, 1_529_511_750)])
-                .unwrap();
+            s.write(&[testdata::record(1, 1_529_511_700, 1_529_511_750)]).unwrap();
             assert!(files(dir.path())[0].ends_with(".tmp"));
         }
         let names = files(dir.path());

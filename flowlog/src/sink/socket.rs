@@ -57,11 +57,7 @@ pub struct SocketTargetError(pub String);
 
 impl fmt::Display for SocketTargetError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "Invalid socket `{}`: expected unix:/PATH or tcp:IP:PORT",
-            self.0
-        )
+        write!(f, "Invalid socket `{}`: expected unix:/PATH or tcp:IP:PORT", self.0)
     }
 }
 
@@ -115,10 +111,7 @@ fn start_connect(target: &SocketTarget) -> io::Result<Conn> {
     socket.set_nonblocking(true)?;
     match socket.connect(&addr) {
         Ok(()) => Ok(Conn::Up(socket)),
-        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => Ok(Conn::Connecting {
-            socket,
-            since: Instant::now(),
-        }),
+        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => Ok(Conn::Connecting { socket, since: Instant::now() }),
         // EAGAIN from a Unix listener with a full backlog is a failure to retry too.
         Err(e) => Err(e),
     }
@@ -186,10 +179,7 @@ impl SocketSink {
             // The rest of a torn line would corrupt the first line of the next
             // connection: drop the line.
             let rest = &self.buf[self.head..];
-            let skip = rest
-                .iter()
-                .position(|&b| b == b'\n')
-                .map_or(rest.len(), |p| p + 1);
+            let skip = rest.iter().position(|&b| b == b'\n').map_or(rest.len(), |p| p + 1);
             self.head += skip;
             self.stats.dropped += 1;
             self.mid_line = false;
@@ -319,10 +309,7 @@ impl Sink for SocketSink {
         if lost > 0 {
             self.stats.dropped += lost;
             if res.is_ok() {
-                res = Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    format!("{lost} records not sent"),
-                ));
+                res = Err(io::Error::new(io::ErrorKind::TimedOut, format!("{lost} records not sent")));
             }
         }
         self.buf.clear();
@@ -352,38 +339,14 @@ mod tests {
 
     #[test]
     fn parses_targets() {
-        assert_eq!(
-            SocketTarget::parse("unix:/run/x.sock"),
-            Ok(SocketTarget::Unix("/run/x.sock".into()))
-        );
-        assert_eq!(
-            SocketTarget::parse("tcp:127.0.0.1:9000"),
-            Ok(SocketTarget::Tcp("127.0.0.1:9000".parse().unwrap()))
-        );
-        assert_eq!(
-            SocketTarget::parse("tcp:[::1]:9000"),
-            Ok(SocketTarget::Tcp("[::1]:9000".parse().unwrap()))
-        );
-        for bad in [
-            "",
-            "unix:",
-            "tcp:localhost:9000",
-            "tcp:127.0.0.1",
-            "udp:127.0.0.1:9",
-            "/run/x.sock",
-        ] {
+        assert_eq!(SocketTarget::parse("unix:/run/x.sock"), Ok(SocketTarget::Unix("/run/x.sock".into())));
+        assert_eq!(SocketTarget::parse("tcp:127.0.0.1:9000"), Ok(SocketTarget::Tcp("127.0.0.1:9000".parse().unwrap())));
+        assert_eq!(SocketTarget::parse("tcp:[::1]:9000"), Ok(SocketTarget::Tcp("[::1]:9000".parse().unwrap())));
+        for bad in ["", "unix:", "tcp:localhost:9000", "tcp:127.0.0.1", "udp:127.0.0.1:9", "/run/x.sock"] {
             let e = SocketTarget::parse(bad).unwrap_err();
-            assert!(
-                e.to_string().contains("expected unix:/PATH or tcp:IP:PORT"),
-                "{bad}"
-            );
+            assert!(e.to_string().contains("expected unix:/PATH or tcp:IP:PORT"), "{bad}");
         }
-        assert_eq!(
-            SocketTarget::parse("tcp:127.0.0.1:9000")
-                .unwrap()
-                .to_string(),
-            "tcp:127.0.0.1:9000"
-        );
+        assert_eq!(SocketTarget::parse("tcp:127.0.0.1:9000").unwrap().to_string(), "tcp:127.0.0.1:9000");
     }
 
     #[test]
@@ -398,10 +361,7 @@ mod tests {
         let f = LogFormat::default();
         assert_eq!(lines, recs.iter().map(|r| f.line(r)).collect::<Vec<_>>());
         let st = s.stats();
-        assert_eq!(
-            (st.records, st.connects, st.dropped, st.errors),
-            (100, 1, 0, 0)
-        );
+        assert_eq!((st.records, st.connects, st.dropped, st.errors), (100, 1, 0, 0));
     }
 
     #[test]
@@ -480,10 +440,7 @@ mod tests {
     #[test]
     fn refused_tcp_connects_are_counted() {
         // Bind and drop to find a port nobody listens on.
-        let addr = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap();
+        let addr = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
         let mut s = SocketSink::new(cfg(SocketTarget::Tcp(addr)));
         let rec = testdata::record(1, 100, 160);
         let deadline = Instant::now() + Duration::from_secs(5);
@@ -501,10 +458,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut c = cfg(SocketTarget::Unix(dir.path().join("nobody.sock")));
         c.initial_backoff = Duration::from_secs(60);
-        let line_len = LogFormat::default()
-            .line(&testdata::record(1, 100, 160))
-            .len()
-            + 1;
+        let line_len = LogFormat::default().line(&testdata::record(1, 100, 160)).len() + 1;
         c.buffer_bytes = line_len * 3;
         let mut s = SocketSink::new(c);
         let recs: Vec<_> = (0..10).map(|_| testdata::record(1, 100, 160)).collect();
