@@ -6,6 +6,7 @@
 //! - [`destination`]: `LogDestination` ARNs;
 //! - [`sink`]: the destinations records are delivered to.
 
+pub mod aggregate;
 pub mod destination;
 pub mod field;
 pub mod format;
@@ -16,6 +17,7 @@ pub mod utc;
 #[cfg(test)]
 mod testdata;
 
+pub use aggregate::{Aggregator, FlowLogSpec, LogStats, TrafficType};
 pub use destination::{DestinationError, LogDestination};
 pub use field::{Field, ParquetType, Value};
 pub use format::{FormatError, LogFormat};
