@@ -31,7 +31,10 @@ impl TrafficType {
         }
     }
     fn keeps(self, a: Action) -> bool {
-        matches!((self, a), (TrafficType::All, _) | (TrafficType::Accept, Action::Accept) | (TrafficType::Reject, Action::Reject))
+        matches!(
+            (self, a),
+            (TrafficType::All, _) | (TrafficType::Accept, Action::Accept) | (TrafficType::Reject, Action::Reject)
+        )
     }
 }
 
@@ -220,9 +223,8 @@ impl Aggregator {
         let mut first_error = None;
         for log in &mut self.logs {
             let iv = log.spec.interval.max(1);
-            let start = *log.next.get_or_insert_with(|| {
-                log.windows.keys().next().copied().unwrap_or(now_unix - now_unix % iv)
-            });
+            let start =
+                *log.next.get_or_insert_with(|| log.windows.keys().next().copied().unwrap_or(now_unix - now_unix % iv));
             let mut w = start;
             while w + iv <= now_unix {
                 let window = log.windows.remove(&w).unwrap_or_default();
@@ -234,7 +236,13 @@ impl Aggregator {
                 silent.sort();
                 for eni in silent {
                     if let Some(meta) = self.metas.get(eni) {
-                        out.push(FlowRecord { eni: meta.clone(), start: w, end: w + iv - 1, log_status: LogStatus::NoData, traffic: None });
+                        out.push(FlowRecord {
+                            eni: meta.clone(),
+                            start: w,
+                            end: w + iv - 1,
+                            log_status: LogStatus::NoData,
+                            traffic: None,
+                        });
                     }
                 }
                 log.written += out.len() as u64;
@@ -359,7 +367,13 @@ mod tests {
 
     fn aggregator(traffic: TrafficType, interval: u64, enis: &[&str]) -> (Aggregator, Arc<Mutex<Vec<FlowRecord>>>) {
         let got = Arc::new(Mutex::new(Vec::new()));
-        let spec = FlowLogSpec { id: "fl-1".into(), enis: enis.iter().map(|s| s.to_string()).collect(), traffic, interval, sample_one_in: 1 };
+        let spec = FlowLogSpec {
+            id: "fl-1".into(),
+            enis: enis.iter().map(|s| s.to_string()).collect(),
+            traffic,
+            interval,
+            sample_one_in: 1,
+        };
         let agg = Aggregator::new(vec![(spec, Box::new(Keep(got.clone())))], enis.iter().map(|e| meta(e)).collect());
         (agg, got)
     }
@@ -368,7 +382,11 @@ mod tests {
     fn merges_records_of_a_flow_across_workers_and_short_intervals() {
         let (mut agg, got) = aggregator(TrafficType::All, 60, &["eni-1"]);
         let m = meta("eni-1");
-        agg.add(&[rec(&m, 1000, Action::Accept, 5, 2), rec(&m, 1010, Action::Accept, 5, 3), rec(&m, 1019, Action::Reject, 6, 1)]);
+        agg.add(&[
+            rec(&m, 1000, Action::Accept, 5, 2),
+            rec(&m, 1010, Action::Accept, 5, 3),
+            rec(&m, 1019, Action::Reject, 6, 1),
+        ]);
         agg.close_through(1020).unwrap();
         let got = got.lock().unwrap();
         assert_eq!(got.len(), 2);
@@ -383,7 +401,8 @@ mod tests {
         agg.add(&[rec(&m, 1000, Action::Accept, 5, 2), rec(&m, 1001, Action::Reject, 6, 1)]);
         agg.close_through(1020).unwrap();
         let got = got.lock().unwrap();
-        let statuses: Vec<(String, LogStatus)> = got.iter().map(|r| (r.eni.interface_id.clone(), r.log_status)).collect();
+        let statuses: Vec<(String, LogStatus)> =
+            got.iter().map(|r| (r.eni.interface_id.clone(), r.log_status)).collect();
         assert_eq!(
             statuses,
             vec![("eni-1".into(), LogStatus::Ok), ("eni-2".into(), LogStatus::NoData)],
@@ -404,15 +423,26 @@ mod tests {
     #[test]
     fn sampling_keeps_whole_flows_with_exact_counts() {
         let got = Arc::new(Mutex::new(Vec::new()));
-        let spec = FlowLogSpec { id: "fl-1".into(), enis: ["eni-1".to_string()].into(), traffic: TrafficType::All, interval: 60, sample_one_in: 4 };
+        let spec = FlowLogSpec {
+            id: "fl-1".into(),
+            enis: ["eni-1".to_string()].into(),
+            traffic: TrafficType::All,
+            interval: 60,
+            sample_one_in: 4,
+        };
         let mut agg = Aggregator::new(vec![(spec, Box::new(Keep(got.clone())))], vec![meta("eni-1")]);
         let m = meta("eni-1");
-        let records: Vec<FlowRecord> = (0..400u16).flat_map(|p| [rec(&m, 1000, Action::Accept, p, 1), rec(&m, 1001, Action::Accept, p, 2)]).collect();
+        let records: Vec<FlowRecord> = (0..400u16)
+            .flat_map(|p| [rec(&m, 1000, Action::Accept, p, 1), rec(&m, 1001, Action::Accept, p, 2)])
+            .collect();
         agg.add(&records);
         agg.finish().unwrap();
         let got = got.lock().unwrap();
         let kept = got.iter().filter(|r| r.traffic.is_some()).count();
         assert!((50..150).contains(&kept), "about a quarter of 400 flows, got {kept}");
-        assert!(got.iter().filter_map(|r| r.traffic.as_ref()).all(|t| t.packets == 3), "a kept flow keeps all its packets");
+        assert!(
+            got.iter().filter_map(|r| r.traffic.as_ref()).all(|t| t.packets == 3),
+            "a kept flow keeps all its packets"
+        );
     }
 }

@@ -9,6 +9,7 @@ pub mod daemon;
 pub mod dataplane_host;
 pub mod error;
 pub mod extension;
+pub mod flowlogs;
 pub mod logging;
 pub mod model;
 pub mod replay;

@@ -196,6 +196,8 @@ pub struct Checked {
     pub enis: Vec<EniInfo>,
     pub ports: Vec<PortInfo>,
     pub router_mac: Mac,
+    /// The flow logs, understood (format, destination, covered ENIs).
+    pub flow_logs: Vec<crate::flowlogs::FlowLogPlan>,
 }
 
 impl Checked {
@@ -814,7 +816,10 @@ pub fn check(cfg: &Config) -> Result<Checked> {
         });
     }
 
-    Ok(Checked { config: cfg, vpcs, subnets, nacls, groups, enis, ports, router_mac })
+    let mut checked =
+        Checked { config: cfg, vpcs, subnets, nacls, groups, enis, ports, router_mac, flow_logs: Vec::new() };
+    checked.flow_logs = crate::flowlogs::plan(&checked)?;
+    Ok(checked)
 }
 
 fn check_address_in_subnet(ip: Ip, s: &SubnetInfo, path: &str) -> Result<()> {

@@ -89,7 +89,7 @@ impl S3DirConfig {
 }
 
 /// One file being written: the file's encoding of records, whatever its format.
-pub(crate) trait ObjectWriter {
+pub(crate) trait ObjectWriter: Send {
     fn append(&mut self, rec: &FlowRecord) -> io::Result<()>;
     /// An upper bound of the finished file's size if nothing more were appended.
     fn size_bound(&self) -> u64;

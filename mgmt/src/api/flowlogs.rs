@@ -39,6 +39,8 @@ struct CreateFlowLogs {
     log_format: Option<String>,
     max_aggregation_interval: Option<i64>,
     destination_options: Option<DestinationOptionsRequest>,
+    /// vpcgate's own: keep one flow in this many.
+    sample_one_in: Option<u32>,
     #[serde(default)]
     tag_specifications: Vec<TagSpecification>,
     client_token: Option<String>,
@@ -79,11 +81,11 @@ pub fn create_flow_logs(c: &Checked, req: &Value) -> Result<Outcome> {
             return Err(missing("LogGroupName"))
         }
         "cloud-watch-logs" => {}
-        "s3" | "kinesis-data-firehose" if r.log_destination.is_none() => return Err(missing("LogDestination")),
-        "s3" | "kinesis-data-firehose" => {}
+        "s3" | "kinesis-data-firehose" | "socket" if r.log_destination.is_none() => return Err(missing("LogDestination")),
+        "s3" | "kinesis-data-firehose" | "socket" => {}
         other => {
             return Err(invalid(format!(
-                "Invalid value '{other}' for LogDestinationType. Must be cloud-watch-logs, s3 or kinesis-data-firehose"
+                "Invalid value '{other}' for LogDestinationType. Must be cloud-watch-logs, s3, kinesis-data-firehose or socket (vpcgate)"
             )))
         }
     }
@@ -148,6 +150,7 @@ pub fn create_flow_logs(c: &Checked, req: &Value) -> Result<Outcome> {
             log_destination: r.log_destination.clone(),
             log_group_name: r.log_group_name.clone(),
             log_format: Some(r.log_format.clone().unwrap_or_else(|| DEFAULT_LOG_FORMAT.into())),
+            sample_one_in: r.sample_one_in,
             max_aggregation_interval: Some(interval),
             destination_options: r.destination_options.as_ref().map(|d| DestinationOptions {
                 file_format: d.file_format.clone(),

@@ -385,6 +385,9 @@ pub struct FlowLog {
     pub max_aggregation_interval: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub destination_options: Option<DestinationOptions>,
+    /// vpcgate's own: keep one flow in this many (whole flows, exact counts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sample_one_in: Option<u32>,
     #[serde(flatten)]
     pub extra: Extra,
 }
