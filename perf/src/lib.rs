@@ -1,1 +1,5 @@
 //! Benchmarks and generators.
+
+pub mod frames;
+pub mod netns;
+pub mod tool;

@@ -994,6 +994,9 @@ fn ifindex(name: &str) -> Result<u32, AfXdpError> {
     }
 }
 
+/// A bound socket's queues, as xsk-rs hands them out.
+type Bound = (TxQueue, RxQueue, Option<(FillQueue, CompQueue)>);
+
 /// One socket bound, retrying while the kernel says EBUSY.
 fn bind(
     config: &AfXdpConfig,
@@ -1001,7 +1004,7 @@ fn bind(
     p: &PortSpec,
     mode: XdpMode,
     zero_copy: bool,
-) -> Result<(TxQueue, RxQueue, Option<(FillQueue, CompQueue)>), AfXdpError> {
+) -> Result<Bound, AfXdpError> {
     let ring = QueueSize::new(config.ring_size).map_err(cfg_err)?;
     let mut bind_flags = BindFlags::XDP_USE_NEED_WAKEUP;
     bind_flags |= if zero_copy {
