@@ -225,6 +225,7 @@ pub enum AfXdpError {
         ifname: String,
         prog_id: u32,
         names: Vec<String>,
+        mode: Attached,
     },
     /// The configuration cannot work (sizes, duplicate sockets, …).
     Config(String),
@@ -258,12 +259,21 @@ impl fmt::Display for AfXdpError {
                 ifname,
                 prog_id,
                 names,
-            } => write!(
-                f,
-                "{ifname} already has an XDP program (id {prog_id}: {}); detach it first \
-                 (ip link set dev {ifname} xdp off)",
-                names.join(", ")
-            ),
+                mode,
+            } => {
+                let hook = match mode {
+                    Attached::Skb => "xdpgeneric",
+                    Attached::Driver => "xdpdrv",
+                    Attached::Hardware => "xdpoffload",
+                    _ => "xdp",
+                };
+                write!(
+                    f,
+                    "{ifname} already has an XDP program (id {prog_id}: {}); detach it \
+                     first (ip link set dev {ifname} {hook} off)",
+                    names.join(", ")
+                )
+            }
             AfXdpError::Config(msg) => write!(f, "bad AF_XDP configuration: {msg}"),
             AfXdpError::Umem(msg) => write!(f, "cannot create the UMEM: {msg}"),
             AfXdpError::Socket {
@@ -404,6 +414,7 @@ impl AfXdpIo {
                         ifname: p.ifname.clone(),
                         prog_id: progs.id,
                         names: progs.names.clone(),
+                        mode: existing.mode,
                     });
                 }
             }
