@@ -384,157 +384,32 @@ impl AfXdpIo {
         route_library_logs();
         validate(config, ports)?;
         probe_af_xdp()?;
-
-        let ring = config.ring_size;
+        let ifaces = ports.iter().map(inspect).collect::<Result<Vec<_>, _>>()?;
         let frames = config
             .frames
-            .unwrap_or_else(|| 2 * ring * ports.len() as u32);
-        let fills = ports.iter().filter(|p| p.rx).count() as u32;
-        if frames < fills * ring + ring {
-            return Err(AfXdpError::Config(format!(
-                "{frames} frames cannot fill {fills} fill rings of {ring} and leave a ring's \
-                 worth to send with"
-            )));
-        }
-
-        let mut ifindexes = Vec::new();
-        let mut infos = Vec::with_capacity(ports.len());
-        for p in ports {
-            let ifindex = ifindex(&p.ifname)?;
-            let existing = query_xdp(ifindex).map_err(|e| AfXdpError::Socket {
-                ifname: p.ifname.clone(),
-                queue: p.queue,
-                error: e,
-                hint: "querying the interface's XDP state failed",
-            })?;
-            // A transmit-only socket loads no program, so it does not care.
-            if let Some(progs) = existing.programs.as_ref().filter(|_| p.rx) {
-                if !progs.names.iter().all(|n| n == XSK_DEFAULT_PROG) {
-                    return Err(AfXdpError::ForeignXdpProgram {
-                        ifname: p.ifname.clone(),
-                        prog_id: progs.id,
-                        names: progs.names.clone(),
-                        mode: existing.mode,
-                    });
-                }
-            }
-            if !ifindexes.contains(&ifindex) {
-                ifindexes.push(ifindex);
-            }
-            infos.push((ifindex, existing));
-        }
-
-        let umem_config = UmemConfig::builder()
-            .frame_size(FrameSize::new(config.frame_size).map_err(cfg_err)?)
-            .fill_queue_size(QueueSize::new(ring).map_err(cfg_err)?)
-            .comp_queue_size(QueueSize::new(ring).map_err(cfg_err)?)
-            .frame_headroom(0)
-            .build()
-            .map_err(cfg_err)?;
-        let frame_count = NonZeroU32::new(frames)
-            .ok_or_else(|| AfXdpError::Config("a UMEM needs frames".into()))?;
-        let (umem, descs) = Umem::new(umem_config, frame_count, false).map_err(|e| {
-            AfXdpError::Umem(match e.source() {
-                Some(s) => format!("{e}: {s}"),
-                None => e.to_string(),
-            })
-        })?;
+            .unwrap_or_else(|| 2 * config.ring_size * ports.len() as u32);
+        let (umem, descs) = create_umem(config, frames, ports)?;
 
         // Zero-copy is a property of the whole UMEM (the kernel gives later sockets
         // the first one's mode), so ask only if every driver offers it.
-        let mode_of = |ifindex: u32| -> (XdpMode, &'static str) {
-            let zc = infos
-                .iter()
-                .find(|(i, _)| *i == ifindex)
-                .is_some_and(|(_, s)| s.zero_copy_capable);
-            match config.mode {
-                XdpMode::Auto if zc => (XdpMode::Driver, "auto: driver offers zero-copy"),
-                XdpMode::Auto => (XdpMode::Skb, "auto: no zero-copy, SKB mode"),
-                m => (m, ""),
-            }
-        };
-        let want_zc = config.zero_copy
+        let mut zero_copy = config.zero_copy
             && config.mode != XdpMode::Skb
-            && infos.iter().all(|(_, s)| s.zero_copy_capable);
-
+            && ifaces.iter().all(|i| i.state.zero_copy_capable);
         let mut socks = Vec::with_capacity(ports.len());
         let mut reports = Vec::with_capacity(ports.len());
-        let mut zc = want_zc;
-        for (p, (ifindex, _)) in ports.iter().zip(&infos) {
-            let (mut mode, why) = mode_of(*ifindex);
+        for (p, iface) in ports.iter().zip(&ifaces) {
             let mut notes = Vec::new();
-            if !why.is_empty() && p.rx {
-                notes.push(why.to_string());
+            if socks.is_empty() && config.zero_copy && !zero_copy {
+                notes.push("zero-copy not offered by every driver: copy mode".to_string());
             }
-            if config.zero_copy && !want_zc && socks.is_empty() {
-                notes.push("zero-copy not offered by every driver: copy mode".into());
-            }
-            let (tx, rx, fq_cq) = loop {
-                match bind(config, &umem, p, mode, zc) {
-                    Ok(s) => break s,
-                    // Only the first socket's bind flags count; a later failure is not
-                    // about zero-copy.
-                    Err(e) if zc && socks.is_empty() => {
-                        notes.push(format!("zero-copy refused ({e}), copy mode"));
-                        zc = false;
-                    }
-                    Err(e) if config.mode == XdpMode::Auto && mode == XdpMode::Driver && p.rx => {
-                        notes.push(format!("driver mode refused ({e}), SKB mode"));
-                        mode = XdpMode::Skb;
-                    }
-                    Err(e) => return Err(e),
-                }
-            };
-            let Some((fq, cq)) = fq_cq else {
-                // validate() rules out binding one (interface, queue) twice, which is
-                // the only way libxdp hands back no rings.
-                return Err(AfXdpError::Config(format!(
-                    "{} queue {} was bound twice",
-                    p.ifname, p.queue
-                )));
-            };
-            let fd = rx.fd().as_raw_fd();
-            let budget =
-                config.tx_skb_budget.map(|b| b.min(ring)).and_then(|b| {
-                    match set_tx_budget(fd, b) {
-                        Ok(()) => Some(b),
-                        Err(e) => {
-                            notes.push(format!("XDP_MAX_TX_SKB_BUDGET refused: {e}"));
-                            None
-                        }
-                    }
-                });
-            let state = if p.rx {
-                query_xdp(*ifindex).unwrap_or_default()
-            } else {
-                XdpState::default()
-            };
-            let zero_copy = is_zero_copy(fd);
-            reports.push(SocketReport {
-                port: p.port,
-                ifname: p.ifname.clone(),
-                ifindex: *ifindex,
-                queue: p.queue,
-                rx: p.rx,
-                attached: if p.rx { state.mode } else { Attached::None },
-                prog_id: state.programs.as_ref().map_or(0, |x| x.id),
-                zero_copy,
-                tx_skb_budget: budget,
-                notes,
-            });
-            socks.push(Xsk {
-                port: p.port,
-                queue: p.queue,
-                rx_enabled: p.rx,
-                tx,
-                rx,
-                fq,
-                cq,
-                pending: Vec::with_capacity(ring as usize),
-                in_flight: 0,
-                kick: false,
-            });
+            let first = socks.is_empty();
+            let (xsk, report) = open(config, &umem, p, iface, first, &mut zero_copy, notes)?;
+            socks.push(xsk);
+            reports.push(report);
         }
+        let mut ifindexes: Vec<u32> = ifaces.iter().map(|i| i.ifindex).collect();
+        ifindexes.sort_unstable();
+        ifindexes.dedup();
         register(&ifindexes);
 
         let max_port = ports.iter().map(|p| p.port as usize).max().unwrap_or(0);
@@ -558,9 +433,9 @@ impl AfXdpIo {
             socks,
             frames: descs.clone(),
             free: descs,
-            scratch: vec![FrameDesc::default(); ring as usize],
+            scratch: vec![FrameDesc::default(); config.ring_size as usize],
             frame_shift: config.frame_size.trailing_zeros(),
-            ring_size: ring,
+            ring_size: config.ring_size,
             tx_sock,
             rx_socks,
             rx_next: 0,
@@ -569,7 +444,7 @@ impl AfXdpIo {
             report: AfXdpReport {
                 frame_size: config.frame_size,
                 frames,
-                ring_size: ring,
+                ring_size: config.ring_size,
                 sockets: reports,
             },
             ifindexes,
@@ -974,6 +849,154 @@ fn validate(config: &AfXdpConfig, ports: &[PortSpec]) -> Result<(), AfXdpError> 
         }
     }
     Ok(())
+}
+
+/// An interface as found before binding.
+struct Iface {
+    ifindex: u32,
+    state: XdpState,
+}
+
+/// Looks the interface up and refuses one whose XDP program is not libxdp's AF_XDP
+/// program (that one is shared: another worker's, or another queue's).
+fn inspect(p: &PortSpec) -> Result<Iface, AfXdpError> {
+    let ifindex = ifindex(&p.ifname)?;
+    let state = query_xdp(ifindex).map_err(|error| AfXdpError::Socket {
+        ifname: p.ifname.clone(),
+        queue: p.queue,
+        error,
+        hint: "querying the interface's XDP state failed",
+    })?;
+    // A transmit-only socket loads no program, so it does not care.
+    if let Some(progs) = state.programs.as_ref().filter(|_| p.rx) {
+        if !progs.names.iter().all(|n| n == XSK_DEFAULT_PROG) {
+            return Err(AfXdpError::ForeignXdpProgram {
+                ifname: p.ifname.clone(),
+                prog_id: progs.id,
+                names: progs.names.clone(),
+                mode: state.mode,
+            });
+        }
+    }
+    Ok(Iface { ifindex, state })
+}
+
+fn create_umem(
+    config: &AfXdpConfig,
+    frames: u32,
+    ports: &[PortSpec],
+) -> Result<(Umem, Vec<FrameDesc>), AfXdpError> {
+    let ring = config.ring_size;
+    let fills = ports.iter().filter(|p| p.rx).count() as u32;
+    if frames < fills * ring + ring {
+        return Err(AfXdpError::Config(format!(
+            "{frames} frames cannot fill {fills} fill rings of {ring} and leave a ring's \
+             worth to send with"
+        )));
+    }
+    let umem_config = UmemConfig::builder()
+        .frame_size(FrameSize::new(config.frame_size).map_err(cfg_err)?)
+        .fill_queue_size(QueueSize::new(ring).map_err(cfg_err)?)
+        .comp_queue_size(QueueSize::new(ring).map_err(cfg_err)?)
+        .frame_headroom(0)
+        .build()
+        .map_err(cfg_err)?;
+    let count =
+        NonZeroU32::new(frames).ok_or_else(|| AfXdpError::Config("a UMEM needs frames".into()))?;
+    Umem::new(umem_config, count, false).map_err(|e| {
+        AfXdpError::Umem(match e.source() {
+            Some(s) => format!("{e}: {s}"),
+            None => e.to_string(),
+        })
+    })
+}
+
+/// Binds one socket, falling back from zero-copy to copy (first socket only: the
+/// others inherit the UMEM's mode) and, in `Auto`, from driver to SKB mode; then sets
+/// the TX budget and reads back what the kernel gave.
+fn open(
+    config: &AfXdpConfig,
+    umem: &Umem,
+    p: &PortSpec,
+    iface: &Iface,
+    first: bool,
+    zero_copy: &mut bool,
+    mut notes: Vec<String>,
+) -> Result<(Xsk, SocketReport), AfXdpError> {
+    let mut mode = match config.mode {
+        XdpMode::Auto if iface.state.zero_copy_capable => {
+            notes.push("auto: driver offers zero-copy, driver mode".into());
+            XdpMode::Driver
+        }
+        XdpMode::Auto => {
+            if p.rx {
+                notes.push("auto: no zero-copy, SKB mode".into());
+            }
+            XdpMode::Skb
+        }
+        m => m,
+    };
+    let (tx, rx, fq_cq) = loop {
+        match bind(config, umem, p, mode, *zero_copy) {
+            Ok(s) => break s,
+            Err(e) if *zero_copy && first => {
+                notes.push(format!("zero-copy refused ({e}), copy mode"));
+                *zero_copy = false;
+            }
+            Err(e) if config.mode == XdpMode::Auto && mode == XdpMode::Driver && p.rx => {
+                notes.push(format!("driver mode refused ({e}), SKB mode"));
+                mode = XdpMode::Skb;
+            }
+            Err(e) => return Err(e),
+        }
+    };
+    let Some((fq, cq)) = fq_cq else {
+        // validate() rules out binding one (interface, queue) twice, which is the only
+        // way libxdp hands back no rings.
+        return Err(AfXdpError::Config(format!(
+            "{} queue {} was bound twice",
+            p.ifname, p.queue
+        )));
+    };
+    let fd = rx.fd().as_raw_fd();
+    let budget = config.tx_skb_budget.map(|b| b.min(config.ring_size));
+    let budget = budget.and_then(|b| match set_tx_budget(fd, b) {
+        Ok(()) => Some(b),
+        Err(e) => {
+            notes.push(format!("XDP_MAX_TX_SKB_BUDGET refused: {e}"));
+            None
+        }
+    });
+    let state = if p.rx {
+        query_xdp(iface.ifindex).unwrap_or_default()
+    } else {
+        XdpState::default()
+    };
+    let report = SocketReport {
+        port: p.port,
+        ifname: p.ifname.clone(),
+        ifindex: iface.ifindex,
+        queue: p.queue,
+        rx: p.rx,
+        attached: state.mode,
+        prog_id: state.programs.as_ref().map_or(0, |x| x.id),
+        zero_copy: is_zero_copy(fd),
+        tx_skb_budget: budget,
+        notes,
+    };
+    let xsk = Xsk {
+        port: p.port,
+        queue: p.queue,
+        rx_enabled: p.rx,
+        tx,
+        rx,
+        fq,
+        cq,
+        pending: Vec::with_capacity(config.ring_size as usize),
+        in_flight: 0,
+        kick: false,
+    };
+    Ok((xsk, report))
 }
 
 /// Creating an AF_XDP socket is the only reliable test of "does this kernel have
