@@ -124,6 +124,12 @@ pub struct AfXdpConfig {
     /// Frames one copy-mode `sendto()` may send (`XDP_MAX_TX_SKB_BUDGET`); capped at
     /// the TX ring size. `None` leaves the kernel default (32).
     pub tx_skb_budget: Option<u32>,
+    /// While frames keep arriving, `flush` wakes a socket's TX only once this many
+    /// frames wait on its ring; as soon as an `rx` finds nothing, everything waiting
+    /// is sent. A copy-mode wakeup is a system call that costs as much as forwarding
+    /// a few frames, and a generator on the same host delivers its bursts one frame
+    /// at a time. 1 wakes on every flush.
+    pub tx_kick_batch: u32,
     /// Socket creation is retried this many times when the kernel says EBUSY (an XDP
     /// program that was just detached is not gone yet), with a doubling pause.
     pub busy_retries: u32,
@@ -139,6 +145,7 @@ impl Default for AfXdpConfig {
             ring_size: 1024,
             frames: None,
             tx_skb_budget: Some(256),
+            tx_kick_batch: 64,
             busy_retries: 6,
             busy_backoff: Duration::from_millis(10),
         }
@@ -348,8 +355,8 @@ struct Xsk {
     pending: Vec<FrameDesc>,
     /// On the TX ring or completed but not yet collected.
     in_flight: u32,
-    /// Something was put on the TX ring since the last wakeup.
-    kick: bool,
+    /// Put on the TX ring since the last wakeup.
+    unkicked: u32,
 }
 
 /// The AF_XDP sockets of one worker and their shared UMEM. Create it on the thread
@@ -371,6 +378,9 @@ pub struct AfXdpIo {
     /// Indices of receiving sockets, and which one `rx` starts with next (fairness).
     rx_socks: Vec<usize>,
     rx_next: usize,
+    /// The last `rx` found nothing (or this port never receives): send now.
+    rx_idle: bool,
+    kick_batch: u32,
     pollfds: Vec<libc::pollfd>,
     counters: AfXdpCounters,
     report: AfXdpReport,
@@ -439,6 +449,8 @@ impl AfXdpIo {
             tx_sock,
             rx_socks,
             rx_next: 0,
+            rx_idle: true,
+            kick_batch: config.tx_kick_batch.max(1),
             pollfds,
             counters: AfXdpCounters::default(),
             report: AfXdpReport {
@@ -575,7 +587,7 @@ impl AfXdpIo {
             let n = unsafe { x.tx.produce(&x.pending[done..done + room]) };
             done += n;
             x.in_flight += n as u32;
-            x.kick |= n > 0;
+            x.unkicked += n as u32;
             if done == x.pending.len() || attempt == 1 {
                 break;
             }
@@ -644,7 +656,7 @@ fn collect(x: &mut Xsk, free: &mut Vec<FrameDesc>, scratch: &mut [FrameDesc]) {
 
 /// The copy-mode transmit path runs inside `sendto()`: one call per batch per socket.
 fn wake_tx(x: &mut Xsk, counters: &mut AfXdpCounters) {
-    x.kick = false;
+    x.unkicked = 0;
     if x.tx.needs_wakeup() {
         counters.wakeups += 1;
         if x.tx.wakeup().is_err() {
@@ -683,6 +695,7 @@ impl Io for AfXdpIo {
             self.rx_next = (self.rx_next + 1) % n_rx;
         }
         self.counters.rx_frames += got as u64;
+        self.rx_idle = got == 0;
         got
     }
 
@@ -744,12 +757,16 @@ impl Io for AfXdpIo {
             scratch,
             counters,
             ring_size,
+            rx_idle,
+            kick_batch,
             ..
         } = self;
         for x in socks.iter_mut().filter(|x| x.in_flight > 0) {
-            // Kick for new frames, and for old ones a budget-limited sendto() left on
-            // the ring (the ring is not empty while its consumer lags the producer).
-            if x.kick || x.tx.nb_free_exact() < *ring_size {
+            // Frames stay on the ring only while more are coming (see `tx_kick_batch`).
+            // Once due, kick for new frames and for old ones a budget-limited sendto()
+            // left behind (the ring is not empty while its consumer lags).
+            let due = *rx_idle || x.unkicked >= *kick_batch;
+            if due && (x.unkicked > 0 || x.tx.nb_free_exact() < *ring_size) {
                 wake_tx(x, counters);
             }
             collect(x, free, scratch);
@@ -994,7 +1011,7 @@ fn open(
         cq,
         pending: Vec::with_capacity(config.ring_size as usize),
         in_flight: 0,
-        kick: false,
+        unkicked: 0,
     };
     Ok((xsk, report))
 }

@@ -63,6 +63,9 @@ struct Args {
     /// Frames per copy-mode sendto() (XDP_MAX_TX_SKB_BUDGET); 0 keeps the kernel's 32.
     #[arg(long, default_value_t = 256)]
     tx_budget: u32,
+    /// Frames to gather on a TX ring before a wakeup while traffic keeps coming.
+    #[arg(long, default_value_t = 64)]
+    kick_batch: u32,
     /// Empty polls before an idle worker sleeps in poll().
     #[arg(long, default_value_t = 2000)]
     idle_spins: u32,
@@ -97,6 +100,7 @@ fn run(args: &Args) -> Result<(), String> {
         zero_copy: !args.copy,
         ring_size: args.ring,
         tx_skb_budget: (args.tx_budget > 0).then_some(args.tx_budget),
+        tx_kick_batch: args.kick_batch,
         ..AfXdpConfig::default()
     };
     let n_cores = core_affinity::get_core_ids().map_or(1, |c| c.len());
