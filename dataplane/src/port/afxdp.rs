@@ -398,7 +398,9 @@ impl AfXdpIo {
         let frames = config
             .frames
             .unwrap_or_else(|| 2 * config.ring_size * ports.len() as u32);
-        let (umem, descs) = create_umem(config, frames, ports)?;
+        let mut slot = UmemSlot::new(config, frames, ports)?;
+        // Workers of one process set up at once would race to attach the same program.
+        let setup = SETUP.lock().unwrap_or_else(|p| p.into_inner());
 
         // Zero-copy is a property of the whole UMEM (the kernel gives later sockets
         // the first one's mode), so ask only if every driver offers it.
@@ -413,7 +415,7 @@ impl AfXdpIo {
                 notes.push("zero-copy not offered by every driver: copy mode".to_string());
             }
             let first = socks.is_empty();
-            let (xsk, report) = open(config, &umem, p, iface, first, &mut zero_copy, notes)?;
+            let (xsk, report) = open(config, &mut slot, p, iface, first, &mut zero_copy, notes)?;
             socks.push(xsk);
             reports.push(report);
         }
@@ -421,6 +423,8 @@ impl AfXdpIo {
         ifindexes.sort_unstable();
         ifindexes.dedup();
         register(&ifindexes);
+        drop(setup);
+        let UmemSlot { umem, descs, .. } = slot;
 
         let max_port = ports.iter().map(|p| p.port as usize).max().unwrap_or(0);
         let mut tx_sock = vec![None; max_port + 1];
@@ -779,7 +783,9 @@ impl Drop for AfXdpIo {
     fn drop(&mut self) {
         // libxdp detaches its program when the last socket using it is deleted
         // (refcounted in the program's own map); make that happen now, then check.
+        let setup = SETUP.lock().unwrap_or_else(|p| p.into_inner());
         self.socks.clear();
+        drop(setup);
         for ifindex in unregister(&self.ifindexes) {
             let attached = self
                 .report
@@ -805,6 +811,11 @@ impl Drop for AfXdpIo {
         }
     }
 }
+
+/// Held while sockets are created or deleted: libxdp attaches its program when the
+/// first socket of an interface comes and detaches it when the last one goes, and two
+/// workers doing that at once would race.
+static SETUP: Mutex<()> = Mutex::new(());
 
 /// Sockets of this process per interface: the XDP program check on drop only means
 /// something once the last of them is gone.
@@ -898,29 +909,58 @@ fn inspect(p: &PortSpec) -> Result<Iface, AfXdpError> {
     Ok(Iface { ifindex, state })
 }
 
-fn create_umem(
-    config: &AfXdpConfig,
-    frames: u32,
-    ports: &[PortSpec],
-) -> Result<(Umem, Vec<FrameDesc>), AfXdpError> {
-    let ring = config.ring_size;
-    let fills = ports.iter().filter(|p| p.rx).count() as u32;
-    if frames < fills * ring + ring {
-        return Err(AfXdpError::Config(format!(
-            "{frames} frames cannot fill {fills} fill rings of {ring} and leave a ring's \
-             worth to send with"
-        )));
+/// The UMEM, and how to make it again: libxdp binds the first socket on the UMEM's
+/// own fd, and a failure after that bind (attaching the XDP program) leaves the fd
+/// bound for good, so a retry of the first socket needs a new UMEM.
+struct UmemSlot {
+    umem: Umem,
+    descs: Vec<FrameDesc>,
+    config: UmemConfig,
+    count: NonZeroU32,
+    spoiled: bool,
+}
+
+impl UmemSlot {
+    fn new(config: &AfXdpConfig, frames: u32, ports: &[PortSpec]) -> Result<UmemSlot, AfXdpError> {
+        let ring = config.ring_size;
+        let fills = ports.iter().filter(|p| p.rx).count() as u32;
+        if frames < fills * ring + ring {
+            return Err(AfXdpError::Config(format!(
+                "{frames} frames cannot fill {fills} fill rings of {ring} and leave a ring's \
+                 worth to send with"
+            )));
+        }
+        let umem_config = UmemConfig::builder()
+            .frame_size(FrameSize::new(config.frame_size).map_err(cfg_err)?)
+            .fill_queue_size(QueueSize::new(ring).map_err(cfg_err)?)
+            .comp_queue_size(QueueSize::new(ring).map_err(cfg_err)?)
+            .frame_headroom(0)
+            .build()
+            .map_err(cfg_err)?;
+        let count = NonZeroU32::new(frames)
+            .ok_or_else(|| AfXdpError::Config("a UMEM needs frames".into()))?;
+        let (umem, descs) = make_umem(umem_config, count)?;
+        Ok(UmemSlot {
+            umem,
+            descs,
+            config: umem_config,
+            count,
+            spoiled: false,
+        })
     }
-    let umem_config = UmemConfig::builder()
-        .frame_size(FrameSize::new(config.frame_size).map_err(cfg_err)?)
-        .fill_queue_size(QueueSize::new(ring).map_err(cfg_err)?)
-        .comp_queue_size(QueueSize::new(ring).map_err(cfg_err)?)
-        .frame_headroom(0)
-        .build()
-        .map_err(cfg_err)?;
-    let count =
-        NonZeroU32::new(frames).ok_or_else(|| AfXdpError::Config("a UMEM needs frames".into()))?;
-    Umem::new(umem_config, count, false).map_err(|e| {
+
+    /// The UMEM to bind the next socket with; a new one if the first socket failed.
+    fn for_socket(&mut self, first: bool) -> Result<&Umem, AfXdpError> {
+        if first && self.spoiled {
+            (self.umem, self.descs) = make_umem(self.config, self.count)?;
+            self.spoiled = false;
+        }
+        Ok(&self.umem)
+    }
+}
+
+fn make_umem(config: UmemConfig, count: NonZeroU32) -> Result<(Umem, Vec<FrameDesc>), AfXdpError> {
+    Umem::new(config, count, false).map_err(|e| {
         AfXdpError::Umem(match e.source() {
             Some(s) => format!("{e}: {s}"),
             None => e.to_string(),
@@ -933,7 +973,7 @@ fn create_umem(
 /// the TX budget and reads back what the kernel gave.
 fn open(
     config: &AfXdpConfig,
-    umem: &Umem,
+    slot: &mut UmemSlot,
     p: &PortSpec,
     iface: &Iface,
     first: bool,
@@ -954,7 +994,7 @@ fn open(
         m => m,
     };
     let (tx, rx, fq_cq) = loop {
-        match bind(config, umem, p, mode, *zero_copy) {
+        match bind(config, slot, first, p, mode, *zero_copy) {
             Ok(s) => break s,
             Err(e) if *zero_copy && first => {
                 notes.push(format!("zero-copy refused ({e}), copy mode"));
@@ -1051,7 +1091,8 @@ type Bound = (TxQueue, RxQueue, Option<(FillQueue, CompQueue)>);
 /// One socket bound, retrying while the kernel says EBUSY.
 fn bind(
     config: &AfXdpConfig,
-    umem: &Umem,
+    slot: &mut UmemSlot,
+    first: bool,
     p: &PortSpec,
     mode: XdpMode,
     zero_copy: bool,
@@ -1086,6 +1127,7 @@ fn bind(
     let mut pause = config.busy_backoff;
     let mut attempt = 0;
     loop {
+        let umem = slot.for_socket(first)?;
         // SAFETY: validate() guarantees this (interface, queue) pair is bound once per
         // UMEM, so libxdp creates a fresh context and program reference for it, which
         // is the contract of `Socket::new`.
@@ -1094,6 +1136,7 @@ fn bind(
             Ok(s) => return Ok(s),
             Err(e) => e,
         };
+        slot.spoiled |= first;
         let error = e
             .source()
             .and_then(|s| s.downcast_ref::<io::Error>())
