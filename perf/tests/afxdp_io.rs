@@ -189,6 +189,11 @@ fn afxdp_io_on_a_veth_pair() {
     let got = receive(&mut io, 1);
     assert_eq!(io.buffer(got[0].handle)[..200], shifted[4..]);
     io.release(got[0].handle);
+    // A handle given back is refused, not a window into a frame the kernel now has.
+    let stale = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        io.buffer(got[0].handle).len()
+    }));
+    assert!(stale.is_err(), "a released handle still gave a buffer");
 
     // Many times the UMEM's frames, both ways: nothing leaks.
     let frames = io.report().frames as usize;

@@ -17,6 +17,23 @@
 //! queue and what to do; nothing here panics on bad input. [`AfXdpIo::report`] says
 //! what each socket actually got (XDP mode, zero-copy or copy, TX budget), including
 //! every fallback taken.
+//!
+//! What xsk-rs 0.11 (and the libxdp under it) imposes, and how this module copes:
+//! - A `FrameDesc`'s address is private: a frame is always sent from where it was
+//!   received, so `tx` with `head > 0` moves the bytes down first.
+//! - `DataMut::contents_mut` borrows the temporary `DataMut`, not the UMEM, so
+//!   `buffer` rebuilds the slice with the lifetime of `&mut self`.
+//! - `produce` on a ring hands over all of a batch or none of it: callers ask
+//!   `nb_free` first and produce only what fits.
+//! - The first socket of a UMEM is bound on the UMEM's own fd; if creating it fails
+//!   after the bind (say, attaching the XDP program), that fd stays bound, so a retry
+//!   needs a new UMEM (`UmemSlot`).
+//! - Zero-copy is decided by the first socket's bind flags for the whole UMEM.
+//! - There is no API for `XDP_MAX_TX_SKB_BUDGET` or `XDP_OPTIONS`: both are raw
+//!   socket options on the socket's fd.
+//! - libxdp refcounts its XDP program across sockets and processes and detaches it
+//!   with the last socket, but does not lock creation against deletion: sockets of
+//!   one process are created and deleted under one lock (`SETUP`).
 
 use std::{
     collections::HashMap,
@@ -367,6 +384,8 @@ pub struct AfXdpIo {
     umem: Umem,
     /// The descriptor of every frame, by frame index, as last received or allocated.
     frames: Vec<FrameDesc>,
+    /// Which frames the caller holds (received or allocated, not yet given back).
+    owned: Vec<bool>,
     /// Frames owned by nobody: the source of fill-ring refills and `alloc`.
     free: Vec<FrameDesc>,
     /// Where `rx` and completion collection write descriptors.
@@ -446,6 +465,7 @@ impl AfXdpIo {
         let mut io = AfXdpIo {
             socks,
             frames: descs.clone(),
+            owned: vec![false; descs.len()],
             free: descs,
             scratch: vec![FrameDesc::default(); config.ring_size as usize],
             frame_shift: config.frame_size.trailing_zeros(),
@@ -515,6 +535,7 @@ impl AfXdpIo {
         let d = self.free.pop()?;
         let idx = d.addr() >> self.frame_shift;
         self.frames[idx] = d;
+        self.owned[idx] = true;
         Some(FrameHandle(idx as u64))
     }
 
@@ -559,13 +580,22 @@ impl AfXdpIo {
         self.pollfds.iter().map(|p| p.fd)
     }
 
-    fn frame_index(&self, h: FrameHandle) -> usize {
+    /// The index of a frame the caller owns. Panics on any other handle: a stale
+    /// one would let safe code write into memory the kernel is reading or writing.
+    fn owned_index(&self, h: FrameHandle) -> usize {
         let idx = h.0 as usize;
-        debug_assert!(
-            idx < self.frames.len(),
-            "handle {h:?} is not a frame of this UMEM"
+        assert!(
+            self.owned.get(idx) == Some(&true),
+            "frame handle {h:?} is not owned by the caller (given back already?)"
         );
         idx
+    }
+
+    /// Hands a frame back: from now on it is the kernel's or the free pool's.
+    fn give_back(&mut self, h: FrameHandle) -> FrameDesc {
+        let idx = self.owned_index(h);
+        self.owned[idx] = false;
+        self.frames[idx]
     }
 
     /// Hands `pending` of socket `s` to its TX ring. If the ring is full, wakes the
@@ -687,6 +717,7 @@ impl Io for AfXdpIo {
             for d in &self.scratch[..n] {
                 let idx = d.addr() >> self.frame_shift;
                 self.frames[idx] = *d;
+                self.owned[idx] = true;
                 out.push(RxFrame {
                     handle: FrameHandle(idx as u64),
                     len: d.lengths().data(),
@@ -704,10 +735,10 @@ impl Io for AfXdpIo {
     }
 
     fn buffer(&mut self, h: FrameHandle) -> &mut [u8] {
-        let idx = self.frame_index(h);
+        let idx = self.owned_index(h);
         let mut d = self.frames[idx];
-        // SAFETY: `h` names a frame that user space owns (received or allocated, not
-        // yet handed back), so neither the kernel nor any other reference touches it.
+        // SAFETY: `owned_index` checked that the caller holds this frame (received or
+        // allocated, not yet given back), so the kernel does not touch it.
         let mut data = unsafe { self.umem.data_mut(&mut d) };
         // Length = capacity, so `contents_mut` spans the whole rest of the frame.
         data.cursor().set_pos(usize::MAX);
@@ -731,10 +762,10 @@ impl Io for AfXdpIo {
             // from where it was received: move the bytes (rare: a stripped VLAN tag).
             self.buffer(h).copy_within(head..head + len, 0);
         }
-        let idx = self.frame_index(h);
-        let mut d = self.frames[idx];
-        // SAFETY: as in `buffer`: user space owns this frame. Only the descriptor's
-        // length is set (capped at the frame's capacity).
+        let mut d = self.give_back(h);
+        // SAFETY: `give_back` checked that the caller held this frame, and it goes to
+        // the kernel only when `flush` submits it. Only the descriptor's length is set
+        // (capped at the frame's capacity).
         unsafe { self.umem.data_mut(&mut d) }.cursor().set_pos(len);
         debug_assert_eq!(d.lengths().data(), len, "frame longer than its buffer");
         if self.socks[s].pending.len() == self.ring_size as usize {
@@ -744,8 +775,8 @@ impl Io for AfXdpIo {
     }
 
     fn release(&mut self, h: FrameHandle) {
-        let idx = self.frame_index(h);
-        self.free.push(self.frames[idx]);
+        let d = self.give_back(h);
+        self.free.push(d);
         self.counters.released += 1;
     }
 
