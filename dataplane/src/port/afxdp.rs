@@ -614,10 +614,10 @@ impl AfXdpIo {
         for attempt in 0..2 {
             let left = x.pending.len() - done;
             let room = (x.tx.nb_free(left as u32) as usize).min(left);
-            // SAFETY: every pending descriptor names a frame of this socket's UMEM that
-            // user space owns (received, or allocated, and not yet given back) and that
-            // is queued once; after `produce` only the kernel touches it until it comes
-            // back on the completion ring.
+            // SAFETY: every pending descriptor names a frame of this UMEM that the
+            // caller handed over with `tx` (`give_back` made sure it held it, so it is
+            // queued once and nothing else refers to it); after `produce` only the
+            // kernel touches it until it comes back on the completion ring.
             let n = unsafe { x.tx.produce(&x.pending[done..done + room]) };
             done += n;
             x.in_flight += n as u32;
