@@ -190,7 +190,7 @@ impl Aggregator {
                     }
                     (_, Some(k)) => {
                         let (Some(t), true) = (r.traffic.as_ref(), log.spec.traffic.keeps(k.action)) else { continue };
-                        if log.spec.sample_one_in > 1 && flow_hash(&k) % log.spec.sample_one_in as u64 != 0 {
+                        if log.spec.sample_one_in > 1 && !flow_hash(&k).is_multiple_of(log.spec.sample_one_in as u64) {
                             continue;
                         }
                         match window.flows.get_mut(&k) {

@@ -2,3 +2,6 @@
 
 pub mod bench_config;
 pub mod classbench;
+pub mod frames;
+pub mod netns;
+pub mod tool;

@@ -2,6 +2,8 @@
 //! three implementations running the same pipeline: AF_XDP (the wire), pcapng files
 //! (replay) and memory (tests, benchmarks).
 
+#[cfg(feature = "afxdp")]
+pub mod afxdp;
 pub mod mem;
 pub mod pcap;
 
