@@ -319,6 +319,10 @@ pub struct Oracle {
     pub trace: Vec<String>,
 }
 
+fn fmt_ns(ns: u64) -> String {
+    format!("{}.{:09} s", ns / NS, ns % NS)
+}
+
 fn special_destination(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(a) => {
@@ -379,8 +383,30 @@ impl Oracle {
         self.world = Rc::new(World::new(cfg));
     }
 
-    pub fn entries(&self) -> usize {
-        self.ct.len()
+    /// `conntrack_allowance_available` for an ENI: room left in the core's table and
+    /// in the ENI's share, whichever is smaller.
+    pub fn available(&self, eni: &str) -> u64 {
+        let held = self.ct.keys().filter(|(e, _)| e == eni).count() as u64;
+        let table = self.world.max_entries.saturating_sub(self.ct.len() as u64);
+        table.min(self.world.max_entries_per_eni.saturating_sub(held))
+    }
+
+    /// The live and expired-but-unreclaimed entries, for reports.
+    pub fn dump(&self, now: u64) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .ct
+            .iter()
+            .map(|((eni, k), e)| {
+                let st = self.world.eni_by_id(eni).map(|x| timeout(e, x)).unwrap_or(0);
+                format!(
+                    "entry at {eni}: {k:?} last {} ago, timeout {st} s, {:?}",
+                    fmt_ns(now.saturating_sub(e.last)),
+                    e.state
+                )
+            })
+            .collect();
+        out.sort();
+        out
     }
 
     fn note(&mut self, s: String) {
@@ -658,6 +684,9 @@ impl Oracle {
             full = true;
         }
         if full {
+            for l in self.dump(now) {
+                self.trace.push(format!("  {l}"));
+            }
             return Verdict::Drop("conntrack-full");
         }
         for (eni, act) in acts {

@@ -1355,7 +1355,7 @@ impl Traffic<'_> {
         // VLAN tags (7.1) and the destination MAC (R5) on some frames.
         let mut frame = frame;
         let mut what = what;
-        if self.g.chance(0.08) {
+        if frame.len() >= 14 && self.g.chance(0.08) {
             frame = testkit::vlan_tag(&frame, self.g.rng.gen_range(1..4095));
             what.push_str(" [vlan]");
             if self.g.chance(0.3) {
