@@ -76,7 +76,13 @@ fn guarded<T>(what: &str, f: impl FnOnce() -> T) -> T {
 
 /// Runs config `index`; returns the number of frames, or a report of the first
 /// disagreement.
-fn run_one(seed: u64, index: u64, frames: usize, tally: &mut BTreeMap<String, u64>) -> Result<usize, String> {
+fn run_one(
+    seed: u64,
+    index: u64,
+    frames: usize,
+    tally: &mut BTreeMap<String, u64>,
+    seen: &mut BTreeMap<&'static str, u64>,
+) -> Result<usize, String> {
     let sc = scenario(seed, index, frames);
     let ctx = format!("seed {seed} config {index}");
     let mut h = guarded(&format!("{ctx}: generated config rejected"), || {
@@ -176,6 +182,9 @@ fn run_one(seed: u64, index: u64, frames: usize, tally: &mut BTreeMap<String, u6
             }
         }
     }
+    for (k, v) in &o.seen {
+        *seen.entry(k).or_default() += v;
+    }
     Ok(n)
 }
 
@@ -202,12 +211,13 @@ fn pipeline_agrees_with_the_oracle_on_random_configs_and_traffic() {
     let start = Instant::now();
     let mut total = 0usize;
     let mut tally = BTreeMap::new();
+    let mut seen = BTreeMap::new();
     let range: Vec<u64> = match only {
         Some(i) => vec![i],
         None => (0..configs).collect(),
     };
     for &i in &range {
-        match run_one(seed, i, frames, &mut tally) {
+        match run_one(seed, i, frames, &mut tally, &mut seen) {
             Ok(n) => total += n,
             Err(report) => panic!("{report}"),
         }
@@ -217,7 +227,14 @@ fn pipeline_agrees_with_the_oracle_on_random_configs_and_traffic() {
         range.len(),
         start.elapsed().as_secs_f64()
     );
-    eprintln!("verdicts seen: {tally:?}");
+    eprintln!("verdicts seen:");
+    for (k, v) in &tally {
+        eprintln!("  {k:24} {v}");
+    }
+    eprintln!("cases met (oracle's count):");
+    for (k, v) in &seen {
+        eprintln!("  {k:50} {v}");
+    }
 }
 
 // ------------------------------------------------------------------ targeted tests

@@ -317,6 +317,8 @@ pub struct Oracle {
     frags: HashMap<(IpAddr, IpAddr, u8, u32), FragMemo>,
     /// The reasoning behind the last verdict.
     pub trace: Vec<String>,
+    /// How often each interesting case was met (for coverage reports).
+    pub seen: std::collections::BTreeMap<&'static str, u64>,
 }
 
 fn fmt_ns(ns: u64) -> String {
@@ -374,6 +376,7 @@ impl Oracle {
             ct: HashMap::new(),
             frags: HashMap::new(),
             trace: Vec::new(),
+            seen: Default::default(),
         }
     }
 
@@ -409,6 +412,10 @@ impl Oracle {
         out
     }
 
+    fn saw(&mut self, what: &'static str) {
+        *self.seen.entry(what).or_default() += 1;
+    }
+
     fn note(&mut self, s: String) {
         self.trace.push(s);
     }
@@ -424,11 +431,14 @@ impl Oracle {
 
     fn reclaim(&mut self, now: u64) {
         let w = &self.world;
+        let before = self.ct.len();
         self.ct.retain(|(eni, _), e| match w.eni_by_id(eni) {
             Some(eni) => now < reclaim_at(e, eni),
             None => false,
         });
-        self.frags.retain(|_, m| now.saturating_sub(m.at) <= 30 * NS);
+        if self.ct.len() < before {
+            self.saw("ct: entries reclaimed");
+        }
     }
 
     fn decide(&mut self, port_name: &str, frame: &[u8], now: u64) -> Verdict {
@@ -439,6 +449,7 @@ impl Oracle {
         // 1. malformed
         let parsed = packet::parse(frame);
         if let Parsed::Malformed(why) = parsed {
+            self.saw(why);
             self.note(format!("malformed: {why}"));
             return Verdict::Drop("malformed");
         }
@@ -576,6 +587,9 @@ impl Oracle {
         };
         self.note(format!("route to port {}", w.ports[out_port].name));
 
+        if p.v6 {
+            self.saw("ipv6: routed frame");
+        }
         // 6. later fragments take the first fragment's verdict (R8).
         if let Frag::Later(id) = p.frag {
             let key = (p.src, p.dst, if p.v6 { 0 } else { p.proto }, id);
@@ -584,6 +598,10 @@ impl Oracle {
                 .get(&key)
                 .filter(|m| now.saturating_sub(m.at) <= 30 * NS)
                 .map(|m| m.verdict.clone());
+            self.saw(if memo.is_some() { "frag: later, remembered" } else { "frag: later, orphan" });
+            if memo.is_none() && self.frags.contains_key(&key) {
+                self.saw("frag: first fragment older than 30 s");
+            }
             return match memo {
                 Some(v) => {
                     self.note("later fragment: remembered verdict".into());
@@ -666,17 +684,23 @@ impl Oracle {
             if let CtAct::Create(k) = act {
                 let id = w.enis[*eni].id.clone();
                 if self.ct.contains_key(&(id.clone(), *k)) {
+                    self.saw("ct: new entry replaces an expired one in place");
                     continue;
                 }
                 let held = self.ct.keys().filter(|(e, _)| *e == id).count() as u64;
                 if held >= w.max_entries_per_eni {
+                    self.saw("ct: ENI share full");
                     self.note(format!("{id} holds {held} entries: full"));
                     full = true;
                 }
                 new_total += 1;
             }
         }
+        if new_total == 2 {
+            self.saw("ct: frame needs entries at two ENIs");
+        }
         if self.ct.len() as u64 + new_total > w.max_entries {
+            self.saw("ct: core table full");
             self.note(format!(
                 "core holds {} entries, {new_total} more needed: full",
                 self.ct.len()
@@ -684,6 +708,12 @@ impl Oracle {
             full = true;
         }
         if full {
+            let waiting = self.ct.iter().any(|((eni, _), e)| {
+                w.eni_by_id(eni).is_some_and(|x| expired(e, x, now))
+            });
+            if waiting {
+                self.saw("ct: full while expired entries await reclaim");
+            }
             for l in self.dump(now) {
                 self.trace.push(format!("  {l}"));
             }
@@ -695,7 +725,15 @@ impl Oracle {
                 CtAct::Nothing => {}
                 CtAct::Refresh(k) => {
                     let e = self.ct.get_mut(&(id, k)).unwrap();
+                    let before = e.state;
                     update(e, p, now);
+                    let after = e.state;
+                    match (before, after) {
+                        (State::Tcp { established: false, .. }, State::Tcp { established: true, .. }) => self.saw("tcp: handshake completed"),
+                        (State::Tcp { closing: false, .. }, State::Tcp { closing: true, .. }) => self.saw("tcp: closing (10 s)"),
+                        (State::Udp { orig: a, reply: b }, State::Udp { orig: c, reply: d }) if !(a >= 2 && b >= 2) && c >= 2 && d >= 2 => self.saw("udp: became a stream"),
+                        _ => {}
+                    }
                 }
                 CtAct::Create(k) => {
                     self.ct.insert((id, k), new_entry(p, now));
@@ -721,23 +759,42 @@ impl Oracle {
         let e = &w.enis[eni];
         let dir = if egress { "egress" } else { "ingress" };
         let key = flow_key(p);
-        if let Some(k) = key {
-            if self.live(w, eni, &k, now) {
-                self.note(format!("SG {dir} at {}: live entry", e.id));
-                return Some(CtAct::Refresh(k));
-            }
-        }
-        if let Some(q) = quoted_key(p) {
-            if self.live(w, eni, &q, now) {
-                self.note(format!("SG {dir} at {}: related ICMP error", e.id));
-                return Some(CtAct::Nothing);
-            }
-        }
         let peer = if egress { p.dst } else { p.src };
         let rules = w.rules(e, egress);
         let allowed = rules
             .iter()
             .any(|r| w.rule_matches(r, p.proto, p.dport(), p.icmp(), peer));
+        if let Some(k) = key {
+            if let Some(entry) = self.ct.get(&(e.id.clone(), k)) {
+                let idle = now.saturating_sub(entry.last) as i64;
+                let t = (timeout(entry, e) * NS) as i64;
+                if (idle - t).abs() < NS as i64 {
+                    self.saw(if idle > t {
+                        "ct: packet just after its entry's timeout"
+                    } else {
+                        "ct: packet just before its entry's timeout"
+                    });
+                }
+            }
+            if self.live(w, eni, &k, now) {
+                self.note(format!("SG {dir} at {}: live entry", e.id));
+                self.saw(if allowed { "sg: live entry (rules allow too)" } else { "sg: live entry where rules refuse" });
+                return Some(CtAct::Refresh(k));
+            }
+            let id = e.id.clone();
+            if self.ct.contains_key(&(id, k)) {
+                self.saw("sg: expired entry not yet reclaimed");
+            }
+
+        }
+        if let Some(q) = quoted_key(p) {
+            if self.live(w, eni, &q, now) {
+                self.note(format!("SG {dir} at {}: related ICMP error", e.id));
+                self.saw(if allowed { "sg: related ICMP error (rules allow too)" } else { "sg: related ICMP error where rules refuse" });
+                return Some(CtAct::Nothing);
+            }
+            self.saw("sg: ICMP error about no live flow");
+        }
         if !allowed {
             self.note(format!("SG {dir} at {}: no rule allows", e.id));
             return None;
@@ -745,6 +802,7 @@ impl Oracle {
         let act = match &p.l4 {
             L4::Tcp { .. } | L4::Udp { .. } => {
                 if self.untracked(w, e, egress, p) {
+                    self.saw("sg: untracked");
                     self.note(format!("SG {dir} at {}: rules allow, untracked", e.id));
                     CtAct::Nothing
                 } else {
@@ -758,6 +816,11 @@ impl Oracle {
             L4::Other => CtAct::Create(key.unwrap()),
             L4::Unknown => CtAct::Nothing,
         };
+        if let (CtAct::Create(_), L4::Icmp { ty, .. }) = (act, &p.l4) {
+            if !matches!(ty, 8 | 13 | 15 | 17 | 128) {
+                self.saw("sg: ICMP query reply without entry, creates one");
+            }
+        }
         if let CtAct::Create(_) = act {
             self.note(format!("SG {dir} at {}: rules allow, tracked", e.id));
         } else if matches!(p.l4, L4::Icmp { .. }) {

@@ -1351,6 +1351,62 @@ impl Traffic<'_> {
         Some((port, frame, desc))
     }
 
+    /// Harmless variations of a well-formed frame: Ethernet padding to 60 bytes,
+    /// IPv4 options, an IPv6 destination-options header, TCP options, another
+    /// destination MAC.
+    fn dress(&mut self, mut f: Vec<u8>, what: &mut String) -> Vec<u8> {
+        let et = u16::from_be_bytes([f[12], f[13]]);
+        let roll = self.g.rng.gen_range(0..100);
+        if et == 0x0800 && roll < 5 {
+            // IPv4 options: 4 NOPs
+            let ihl = (f[14] & 0xf) as usize * 4;
+            let tl = u16::from_be_bytes([f[16], f[17]]) + 4;
+            f.splice(14 + ihl..14 + ihl, [1u8, 1, 1, 1]);
+            f[14] += 1;
+            f[16..18].copy_from_slice(&tl.to_be_bytes());
+            what.push_str(" [ip options]");
+        } else if et == 0x86dd && roll < 10 && !(f[20] == 58 && f.len() > 54 && (133..=137).contains(&f[54])) {
+            // destination options header (PadN), before whatever came next
+            let nh = f[20];
+            let pl = u16::from_be_bytes([f[18], f[19]]) + 8;
+            f.splice(54..54, [nh, 0, 1, 4, 0, 0, 0, 0]);
+            f[20] = 60;
+            f[18..20].copy_from_slice(&pl.to_be_bytes());
+            what.push_str(" [ipv6 dest-opts]");
+        } else if roll < 20 {
+            // TCP options (4 NOPs) on an unfragmented TCP segment
+            let (l3, proto, frag) = if et == 0x0800 {
+                let ihl = (f[14] & 0xf) as usize * 4;
+                (14 + ihl, f[23], u16::from_be_bytes([f[20], f[21]]) & 0x3fff != 0)
+            } else if et == 0x86dd {
+                (54, f[20], false)
+            } else {
+                (0, 0, true)
+            };
+            if proto == 6 && !frag && f.len() >= l3 + 20 {
+                f.splice(l3 + 20..l3 + 20, [1u8, 1, 1, 1]);
+                f[l3 + 12] += 0x10;
+                if et == 0x0800 {
+                    let tl = u16::from_be_bytes([f[16], f[17]]) + 4;
+                    f[16..18].copy_from_slice(&tl.to_be_bytes());
+                } else {
+                    let pl = u16::from_be_bytes([f[18], f[19]]) + 4;
+                    f[18..20].copy_from_slice(&pl.to_be_bytes());
+                }
+                what.push_str(" [tcp options]");
+            }
+        }
+        if f.len() < 60 && self.g.chance(0.3) {
+            f.resize(60, 0);
+            what.push_str(" [padded]");
+        }
+        if self.g.chance(0.03) {
+            f[0..6].copy_from_slice(&[2, 0x99, 0x88, 0x77, 0x66, self.g.rng.gen()]);
+            what.push_str(" [other dst MAC]");
+        }
+        f
+    }
+
     fn send(&mut self, port: String, frame: Vec<u8>, what: String) {
         // VLAN tags (7.1) and the destination MAC (R5) on some frames.
         let mut frame = frame;
@@ -1388,6 +1444,27 @@ impl Traffic<'_> {
             self.flows.swap_remove(fi);
             return;
         }
+        self.step_this(fi);
+    }
+
+    /// A packet more of a flow whose script is done: more of the same, either way.
+    fn extra_step(&mut self, fi: usize) -> Step {
+        let fwd = self.g.chance(0.5);
+        match self.flows[fi].proto {
+            Proto::Tcp => Step::Tcp(fwd, Flags::PSH_ACK, 10),
+            Proto::Udp => Step::Udp(fwd, 20),
+            Proto::Echo | Proto::Timestamp => Step::Icmp(fwd, self.g.rng.gen_range(0..2)),
+            Proto::Other(_) => Step::Other(fwd),
+        }
+    }
+
+    fn step_this(&mut self, fi: usize) {
+        let f = &self.flows[fi];
+        if f.next >= f.steps.len() {
+            let s = self.extra_step(fi);
+            self.flows[fi].steps.push(s);
+        }
+        let f = &self.flows[fi];
         let step = f.steps[f.next].clone();
         self.flows[fi].next += 1;
         let Some((port, frame, what)) = self.build(fi, &step) else {
@@ -1397,6 +1474,8 @@ impl Traffic<'_> {
         if self.g.chance(0.06) && frame.len() > 14 + 60 {
             self.send_fragments(port, frame, what);
         } else {
+            let mut what = what;
+            let frame = self.dress(frame, &mut what);
             self.send(port, frame, what);
         }
     }
@@ -1467,12 +1546,13 @@ impl Traffic<'_> {
             *self.g.pick(&[(3u8, 3u8), (3, 4), (3, 1), (11, 0), (12, 0)])
         };
         let frame = testkit::icmp_error(&reporter.host(), target.ip, self.router(), ty, code, &quoted);
-        let what = format!(
+        let mut what = format!(
             "icmp error {ty}/{code} {} -> {} about flow#{}",
             reporter.label(),
             target.label(),
             fnum
         );
+        let frame = self.dress(frame, &mut what);
         self.send(port, frame, what);
     }
 
@@ -1819,6 +1899,8 @@ impl Traffic<'_> {
             };
             if target > self.now {
                 self.advance(target - self.now);
+                // and a packet of that flow right then
+                self.step_this(fi);
             }
         } else {
             // across a whole second, just before or just after it
