@@ -90,7 +90,9 @@ fn run_one(
     });
     let mut o = Oracle::new(&sc.config);
     let mut n = 0usize;
-    let ct_check = std::env::var("VPCGATE_DIFF_CT").is_ok();
+    // `conntrack_allowance_available` per ENI after every frame (section 7), unless
+    // VPCGATE_DIFF_CT=0.
+    let ct_check = std::env::var("VPCGATE_DIFF_CT").map_or(true, |v| v != "0");
     let mut log = std::env::var("VPCGATE_DIFF_LOG")
         .ok()
         .map(|p| std::fs::File::create(p).unwrap());

@@ -1041,6 +1041,7 @@ struct Traffic<'a> {
     flows: Vec<Flow>,
     flow_serial: usize,
     frag_id: u32,
+    timeout_changes: bool,
 }
 
 fn tcp_script(g: &mut Gen) -> Vec<Step> {
@@ -2083,6 +2084,22 @@ impl Traffic<'_> {
                 if e.egress { "egress" } else { "ingress" },
                 e.rule_number
             );
+        } else if roll < 85 && self.timeout_changes {
+            // change an ENI's conntrack timeouts (7.1: they apply to existing entries)
+            let i = self.g.rng.gen_range(0..topo.enis.len());
+            let ct = ConnectionTrackingConfiguration {
+                tcp_established_timeout: Some(*self.g.pick(&[60i64, 90, 3600, 432000])),
+                udp_timeout: Some(*self.g.pick(&[30i64, 45, 60])),
+                udp_stream_timeout: Some(*self.g.pick(&[60i64, 120, 180])),
+            };
+            what = format!("ENI {} timeouts -> {ct:?}", topo.enis[i].id);
+            self.cfg.network_interfaces[i].connection_tracking_configuration = Some(ct);
+        } else if roll < 88 {
+            // flip source/destination check
+            let i = self.g.rng.gen_range(0..topo.enis.len());
+            let n = &mut self.cfg.network_interfaces[i];
+            n.source_dest_check = !n.source_dest_check;
+            what = format!("ENI {} SourceDestCheck -> {}", n.network_interface_id, n.source_dest_check);
         } else if roll < 90 {
             // change an ENI's groups
             let i = self.g.rng.gen_range(0..topo.enis.len());
@@ -2145,6 +2162,7 @@ pub fn scenario(seed: u64, index: u64, frames: usize) -> Scenario {
         flows: Vec::new(),
         flow_serial: 0,
         frag_id: 1,
+        timeout_changes: std::env::var("VPCGATE_DIFF_TIMEOUT_CHANGES").map_or(true, |v| v != "0"),
     };
     let change_every = t.g.rng.gen_range(30..150);
     let mut next_change = change_every;
