@@ -21,8 +21,11 @@
 //!   and the identifier: requests and replies in either direction match.
 //! - R7 ICMP errors are v4 types 3 and 11, v6 types 1, 2 and 3 (the three kinds
 //!   section 7 names); parameter problem and others are "other non-query ICMP".
-//!   An error is related when its quoted header (IP header + 8 bytes) is a flow
-//!   with a live entry at that ENI, in either orientation.
+//!   An error is related when its quoted header is a flow with a live entry at that
+//!   ENI, in either orientation. The quote needs only what identifies the flow: the
+//!   ports of TCP/UDP (4 bytes), the type and identifier of an ICMP query (6 bytes),
+//!   nothing more for other protocols; RFC 792's 8 bytes are not required (the
+//!   pipeline reads it the same way; found by the differential test).
 //! - R8 The fragment memory keeps the policy-stage verdict (forward with its egress,
 //!   reject with its hop, or conntrack-full). A first fragment dropped before the
 //!   policy stage leaves nothing. Later fragments neither create nor refresh
@@ -284,8 +287,14 @@ fn quoted_key(p: &Pkt) -> Option<FlowKey> {
     let q = packet::quoted(p.v6, body)?;
     let be = |i: usize| u16::from_be_bytes([q.l4[i], q.l4[i + 1]]);
     match q.proto {
-        6 | 17 => Some(FlowKey::new(q.proto, (q.src, be(0)), (q.dst, be(2)), None)),
+        6 | 17 if q.l4.len() >= 4 => {
+            Some(FlowKey::new(q.proto, (q.src, be(0)), (q.dst, be(2)), None))
+        }
+        6 | 17 => None,
         1 | 58 if (q.proto == 58) == p.v6 => {
+            if q.l4.len() < 6 {
+                return None;
+            }
             let c = query_class(p.v6, q.l4[0])?;
             Some(FlowKey::new(
                 q.proto,

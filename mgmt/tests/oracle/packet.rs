@@ -343,8 +343,9 @@ fn icmp(b: &[u8]) -> Result<L4, &'static str> {
     })
 }
 
-/// The flow an ICMP error quotes: the embedded IP header and the first 8 bytes of
-/// its payload. `None` if it cannot be read.
+/// The flow an ICMP error quotes: the embedded IP header and what follows of its
+/// payload (RFC 792 asks for 8 bytes; the caller needs only what identifies the
+/// flow: ports, or the ICMP identifier). `None` if the IP header cannot be read.
 pub struct Quoted {
     pub src: IpAddr,
     pub dst: IpAddr,
@@ -358,24 +359,24 @@ pub fn quoted(is_v6: bool, body: &[u8]) -> Option<Quoted> {
             return None;
         }
         let ihl = (body[0] & 0xf) as usize * 4;
-        if ihl < 20 || body.len() < ihl + 8 {
+        if ihl < 20 || body.len() < ihl {
             return None;
         }
         Some(Quoted {
             src: IpAddr::V4(v4(&body[12..16])),
             dst: IpAddr::V4(v4(&body[16..20])),
             proto: body[9],
-            l4: body[ihl..ihl + 8].to_vec(),
+            l4: body[ihl..].to_vec(),
         })
     } else {
-        if body.len() < 48 || body[0] >> 4 != 6 {
+        if body.len() < 40 || body[0] >> 4 != 6 {
             return None;
         }
         Some(Quoted {
             src: IpAddr::V6(v6(&body[8..24])),
             dst: IpAddr::V6(v6(&body[24..40])),
             proto: body[6],
-            l4: body[40..48].to_vec(),
+            l4: body[40..].to_vec(),
         })
     }
 }

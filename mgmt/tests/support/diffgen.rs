@@ -916,6 +916,19 @@ fn gen_config(g: &mut Gen) -> (Config, Topo) {
     }
 
     // Ports.
+    // now and then an ENI that no port lists (unreachable)
+    let portless = if g.chance(0.05) {
+        Some(topo.enis[topo.enis.len() - 1].id.clone())
+    } else {
+        None
+    };
+    if let Some(id) = &portless {
+        for e in topo.enis.iter_mut() {
+            if &e.id == id {
+                e.port = "(none)".into();
+            }
+        }
+    }
     for p in 0..nports {
         let name = format!("p{p}");
         let ids = topo
@@ -1047,7 +1060,7 @@ struct Traffic<'a> {
 fn tcp_script(g: &mut Gen) -> Vec<Step> {
     use Step::Tcp as T;
     let data = |g: &mut Gen| g.rng.gen_range(0..200usize);
-    match g.rng.gen_range(0..8) {
+    match g.rng.gen_range(0..9) {
         0..=2 => {
             let mut s = vec![
                 T(true, Flags::SYN, 0),
@@ -1080,6 +1093,19 @@ fn tcp_script(g: &mut Gen) -> Vec<Step> {
             s
         }
         4 => vec![T(true, Flags::SYN, 0), T(true, Flags::SYN, 0), T(true, Flags::SYN, 0)],
+        8 => {
+            // odd flag combinations
+            let odd = |g: &mut Gen| Flags {
+                syn: g.chance(0.5),
+                ack: g.chance(0.5),
+                fin: g.chance(0.5),
+                rst: g.chance(0.2),
+                psh: g.chance(0.5),
+            };
+            (0..g.rng.gen_range(2..7))
+                .map(|_| T(g.chance(0.5), odd(g), 0))
+                .collect()
+        }
         5 => {
             let mut s = vec![T(true, Flags::ACK, 0)];
             for _ in 0..g.rng.gen_range(1..5) {
@@ -1131,7 +1157,7 @@ impl Traffic<'_> {
             };
             for ip in ips {
                 out.push(Ep {
-                    port: Some(e.port.clone()),
+                    port: (e.port != "(none)").then(|| e.port.clone()),
                     mac: e.mac,
                     ip,
                     eni: Some(i),
@@ -1139,6 +1165,14 @@ impl Traffic<'_> {
             }
         }
         out
+    }
+
+    /// ENI addresses that can send (their ENI is on a port).
+    fn sender_eps(&self, v6: bool) -> Vec<Ep> {
+        self.eni_eps(v6)
+            .into_iter()
+            .filter(|e| e.port.is_some())
+            .collect()
     }
 
     fn ext_eps(&mut self, v6: bool) -> Vec<Ep> {
@@ -1546,6 +1580,20 @@ impl Traffic<'_> {
         } else {
             *self.g.pick(&[(3u8, 3u8), (3, 4), (3, 1), (11, 0), (12, 0)])
         };
+        let mut quoted = quoted;
+        let mut short = "";
+        if self.g.chance(0.05) {
+            // a quote shorter than the IP header + 8 bytes RFC 792 asks for
+            let ihl = if v6 { 40 } else { (quoted[14] & 0xf) as usize * 4 };
+            quoted.truncate((14 + ihl + 4).min(quoted.len()));
+            if !v6 {
+                let tl = (ihl + 4) as u16;
+                quoted[16..18].copy_from_slice(&tl.to_be_bytes());
+            } else {
+                quoted[18..20].copy_from_slice(&4u16.to_be_bytes());
+            }
+            short = " [short quote]";
+        }
         let frame = testkit::icmp_error(&reporter.host(), target.ip, self.router(), ty, code, &quoted);
         let mut what = format!(
             "icmp error {ty}/{code} {} -> {} about flow#{}",
@@ -1553,6 +1601,7 @@ impl Traffic<'_> {
             target.label(),
             fnum
         );
+        what.push_str(short);
         let frame = self.dress(frame, &mut what);
         self.send(port, frame, what);
     }
@@ -1561,7 +1610,7 @@ impl Traffic<'_> {
         let r = self.router();
         let roll = self.g.rng.gen_range(0..100);
         let enis = self.eni_eps(false);
-        let a = enis.choose(&mut self.g.rng).unwrap().clone();
+        let a = self.sender_eps(false).choose(&mut self.g.rng).unwrap().clone();
         let port = a.port.clone().unwrap();
         if roll < 14 {
             // ARP
@@ -1594,6 +1643,9 @@ impl Traffic<'_> {
             let mut frame = testkit::arp_request(&h, t4);
             if variant == 2 {
                 frame[21] = 2; // reply
+            }
+            if variant == 3 && who == "eni" {
+                frame[6..12].copy_from_slice(&[2, 0xde, 0xad, 0xbe, 0xef, 3]); // unknown MAC
             }
             self.send(
                 port,
@@ -1659,6 +1711,8 @@ impl Traffic<'_> {
                 frame[14 + 40] = 136; // an advertisement
             } else if variant == 2 {
                 frame[14 + 40] = 133; // router solicitation
+            } else if variant == 3 && who == "eni" {
+                frame[6..12].copy_from_slice(&[2, 0xde, 0xad, 0xbe, 0xef, 4]); // unknown MAC
             }
             self.send(
                 port,
@@ -1694,7 +1748,7 @@ impl Traffic<'_> {
             let v6 = self.g.chance(0.25);
             let eps = self.eni_eps(v6);
             let Some(spoofer) = self
-                .eni_eps(false)
+                .sender_eps(false)
                 .choose(&mut self.g.rng)
                 .cloned()
             else {
@@ -1738,8 +1792,12 @@ impl Traffic<'_> {
             let Some(up) = self.topo.uplink.clone() else {
                 return;
             };
-            let src = self.eni_eps(false).choose(&mut self.g.rng).unwrap().ip;
-            let dst = self.eni_eps(false).choose(&mut self.g.rng).unwrap().ip;
+            let v6 = self.g.chance(0.3) && !self.eni_eps(true).is_empty();
+            let src = match self.unowned_ep(v6) {
+                Some(e) if self.g.chance(0.3) => e.ip,
+                _ => self.eni_eps(v6).choose(&mut self.g.rng).unwrap().ip,
+            };
+            let dst = self.eni_eps(v6).choose(&mut self.g.rng).unwrap().ip;
             let h = Host {
                 mac: Mac(self.topo.gateway),
                 ip: src,
@@ -1789,9 +1847,9 @@ impl Traffic<'_> {
             self.send(port, frame, format!("malformed kind {kind} from {}", a.label()));
         } else if roll < 80 {
             // special / reserved destinations
-            let v6 = self.g.chance(0.3) && !self.eni_eps(true).is_empty();
+            let v6 = self.g.chance(0.3) && !self.sender_eps(true).is_empty();
             let src = if v6 {
-                self.eni_eps(true).choose(&mut self.g.rng).unwrap().clone()
+                self.sender_eps(true).choose(&mut self.g.rng).unwrap().clone()
             } else {
                 a.clone()
             };
@@ -1815,7 +1873,11 @@ impl Traffic<'_> {
                     _ => self.unowned_ep(false).unwrap().ip,
                 }
             };
-            let frame = testkit::udp(&src.host(), dst, r, 68, 53, &[0; 16]);
+            let mut h = src.host();
+            if !v6 && self.g.chance(0.2) {
+                h.ip = IpAddr::V4(Ipv4Addr::UNSPECIFIED); // DHCP discover
+            }
+            let frame = testkit::udp(&h, dst, r, 68, 53, &[0; 16]);
             let port = src.port.clone().unwrap();
             self.send(port, frame, format!("{} -> special/reserved {dst}", src.label()));
         } else if roll < 88 {
