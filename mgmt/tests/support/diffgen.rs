@@ -360,11 +360,11 @@ fn add_rule(
         }
         match peer {
             0 => p.ip_ranges.push(IpRange {
-                cidr_ip: key.clone(),
+                cidr_ip: uncanonical(g, &key),
                 description: None,
             }),
             1 => p.ipv6_ranges.push(Ipv6Range {
-                cidr_ipv6: key.clone(),
+                cidr_ipv6: uncanonical(g, &key),
                 description: None,
             }),
             _ => p.user_id_group_pairs.push(UserIdGroupPair {
@@ -388,6 +388,36 @@ fn add_rule(
     Some(desc)
 }
 
+/// Sometimes writes a block with host bits set (`10.0.1.5/24`): AWS canonicalises it
+/// (1.1), and so must everyone reading the config.
+fn uncanonical(g: &mut Gen, cidr: &str) -> String {
+    let (a, l) = cidr.split_once('/').unwrap();
+    let len: u32 = l.parse().unwrap();
+    if !g.chance(0.1) || len == 0 {
+        return cidr.to_string();
+    }
+    match a.parse::<IpAddr>().unwrap() {
+        IpAddr::V4(x) if len < 32 => {
+            let host = g.rng.gen::<u32>() & (u32::MAX >> len);
+            format!("{}/{len}", Ipv4Addr::from(u32::from(x) | host))
+        }
+        IpAddr::V6(x) if len < 128 => {
+            let host = g.rng.gen::<u128>() & (u128::MAX >> len);
+            format!("{}/{len}", Ipv6Addr::from(u128::from(x) | host))
+        }
+        _ => cidr.to_string(),
+    }
+}
+
+fn canonical(cidr: &str) -> String {
+    let (a, l) = cidr.split_once('/').unwrap();
+    let len: u8 = l.parse().unwrap();
+    match a.parse::<IpAddr>().unwrap() {
+        IpAddr::V4(x) => canon_v4(x, len),
+        IpAddr::V6(x) => canon_v6(x, len),
+    }
+}
+
 fn rule_keys(perms: &[IpPermission]) -> HashSet<(i64, i64, i64, String)> {
     let mut out = HashSet::new();
     for p in perms {
@@ -403,10 +433,10 @@ fn rule_keys(perms: &[IpPermission]) -> HashSet<(i64, i64, i64, String)> {
             _ => (n, 0, 0),
         };
         for r in &p.ip_ranges {
-            out.insert((canon.0, canon.1, canon.2, r.cidr_ip.clone()));
+            out.insert((canon.0, canon.1, canon.2, canonical(&r.cidr_ip)));
         }
         for r in &p.ipv6_ranges {
-            out.insert((canon.0, canon.1, canon.2, r.cidr_ipv6.clone()));
+            out.insert((canon.0, canon.1, canon.2, canonical(&r.cidr_ipv6)));
         }
         for r in &p.user_id_group_pairs {
             out.insert((canon.0, canon.1, canon.2, r.group_id.clone().unwrap()));
@@ -463,6 +493,7 @@ fn random_nacl_entry(
     } else {
         (g.pick(&["47", "50", "132"]).to_string(), None, None)
     };
+    let cidr = uncanonical(g, &cidr);
     let (cidr_block, ipv6_cidr_block) = if v6 { (None, Some(cidr)) } else { (Some(cidr), None) };
     NetworkAclEntry {
         rule_number: number,
@@ -649,7 +680,11 @@ fn gen_config(g: &mut Gen) -> (Config, Topo) {
             network_interface_id: id,
             subnet_id: sn.id.clone(),
             vpc_id: topo.vpc_ids[sn.vpc].clone(),
-            mac_address: mac_text(mac),
+            mac_address: if g.chance(0.2) {
+                mac_text(mac).to_uppercase()
+            } else {
+                mac_text(mac)
+            },
             private_ip_address: Some(v4[0].to_string()),
             private_ip_addresses: v4
                 .iter()
