@@ -117,6 +117,15 @@ fn run_one(
                         Verdict::Forward { dst_mac, .. } => real.dst_mac == Some(*dst_mac),
                         _ => true,
                     };
+                if let (true, Verdict::Forward { dst_mac, .. }) = (same, &want) {
+                    if let Err(e) = oracle::check_forwarded(frame, &real.out, *dst_mac, o.world.router_mac) {
+                        return Err(format!(
+                            "BAD OUTPUT FRAME\n  seed {seed}, config {index}, frame {n} (event {k}), port {port}\n  frame: {what}\n  in:  {}\n  out: {}\n  {e}",
+                            hex(frame),
+                            hex(&real.out)
+                        ));
+                    }
+                }
                 *tally.entry(want.short().split(':').take(2).collect::<Vec<_>>().join(":")).or_default() += 1;
                 if !same {
                     let want_mac = match &want {
@@ -282,6 +291,11 @@ mod rows {
                 _ => None,
             };
             self.log.push(format!("{port}: {} / oracle {}", real.verdict, want.short()));
+            if let Some(m) = want_mac {
+                if let Err(e) = oracle::check_forwarded(frame, &real.out, m, self.o.world.router_mac) {
+                    panic!("bad output frame {}: {e}", hex(&real.out));
+                }
+            }
             if real.verdict != want.short() || (want_mac.is_some() && real.dst_mac != want_mac) {
                 panic!(
                     "DISAGREEMENT on {port} {}\n  pipeline {} ({})\n  oracle {} ({})\n  oracle:\n    {}\n  pipeline:\n    {}\n  history:\n    {}",

@@ -69,6 +69,33 @@ impl Verdict {
     }
 }
 
+/// What a forwarded frame must look like (7.1 "Routing", "VLAN tags"): untagged,
+/// to `dst_mac` from `RouterMac`, the IP datagram byte for byte as it came (no TTL
+/// decrement, no checksum change); Ethernet padding may go or stay.
+pub fn check_forwarded(input: &[u8], out: &[u8], dst_mac: [u8; 6], router_mac: [u8; 6]) -> Result<(), String> {
+    let mut off = 12;
+    while off + 4 <= input.len() && matches!(u16::from_be_bytes([input[off], input[off + 1]]), 0x8100 | 0x88a8) {
+        off += 4;
+    }
+    let ethertype = &input[off..off + 2];
+    let l3 = &input[off + 2..];
+    let ip_len = if ethertype == [0x08, 0x00] {
+        u16::from_be_bytes([l3[2], l3[3]]) as usize
+    } else {
+        40 + u16::from_be_bytes([l3[4], l3[5]]) as usize
+    };
+    if out.len() < 14 + ip_len {
+        return Err(format!("sent {} bytes, the datagram has {ip_len}", out.len()));
+    }
+    if out[..6] != dst_mac || out[6..12] != router_mac || out[12..14] != *ethertype {
+        return Err(format!("sent with Ethernet header {:02x?}", &out[..14]));
+    }
+    if out[14..14 + ip_len] != l3[..ip_len] {
+        return Err("the IP datagram was changed".into());
+    }
+    Ok(())
+}
+
 /// A conntrack key, the same for both orientations of a flow.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct FlowKey {

@@ -10,6 +10,8 @@ use super::harness::{describe, Harness};
 pub struct Sent {
     pub verdict: String,
     pub dst_mac: Option<[u8; 6]>,
+    /// The frame sent out, for a forward.
+    pub out: Vec<u8>,
 }
 
 pub fn send(h: &mut Harness, port: &str, frame: &[u8]) -> Sent {
@@ -28,16 +30,17 @@ pub fn send(h: &mut Harness, port: &str, frame: &[u8]) -> Sent {
         };
         h.pipeline.process_frame(&h.tables, &mut f, &mut ())
     };
-    let dst_mac = match o.verdict {
+    let (dst_mac, out) = match o.verdict {
         Verdict::Forward(_) => {
             let mut m = [0u8; 6];
             m.copy_from_slice(&buf[o.head..o.head + 6]);
-            Some(m)
+            (Some(m), buf[o.head..o.head + o.len].to_vec())
         }
-        _ => None,
+        _ => (None, Vec::new()),
     };
     Sent {
         verdict: describe(&h.tables, o.verdict),
         dst_mac,
+        out,
     }
 }
