@@ -72,9 +72,19 @@ impl Verdict {
 /// What a forwarded frame must look like (7.1 "Routing", "VLAN tags"): untagged,
 /// to `dst_mac` from `RouterMac`, the IP datagram byte for byte as it came (no TTL
 /// decrement, no checksum change); Ethernet padding may go or stay.
-pub fn check_forwarded(input: &[u8], out: &[u8], dst_mac: [u8; 6], router_mac: [u8; 6]) -> Result<(), String> {
+pub fn check_forwarded(
+    input: &[u8],
+    out: &[u8],
+    dst_mac: [u8; 6],
+    router_mac: [u8; 6],
+) -> Result<(), String> {
     let mut off = 12;
-    while off + 4 <= input.len() && matches!(u16::from_be_bytes([input[off], input[off + 1]]), 0x8100 | 0x88a8) {
+    while off + 4 <= input.len()
+        && matches!(
+            u16::from_be_bytes([input[off], input[off + 1]]),
+            0x8100 | 0x88a8
+        )
+    {
         off += 4;
     }
     let ethertype = &input[off..off + 2];
@@ -85,7 +95,10 @@ pub fn check_forwarded(input: &[u8], out: &[u8], dst_mac: [u8; 6], router_mac: [
         40 + u16::from_be_bytes([l3[4], l3[5]]) as usize
     };
     if out.len() < 14 + ip_len {
-        return Err(format!("sent {} bytes, the datagram has {ip_len}", out.len()));
+        return Err(format!(
+            "sent {} bytes, the datagram has {ip_len}",
+            out.len()
+        ));
     }
     if out[..6] != dst_mac || out[6..12] != router_mac || out[12..14] != *ethertype {
         return Err(format!("sent with Ethernet header {:02x?}", &out[..14]));
@@ -436,7 +449,11 @@ impl Oracle {
             .ct
             .iter()
             .map(|((eni, k), e)| {
-                let st = self.world.eni_by_id(eni).map(|x| timeout(e, x)).unwrap_or(0);
+                let st = self
+                    .world
+                    .eni_by_id(eni)
+                    .map(|x| timeout(e, x))
+                    .unwrap_or(0);
                 format!(
                     "entry at {eni}: {k:?} last {} ago, timeout {st} s, {:?}",
                     fmt_ns(now.saturating_sub(e.last)),
@@ -634,9 +651,20 @@ impl Oracle {
                 .get(&key)
                 .filter(|m| now.saturating_sub(m.at) <= 30 * NS)
                 .map(|m| m.verdict.clone());
-            self.saw(if memo.is_some() { "frag: later, remembered" } else { "frag: later, orphan" });
+            self.saw(if memo.is_some() {
+                "frag: later, remembered"
+            } else {
+                "frag: later, orphan"
+            });
             if memo.is_none() && self.frags.contains_key(&key) {
                 self.saw("frag: first fragment older than 30 s");
+            }
+            if let Some(v) = &memo {
+                self.saw(match v {
+                    Verdict::Forward { .. } => "frag: later takes a forward",
+                    Verdict::Reject(_) => "frag: later takes a reject",
+                    _ => "frag: later takes conntrack-full",
+                });
             }
             return match memo {
                 Some(v) => {
@@ -744,9 +772,10 @@ impl Oracle {
             full = true;
         }
         if full {
-            let waiting = self.ct.iter().any(|((eni, _), e)| {
-                w.eni_by_id(eni).is_some_and(|x| expired(e, x, now))
-            });
+            let waiting = self
+                .ct
+                .iter()
+                .any(|((eni, _), e)| w.eni_by_id(eni).is_some_and(|x| expired(e, x, now)));
             if waiting {
                 self.saw("ct: full while expired entries await reclaim");
             }
@@ -765,9 +794,22 @@ impl Oracle {
                     update(e, p, now);
                     let after = e.state;
                     match (before, after) {
-                        (State::Tcp { established: false, .. }, State::Tcp { established: true, .. }) => self.saw("tcp: handshake completed"),
-                        (State::Tcp { closing: false, .. }, State::Tcp { closing: true, .. }) => self.saw("tcp: closing (10 s)"),
-                        (State::Udp { orig: a, reply: b }, State::Udp { orig: c, reply: d }) if !(a >= 2 && b >= 2) && c >= 2 && d >= 2 => self.saw("udp: became a stream"),
+                        (
+                            State::Tcp {
+                                established: false, ..
+                            },
+                            State::Tcp {
+                                established: true, ..
+                            },
+                        ) => self.saw("tcp: handshake completed"),
+                        (State::Tcp { closing: false, .. }, State::Tcp { closing: true, .. }) => {
+                            self.saw("tcp: closing (10 s)")
+                        }
+                        (State::Udp { orig: a, reply: b }, State::Udp { orig: c, reply: d })
+                            if !(a >= 2 && b >= 2) && c >= 2 && d >= 2 =>
+                        {
+                            self.saw("udp: became a stream")
+                        }
                         _ => {}
                     }
                 }
@@ -814,19 +856,26 @@ impl Oracle {
             }
             if self.live(w, eni, &k, now) {
                 self.note(format!("SG {dir} at {}: live entry", e.id));
-                self.saw(if allowed { "sg: live entry (rules allow too)" } else { "sg: live entry where rules refuse" });
+                self.saw(if allowed {
+                    "sg: live entry (rules allow too)"
+                } else {
+                    "sg: live entry where rules refuse"
+                });
                 return Some(CtAct::Refresh(k));
             }
             let id = e.id.clone();
             if self.ct.contains_key(&(id, k)) {
                 self.saw("sg: expired entry not yet reclaimed");
             }
-
         }
         if let Some(q) = quoted_key(p) {
             if self.live(w, eni, &q, now) {
                 self.note(format!("SG {dir} at {}: related ICMP error", e.id));
-                self.saw(if allowed { "sg: related ICMP error (rules allow too)" } else { "sg: related ICMP error where rules refuse" });
+                self.saw(if allowed {
+                    "sg: related ICMP error (rules allow too)"
+                } else {
+                    "sg: related ICMP error where rules refuse"
+                });
                 return Some(CtAct::Nothing);
             }
             self.saw("sg: ICMP error about no live flow");

@@ -273,7 +273,11 @@ fn finish(
         // RFC 1858: a TCP fragment at offset 8 bytes could rewrite the flags. 7.1
         // says "of a TCP datagram" without naming a family: read as both.
         if proto == 6 && offset == 1 {
-            return Parsed::Malformed("TCP fragment at offset 8");
+            return Parsed::Malformed(if is_v6 {
+                "TCP fragment at offset 8 (IPv6)"
+            } else {
+                "TCP fragment at offset 8"
+            });
         }
         L4::Unknown
     } else {

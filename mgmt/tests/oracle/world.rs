@@ -223,7 +223,10 @@ fn sg_rules(perms: &[IpPermission]) -> Vec<SgRule> {
             });
         }
         for g in &p.user_id_group_pairs {
-            let id = g.group_id.clone().expect("oracle: group pair without GroupId");
+            let id = g
+                .group_id
+                .clone()
+                .expect("oracle: group pair without GroupId");
             out.push(SgRule {
                 proto,
                 peer: Peer::Group(id),
@@ -597,12 +600,8 @@ impl Nacl {
             }
             let m = match e.proto {
                 NaclProto::All => true,
-                NaclProto::Tcp(lo, hi) => {
-                    proto == 6 && dport.is_some_and(|p| lo <= p && p <= hi)
-                }
-                NaclProto::Udp(lo, hi) => {
-                    proto == 17 && dport.is_some_and(|p| lo <= p && p <= hi)
-                }
+                NaclProto::Tcp(lo, hi) => proto == 6 && dport.is_some_and(|p| lo <= p && p <= hi),
+                NaclProto::Udp(lo, hi) => proto == 17 && dport.is_some_and(|p| lo <= p && p <= hi),
                 NaclProto::Icmp(n, t, c) => proto == n && icmp_matches(t, c, icmp),
                 NaclProto::Other(n) => proto == n,
             };

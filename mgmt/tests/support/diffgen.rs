@@ -169,7 +169,9 @@ struct PermShape {
     family: Option<bool>, // Some(true) = IPv6 peers only
 }
 
-const PORT_POOL: [u16; 12] = [22, 80, 443, 53, 8080, 3306, 5000, 123, 40000, 50000, 33434, 9];
+const PORT_POOL: [u16; 12] = [
+    22, 80, 443, 53, 8080, 3306, 5000, 123, 40000, 50000, 33434, 9,
+];
 
 fn perm_shape(g: &mut Gen) -> PermShape {
     let roll = g.rng.gen_range(0..100);
@@ -477,7 +479,18 @@ fn random_nacl_entry(
             None,
         )
     } else if roll < 85 {
-        let (t, c) = *g.pick(&[(-1, -1), (8, -1), (0, 0), (3, -1), (3, 4), (11, -1), (128, -1), (129, 0), (2, 0), (1, -1)]);
+        let (t, c) = *g.pick(&[
+            (-1, -1),
+            (8, -1),
+            (0, 0),
+            (3, -1),
+            (3, 4),
+            (11, -1),
+            (128, -1),
+            (129, 0),
+            (2, 0),
+            (1, -1),
+        ]);
         let proto = if v6 { "58" } else { "1" };
         (
             proto.to_string(),
@@ -494,7 +507,11 @@ fn random_nacl_entry(
         (g.pick(&["47", "50", "132"]).to_string(), None, None)
     };
     let cidr = uncanonical(g, &cidr);
-    let (cidr_block, ipv6_cidr_block) = if v6 { (None, Some(cidr)) } else { (Some(cidr), None) };
+    let (cidr_block, ipv6_cidr_block) = if v6 {
+        (None, Some(cidr))
+    } else {
+        (Some(cidr), None)
+    };
     NetworkAclEntry {
         rule_number: number,
         protocol,
@@ -584,7 +601,11 @@ fn gen_config(g: &mut Gen) -> (Config, Topo) {
     let nsub = g.rng.gen_range(2..=4).max(nvpc);
     let mut used_third: HashSet<(usize, u32)> = HashSet::new();
     for s in 0..nsub {
-        let vpc = if s < nvpc { s } else { g.rng.gen_range(0..nvpc) };
+        let vpc = if s < nvpc {
+            s
+        } else {
+            g.rng.gen_range(0..nvpc)
+        };
         let third = loop {
             let t = g.rng.gen_range(0..=255u32);
             if used_third.insert((vpc, t)) {
@@ -670,9 +691,7 @@ fn gen_config(g: &mut Gen) -> (Config, Topo) {
             v4: v4.clone(),
             v6: v6.clone(),
             port,
-            tcp_est: ct
-                .and_then(|c| c.tcp_established_timeout)
-                .unwrap_or(432000) as u64,
+            tcp_est: ct.and_then(|c| c.tcp_established_timeout).unwrap_or(432000) as u64,
             udp: ct.and_then(|c| c.udp_timeout).unwrap_or(30) as u64,
             udp_stream: ct.and_then(|c| c.udp_stream_timeout).unwrap_or(180) as u64,
         });
@@ -720,7 +739,8 @@ fn gen_config(g: &mut Gen) -> (Config, Topo) {
             }
         }
         if let Some(b) = s.v6 {
-            topo.unowned.push(IpAddr::V6(Ipv6Addr::from(b | 0xdead_0001)));
+            topo.unowned
+                .push(IpAddr::V6(Ipv6Addr::from(b | 0xdead_0001)));
         }
     }
     for v in &topo.vpc_v4 {
@@ -803,7 +823,14 @@ fn gen_config(g: &mut Gen) -> (Config, Topo) {
                     });
                 }
                 for _ in 0..nout {
-                    add_rule(g, &topo, v, id, &mut sg.ip_permissions_egress, &mut seen_out);
+                    add_rule(
+                        g,
+                        &topo,
+                        v,
+                        id,
+                        &mut sg.ip_permissions_egress,
+                        &mut seen_out,
+                    );
                 }
             }
             cfg.security_groups.push(sg);
@@ -1127,7 +1154,11 @@ fn tcp_script(g: &mut Gen) -> Vec<Step> {
             }
             s
         }
-        4 => vec![T(true, Flags::SYN, 0), T(true, Flags::SYN, 0), T(true, Flags::SYN, 0)],
+        4 => vec![
+            T(true, Flags::SYN, 0),
+            T(true, Flags::SYN, 0),
+            T(true, Flags::SYN, 0),
+        ],
         8 => {
             // odd flag combinations
             let odd = |g: &mut Gen| Flags {
@@ -1393,7 +1424,11 @@ impl Traffic<'_> {
                     }
                     _ => (
                         testkit::echo(&host, to.ip, r, f.id, 1, reply),
-                        format!("echo {} id {}", if reply { "reply" } else { "request" }, f.id),
+                        format!(
+                            "echo {} id {}",
+                            if reply { "reply" } else { "request" },
+                            f.id
+                        ),
                     ),
                 }
             }
@@ -1435,7 +1470,10 @@ impl Traffic<'_> {
             f[14] += 1;
             f[16..18].copy_from_slice(&tl.to_be_bytes());
             what.push_str(" [ip options]");
-        } else if et == 0x86dd && roll < 10 && !(f[20] == 58 && f.len() > 54 && (133..=137).contains(&f[54])) {
+        } else if et == 0x86dd
+            && roll < 10
+            && !(f[20] == 58 && f.len() > 54 && (133..=137).contains(&f[54]))
+        {
             // destination options header (PadN), before whatever came next
             let nh = f[20];
             let pl = u16::from_be_bytes([f[18], f[19]]) + 8;
@@ -1447,7 +1485,11 @@ impl Traffic<'_> {
             // TCP options (4 NOPs) on an unfragmented TCP segment
             let (l3, proto, frag) = if et == 0x0800 {
                 let ihl = (f[14] & 0xf) as usize * 4;
-                (14 + ihl, f[23], u16::from_be_bytes([f[20], f[21]]) & 0x3fff != 0)
+                (
+                    14 + ihl,
+                    f[23],
+                    u16::from_be_bytes([f[20], f[21]]) & 0x3fff != 0,
+                )
             } else if et == 0x86dd {
                 (54, f[20], false)
             } else {
@@ -1569,7 +1611,11 @@ impl Traffic<'_> {
         let late = self.g.chance(0.1);
         for (k, i) in order.into_iter().enumerate() {
             if k == 1 && late {
-                let gap = 30 * NS + *self.g.pick(&[-1_000_000i64, 1_000_000, -300_000_000, 300_000_000]) as u64;
+                let gap = 30 * NS
+                    + *self
+                        .g
+                        .pick(&[-1_000_000i64, 1_000_000, -300_000_000, 300_000_000])
+                        as u64;
                 self.advance(gap);
             } else if k > 0 {
                 let d = self.g.rng.gen_range(0..2_000_000);
@@ -1591,7 +1637,11 @@ impl Traffic<'_> {
             return;
         };
         let (fwd, quoted) = self.flows[fi].sent.choose(&mut self.g.rng).unwrap().clone();
-        let (fa, fb, fnum) = (self.flows[fi].a.clone(), self.flows[fi].b.clone(), self.flows[fi].n);
+        let (fa, fb, fnum) = (
+            self.flows[fi].a.clone(),
+            self.flows[fi].b.clone(),
+            self.flows[fi].n,
+        );
         // the receiver of the quoted frame reports to its sender, mostly
         let (reporter, target) = if fwd { (fb, fa) } else { (fa, fb) };
         let v6 = target.ip.is_ipv6();
@@ -1619,7 +1669,11 @@ impl Traffic<'_> {
         let mut short = "";
         if self.g.chance(0.05) {
             // a quote shorter than the IP header + 8 bytes RFC 792 asks for
-            let ihl = if v6 { 40 } else { (quoted[14] & 0xf) as usize * 4 };
+            let ihl = if v6 {
+                40
+            } else {
+                (quoted[14] & 0xf) as usize * 4
+            };
             quoted.truncate((14 + ihl + 4).min(quoted.len()));
             if !v6 {
                 let tl = (ihl + 4) as u16;
@@ -1629,7 +1683,14 @@ impl Traffic<'_> {
             }
             short = " [short quote]";
         }
-        let frame = testkit::icmp_error(&reporter.host(), target.ip, self.router(), ty, code, &quoted);
+        let frame = testkit::icmp_error(
+            &reporter.host(),
+            target.ip,
+            self.router(),
+            ty,
+            code,
+            &quoted,
+        );
         let mut what = format!(
             "icmp error {ty}/{code} {} -> {} about flow#{}",
             reporter.label(),
@@ -1645,7 +1706,11 @@ impl Traffic<'_> {
         let r = self.router();
         let roll = self.g.rng.gen_range(0..100);
         let enis = self.eni_eps(false);
-        let a = self.sender_eps(false).choose(&mut self.g.rng).unwrap().clone();
+        let a = self
+            .sender_eps(false)
+            .choose(&mut self.g.rng)
+            .unwrap()
+            .clone();
         let port = a.port.clone().unwrap();
         if roll < 14 {
             // ARP
@@ -1659,7 +1724,9 @@ impl Traffic<'_> {
                 }
                 _ => a.ip,
             };
-            let IpAddr::V4(t4) = target else { unreachable!() };
+            let IpAddr::V4(t4) = target else {
+                unreachable!()
+            };
             let (from, port, who) = if self.topo.uplink.is_some() && self.g.chance(0.2) {
                 let ext = self.ext_eps(false);
                 let e = ext.choose(&mut self.g.rng).unwrap().clone();
@@ -1692,7 +1759,22 @@ impl Traffic<'_> {
             let e = self.topo.enis[a.eni.unwrap()].clone();
             let m = e.mac;
             let ll = Ipv6Addr::from([
-                0xfe, 0x80, 0, 0, 0, 0, 0, 0, m[0] ^ 2, m[1], m[2], 0xff, 0xfe, m[3], m[4], m[5],
+                0xfe,
+                0x80,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                m[0] ^ 2,
+                m[1],
+                m[2],
+                0xff,
+                0xfe,
+                m[3],
+                m[4],
+                m[5],
             ]);
             let src = match self.g.rng.gen_range(0..5) {
                 0 => Ipv6Addr::UNSPECIFIED,
@@ -1701,7 +1783,22 @@ impl Traffic<'_> {
             };
             let rm = self.topo.router;
             let router_ll = Ipv6Addr::from([
-                0xfe, 0x80, 0, 0, 0, 0, 0, 0, rm[0] ^ 2, rm[1], rm[2], 0xff, 0xfe, rm[3], rm[4], rm[5],
+                0xfe,
+                0x80,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                rm[0] ^ 2,
+                rm[1],
+                rm[2],
+                0xff,
+                0xfe,
+                rm[3],
+                rm[4],
+                rm[5],
             ]);
             let v6s = self.eni_eps(true);
             let target: Ipv6Addr = match self.g.rng.gen_range(0..7) {
@@ -1777,16 +1874,16 @@ impl Traffic<'_> {
                 _ => [2, 0xde, 0xad, self.g.rng.gen(), 0, 1],
             };
             frame[6..12].copy_from_slice(&m);
-            self.send(port, frame, format!("unknown MAC {m:02x?} on {}", a.label()));
+            self.send(
+                port,
+                frame,
+                format!("unknown MAC {m:02x?} on {}", a.label()),
+            );
         } else if roll < 52 {
             // spoofed source from an ENI
             let v6 = self.g.chance(0.25);
             let eps = self.eni_eps(v6);
-            let Some(spoofer) = self
-                .sender_eps(false)
-                .choose(&mut self.g.rng)
-                .cloned()
-            else {
+            let Some(spoofer) = self.sender_eps(false).choose(&mut self.g.rng).cloned() else {
                 return;
             };
             let src: IpAddr = match self.g.rng.gen_range(0..3) {
@@ -1821,7 +1918,11 @@ impl Traffic<'_> {
             };
             let frame = testkit::udp(&h, dst, r, 5353, *self.g.pick(&PORT_POOL), &[1; 20]);
             let port = spoofer.port.clone().unwrap();
-            self.send(port, frame, format!("spoofed {src} -> {dst} from {}", spoofer.label()));
+            self.send(
+                port,
+                frame,
+                format!("spoofed {src} -> {dst} from {}", spoofer.label()),
+            );
         } else if roll < 58 {
             // uplink frame with a VPC source
             let Some(up) = self.topo.uplink.clone() else {
@@ -1862,7 +1963,17 @@ impl Traffic<'_> {
                         mac: Mac(a.mac),
                         ip: a.ip,
                     };
-                    frame = testkit::tcp(&h, EXT_V4[1].parse().unwrap(), r, 40000, 80, Flags::ACK, 1, 1, &[]);
+                    frame = testkit::tcp(
+                        &h,
+                        EXT_V4[1].parse().unwrap(),
+                        r,
+                        40000,
+                        80,
+                        Flags::ACK,
+                        1,
+                        1,
+                        &[],
+                    );
                     frame[14 + 20 + 12] = if self.g.chance(0.5) { 0x30 } else { 0xf0 };
                 }
                 5 => {
@@ -1879,12 +1990,19 @@ impl Traffic<'_> {
                     frame[14] = (frame[14] & 0x0f) | if v6 { 0x40 } else { 0x60 };
                 }
             }
-            self.send(port, frame, format!("malformed kind {kind} from {}", a.label()));
+            self.send(
+                port,
+                frame,
+                format!("malformed kind {kind} from {}", a.label()),
+            );
         } else if roll < 80 {
             // special / reserved destinations
             let v6 = self.g.chance(0.3) && !self.sender_eps(true).is_empty();
             let src = if v6 {
-                self.sender_eps(true).choose(&mut self.g.rng).unwrap().clone()
+                self.sender_eps(true)
+                    .choose(&mut self.g.rng)
+                    .unwrap()
+                    .clone()
             } else {
                 a.clone()
             };
@@ -1914,7 +2032,11 @@ impl Traffic<'_> {
             }
             let frame = testkit::udp(&h, dst, r, 68, 53, &[0; 16]);
             let port = src.port.clone().unwrap();
-            self.send(port, frame, format!("{} -> special/reserved {dst}", src.label()));
+            self.send(
+                port,
+                frame,
+                format!("{} -> special/reserved {dst}", src.label()),
+            );
         } else if roll < 88 {
             // non-query ICMP
             let v6 = self.g.chance(0.3) && !self.eni_eps(true).is_empty();
@@ -1931,7 +2053,11 @@ impl Traffic<'_> {
                 *self.g.pick(&[(5u8, 1u8), (9, 0), (10, 0), (12, 0), (4, 0)])
             };
             let frame = testkit::icmp(&x.host(), y.ip, r, ty, code, [0; 4], &[0u8; 28]);
-            self.send(port, frame, format!("icmp {ty}/{code} {} -> {}", x.label(), y.label()));
+            self.send(
+                port,
+                frame,
+                format!("icmp {ty}/{code} {} -> {}", x.label(), y.label()),
+            );
         } else {
             // an orphan later fragment, or an ICMP error about nothing
             let Some((x, y)) = self.pick_pair() else {
@@ -1958,7 +2084,9 @@ impl Traffic<'_> {
             _ => {
                 let v6 = self.eni_eps(true);
                 match v6.first() {
-                    Some(e) => testkit::udp(&e.host(), EXT_V6[0].parse().unwrap(), r, 1, 2, &[0; 10]),
+                    Some(e) => {
+                        testkit::udp(&e.host(), EXT_V6[0].parse().unwrap(), r, 1, 2, &[0; 10])
+                    }
                     None => testkit::echo(&a.host(), dst, r, 9, 9, false),
                 }
             }
@@ -2039,7 +2167,10 @@ impl Traffic<'_> {
             };
             let mut seen = rule_keys(perms);
             if let Some(d) = add_rule(self.g, &topo, vpc, &id, perms, &mut seen) {
-                what = format!("authorize {} {id} {d}", if egress { "egress" } else { "ingress" });
+                what = format!(
+                    "authorize {} {id} {d}",
+                    if egress { "egress" } else { "ingress" }
+                );
             }
         } else if roll < 50 {
             // revoke an SG rule (one peer), preferring a rule of a live flow's ENI
@@ -2099,7 +2230,10 @@ impl Traffic<'_> {
                 p.from_port,
                 p.to_port
             );
-            if p.ip_ranges.is_empty() && p.ipv6_ranges.is_empty() && p.user_id_group_pairs.is_empty() {
+            if p.ip_ranges.is_empty()
+                && p.ipv6_ranges.is_empty()
+                && p.user_id_group_pairs.is_empty()
+            {
                 perms.remove(pi);
             }
         } else if roll < 65 {
@@ -2196,7 +2330,10 @@ impl Traffic<'_> {
             let i = self.g.rng.gen_range(0..topo.enis.len());
             let n = &mut self.cfg.network_interfaces[i];
             n.source_dest_check = !n.source_dest_check;
-            what = format!("ENI {} SourceDestCheck -> {}", n.network_interface_id, n.source_dest_check);
+            what = format!(
+                "ENI {} SourceDestCheck -> {}",
+                n.network_interface_id, n.source_dest_check
+            );
         } else if roll < 90 {
             // change an ENI's groups
             let i = self.g.rng.gen_range(0..topo.enis.len());
@@ -2204,7 +2341,10 @@ impl Traffic<'_> {
             what = format!(
                 "ENI {} groups -> {:?}",
                 topo.enis[i].id,
-                groups.iter().map(|g| g.group_id.clone()).collect::<Vec<_>>()
+                groups
+                    .iter()
+                    .map(|g| g.group_id.clone())
+                    .collect::<Vec<_>>()
             );
             self.cfg.network_interfaces[i].groups = groups;
         } else {
