@@ -32,16 +32,10 @@ pub struct Ip {
 
 impl Ip {
     pub const fn v4(bits: u32) -> Ip {
-        Ip {
-            family: Family::V4,
-            bits: bits as u128,
-        }
+        Ip { family: Family::V4, bits: bits as u128 }
     }
     pub const fn v6(bits: u128) -> Ip {
-        Ip {
-            family: Family::V6,
-            bits,
-        }
+        Ip { family: Family::V6, bits }
     }
     pub fn to_std(self) -> IpAddr {
         match self.family {
@@ -90,45 +84,32 @@ impl fmt::Debug for Ip {
     }
 }
 
-/// A CIDR block, always canonical (host bits zero).
+/// A CIDR block, always canonical (host bits zero). The network mask is kept with
+/// it because `contains` is on the per-packet path.
 #[derive(Copy, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Prefix {
     pub addr: Ip,
     pub len: u8,
+    mask: u128,
 }
 
 impl Prefix {
     /// Builds a prefix, clearing host bits (`100.68.0.18/18` -> `100.68.0.0/18`).
     pub fn new(addr: Ip, len: u8) -> Prefix {
         assert!(len <= addr.family.bits(), "prefix length beyond the family");
-        Prefix {
-            addr: Ip {
-                family: addr.family,
-                bits: addr.bits & Self::mask(addr.family, len),
-            },
-            len,
-        }
+        let mask = Self::mask(addr.family, len);
+        Prefix { addr: Ip { family: addr.family, bits: addr.bits & mask }, len, mask }
     }
     pub fn host(addr: Ip) -> Prefix {
-        Prefix {
-            addr,
-            len: addr.family.bits(),
-        }
+        Prefix::new(addr, addr.family.bits())
     }
     pub fn any(family: Family) -> Prefix {
-        Prefix {
-            addr: Ip { family, bits: 0 },
-            len: 0,
-        }
+        Prefix::new(Ip { family, bits: 0 }, 0)
     }
     fn mask(family: Family, len: u8) -> u128 {
         let bits = family.bits() as u32;
         let host_bits = bits - len as u32;
-        let all: u128 = if bits == 128 {
-            u128::MAX
-        } else {
-            (1u128 << bits) - 1
-        };
+        let all: u128 = if bits == 128 { u128::MAX } else { (1u128 << bits) - 1 };
         if host_bits >= 128 {
             0
         } else {
@@ -139,16 +120,12 @@ impl Prefix {
         self.addr.family
     }
     pub fn contains(&self, ip: Ip) -> bool {
-        ip.family == self.addr.family && ip.bits & Self::mask(ip.family, self.len) == self.addr.bits
+        ip.family == self.addr.family && ip.bits & self.mask == self.addr.bits
     }
     /// First and last address covered, as bits.
     pub fn range(&self) -> (u128, u128) {
-        let m = Self::mask(self.addr.family, self.len);
-        let all: u128 = if self.addr.family == Family::V4 {
-            u32::MAX as u128
-        } else {
-            u128::MAX
-        };
+        let m = self.mask;
+        let all: u128 = if self.addr.family == Family::V4 { u32::MAX as u128 } else { u128::MAX };
         (self.addr.bits, self.addr.bits | (all & !m))
     }
     pub fn is_any(&self) -> bool {
@@ -199,11 +176,7 @@ impl Mac {
 impl fmt::Display for Mac {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let m = self.0;
-        write!(
-            f,
-            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
-            m[0], m[1], m[2], m[3], m[4], m[5]
-        )
+        write!(f, "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", m[0], m[1], m[2], m[3], m[4], m[5])
     }
 }
 
@@ -221,10 +194,7 @@ mod tests {
     fn prefix_canonicalises_host_bits() {
         let p = Prefix::new(Ip::v4(u32::from(Ipv4Addr::new(100, 68, 0, 18))), 18);
         assert_eq!(p.to_string(), "100.68.0.0/18");
-        let p6 = Prefix::new(
-            Ip::v6(u128::from("2001:db8::1".parse::<Ipv6Addr>().unwrap())),
-            32,
-        );
+        let p6 = Prefix::new(Ip::v6(u128::from("2001:db8::1".parse::<Ipv6Addr>().unwrap())), 32);
         assert_eq!(p6.to_string(), "2001:db8::/32");
     }
 
@@ -253,10 +223,7 @@ mod tests {
 
     #[test]
     fn mac_parse() {
-        assert_eq!(
-            Mac::parse("02:00:00:00:01:0a").unwrap().to_string(),
-            "02:00:00:00:01:0a"
-        );
+        assert_eq!(Mac::parse("02:00:00:00:01:0a").unwrap().to_string(), "02:00:00:00:01:0a");
         assert!(Mac::parse("02:00:00:00:01").is_none());
         assert!(Mac::parse("02:00:00:00:01:0a:00").is_none());
         assert!(Mac::parse("zz:00:00:00:01:0a").is_none());

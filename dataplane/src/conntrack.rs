@@ -12,6 +12,7 @@
 //! entry stops matching at once and frees its capacity when the wheel reclaims it, at
 //! the first whole second of the appliance clock after it expired.
 
+use crate::accounting::{Acct, FlowId};
 use crate::addr::Family;
 use crate::tables::{CtTimeouts, EniId};
 use crate::wire::{TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN};
@@ -37,21 +38,22 @@ pub enum Way {
 }
 
 /// A flow as conntrack knows it, canonical so both directions find the same entry.
-/// ICMP queries use the identifier as both ports and the request type as `icmp_query`.
+/// ICMP queries use the identifier as both ports and the request type as
+/// `icmp_query`. The small fields are packed into one word so a compare is four
+/// integer compares.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct CtKey {
     pub lo: u128,
     pub hi: u128,
-    pub lo_port: u16,
-    pub hi_port: u16,
+    /// lo_port | hi_port << 16 | proto << 32 | icmp_query << 40 | family << 48
+    meta: u64,
     pub eni: EniId,
-    pub proto: u8,
-    pub family: Family,
-    pub icmp_query: u8,
 }
 
 impl CtKey {
     /// The key of a packet `src:sport -> dst:dport` at `eni`, and which way it goes.
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
     pub fn new(
         eni: EniId,
         family: Family,
@@ -67,37 +69,47 @@ impl CtKey {
         } else {
             (dst, src, dport, sport, Way::HiToLo)
         };
-        (
-            CtKey {
-                lo,
-                hi,
-                lo_port,
-                hi_port,
-                eni,
-                proto,
-                family,
-                icmp_query,
-            },
-            way,
-        )
+        let meta = lo_port as u64
+            | (hi_port as u64) << 16
+            | (proto as u64) << 32
+            | (icmp_query as u64) << 40
+            | ((family == Family::V6) as u64) << 48;
+        (CtKey { lo, hi, meta, eni }, way)
     }
 
+    #[inline]
     pub fn at(mut self, eni: EniId) -> CtKey {
         self.eni = eni;
         self
     }
 
+    pub fn lo_port(&self) -> u16 {
+        self.meta as u16
+    }
+    pub fn hi_port(&self) -> u16 {
+        (self.meta >> 16) as u16
+    }
+    pub fn proto(&self) -> u8 {
+        (self.meta >> 32) as u8
+    }
+    pub fn icmp_query(&self) -> u8 {
+        (self.meta >> 40) as u8
+    }
+    pub fn family(&self) -> Family {
+        if self.meta >> 48 & 1 == 1 {
+            Family::V6
+        } else {
+            Family::V4
+        }
+    }
+
     #[inline]
     pub fn hash(&self) -> u64 {
-        let mut h = mix(self.lo as u64 ^ (self.lo >> 64) as u64);
-        h = mix(h ^ self.hi as u64 ^ ((self.hi >> 64) as u64).rotate_left(17));
-        let small = (self.lo_port as u64) << 48
-            | (self.hi_port as u64) << 32
-            | (self.eni.0 as u64) << 8
-            | self.proto as u64
-            | (self.icmp_query as u64) << 24
-            | (self.family as u64) << 31;
-        mix(h ^ small)
+        let fold = |x: u128| x as u64 ^ ((x >> 64) as u64).rotate_left(32);
+        mix(fold(self.lo).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+            ^ fold(self.hi).wrapping_mul(0xc2b2_ae3d_27d4_eb4f)
+            ^ self.meta.rotate_left(13)
+            ^ (self.eni.0 as u64) << 40)
     }
 }
 
@@ -157,12 +169,7 @@ impl CtPhase {
 
 impl CtState {
     fn new(proto: u8, opened: Way) -> CtState {
-        CtState {
-            proto,
-            opened,
-            tcp: 0,
-            udp: [0, 0],
-        }
+        CtState { proto, opened, tcp: 0, udp: [0, 0] }
     }
 
     /// Records a forwarded packet going `way` with `tcp_flags`.
@@ -177,8 +184,7 @@ impl CtState {
                 }
                 if tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN | TCP_ACK {
                     self.tcp |= SYNACK_SEEN;
-                } else if tcp_flags & (TCP_SYN | TCP_ACK) == TCP_ACK && self.tcp & SYNACK_SEEN != 0
-                {
+                } else if tcp_flags & (TCP_SYN | TCP_ACK) == TCP_ACK && self.tcp & SYNACK_SEEN != 0 {
                     self.tcp |= ESTABLISHED;
                 }
             }
@@ -233,10 +239,33 @@ struct Entry {
     state: CtState,
     last_seen: Nanos,
     created: Nanos,
+    /// The idle timeout under the ENI's current settings, kept up to date when the
+    /// state or the settings change so a lookup is one compare.
+    timeout: Nanos,
     /// The wheel second this entry is filed under, and its list links.
     due: u64,
     prev: u32,
     next: u32,
+    /// Flow-log accounting of the current interval, per way.
+    acct: [Acct; 2],
+    /// Which way leaves the entry's ENI (egress), and whether it leaves by the uplink.
+    egress_way: Way,
+    to_uplink: bool,
+    /// On the dirty list (has accounting to hand over).
+    dirty: bool,
+}
+
+/// How an entry is opened: by a forwarded packet going `way`.
+#[derive(Clone, Copy, Debug)]
+pub struct Opening {
+    pub way: Way,
+    pub tcp_flags: u8,
+    /// The packet leaves the entry's ENI (the egress hop opened it).
+    pub egress: bool,
+    /// Egress from this ENI goes out the uplink (traffic-path 2).
+    pub to_uplink: bool,
+    /// Count the packet for flow logs (`Some(bytes)`) or not.
+    pub count: Option<u64>,
 }
 
 /// What a lookup found.
@@ -273,6 +302,10 @@ pub struct Conntrack {
     wheel: Vec<u32>,
     /// Every wheel second below this has been reclaimed.
     swept_until: Option<u64>,
+    /// Entries with flow-log accounting to hand over.
+    dirty: Vec<u32>,
+    /// Accounting of entries that went away before it was handed over.
+    finished: Vec<(FlowId, Acct)>,
 }
 
 impl Conntrack {
@@ -288,6 +321,8 @@ impl Conntrack {
             per_eni: Vec::new(),
             wheel: vec![NIL; WHEEL_SLOTS as usize],
             swept_until: None,
+            dirty: Vec::with_capacity(capacity as usize),
+            finished: Vec::with_capacity(1024),
         }
     }
 
@@ -324,7 +359,7 @@ impl Conntrack {
     }
 
     #[inline]
-    pub fn find(&self, key: &CtKey, now: Nanos, timeouts: &CtTimeouts) -> Found {
+    pub fn find(&self, key: &CtKey, now: Nanos) -> Found {
         let h = key.hash();
         let tag = h >> 32;
         let mut i = h as usize & self.mask;
@@ -337,26 +372,23 @@ impl Conntrack {
                 let idx = (slot as u32).wrapping_sub(1);
                 let e = &self.entries[idx as usize];
                 if e.key == *key {
-                    return if Self::expired(e, now, timeouts) {
-                        Found::Expired(idx)
-                    } else {
-                        Found::Live(idx)
-                    };
+                    let expired = now.saturating_sub(e.last_seen) > e.timeout;
+                    return if expired { Found::Expired(idx) } else { Found::Live(idx) };
                 }
             }
             i = (i + 1) & self.mask;
         }
     }
 
-    fn expired(e: &Entry, now: Nanos, t: &CtTimeouts) -> bool {
-        now.saturating_sub(e.last_seen) > e.state.timeout(t) as u64 * NANOS_PER_SEC
+    fn timeout_of(state: &CtState, t: &CtTimeouts) -> Nanos {
+        state.timeout(t) as u64 * NANOS_PER_SEC
     }
 
-    fn due_second(e: &Entry, t: &CtTimeouts) -> u64 {
-        (e.last_seen + e.state.timeout(t) as u64 * NANOS_PER_SEC) / NANOS_PER_SEC
+    fn due_second(e: &Entry) -> u64 {
+        (e.last_seen + e.timeout) / NANOS_PER_SEC
     }
 
-    pub fn view(&self, idx: u32, timeouts: &CtTimeouts) -> CtView {
+    pub fn view(&self, idx: u32) -> CtView {
         let e = &self.entries[idx as usize];
         CtView {
             key: e.key,
@@ -364,57 +396,140 @@ impl Conntrack {
             phase: e.state.phase(),
             created: e.created,
             last_seen: e.last_seen,
-            timeout: e.state.timeout(timeouts),
+            timeout: (e.timeout / NANOS_PER_SEC) as u32,
         }
     }
 
     /// Records a forwarded packet on a live entry.
-    pub fn touch(&mut self, idx: u32, way: Way, tcp_flags: u8, now: Nanos, timeouts: &CtTimeouts) {
+    /// `count`: the packet's bytes, to be counted for flow logs.
+    pub fn touch(&mut self, idx: u32, way: Way, tcp_flags: u8, now: Nanos, timeouts: &CtTimeouts, count: Option<u64>) {
         let e = &mut self.entries[idx as usize];
+        let before = e.state;
         e.state.observe(way, tcp_flags);
+        if e.state != before {
+            e.timeout = Self::timeout_of(&e.state, timeouts);
+        }
         e.last_seen = e.last_seen.max(now);
-        self.refile(idx, timeouts);
+        if let Some(bytes) = count {
+            self.count(idx, way, bytes, now, tcp_flags);
+        }
+        self.refile(idx);
+    }
+
+    #[inline]
+    fn count(&mut self, idx: u32, way: Way, bytes: u64, now: Nanos, tcp_flags: u8) {
+        let e = &mut self.entries[idx as usize];
+        e.acct[way as usize].add(bytes, now / NANOS_PER_SEC, tcp_flags);
+        if !e.dirty {
+            e.dirty = true;
+            self.dirty.push(idx);
+        }
+    }
+
+    /// The flow direction an entry's way stands for, in flow-log terms.
+    fn flow_id(e: &Entry, way: Way) -> FlowId {
+        let k = &e.key;
+        let (src, dst, sport, dport) = match way {
+            Way::LoToHi => (k.lo, k.hi, k.lo_port(), k.hi_port()),
+            Way::HiToLo => (k.hi, k.lo, k.hi_port(), k.lo_port()),
+        };
+        // Flow logs show ICMP without ports (the identifier is ours, not AWS's).
+        let (sport, dport) = if k.icmp_query() != 0 { (0, 0) } else { (sport, dport) };
+        let egress = way == e.egress_way;
+        FlowId {
+            eni: k.eni,
+            egress,
+            accept: true,
+            to_uplink: egress && e.to_uplink,
+            family: k.family(),
+            proto: k.proto(),
+            src,
+            dst,
+            sport,
+            dport,
+        }
+    }
+
+    /// Moves an entry's accounting to `finished` (it is being removed or reused).
+    fn retire_acct(&mut self, idx: u32) {
+        let e = &mut self.entries[idx as usize];
+        if !e.dirty {
+            return;
+        }
+        for way in [Way::LoToHi, Way::HiToLo] {
+            let a = std::mem::take(&mut e.acct[way as usize]);
+            if !a.is_empty() {
+                let id = Self::flow_id(e, way);
+                self.finished.push((id, a));
+            }
+        }
+        // It stays on the dirty list (flag kept) with nothing left to report.
+    }
+
+    /// Hands over every flow direction counted since the last call.
+    pub fn drain_accounting(&mut self, mut f: impl FnMut(&FlowId, &Acct)) {
+        for (id, a) in self.finished.drain(..) {
+            f(&id, &a);
+        }
+        for idx in self.dirty.drain(..) {
+            let e = &mut self.entries[idx as usize];
+            e.dirty = false;
+            for way in [Way::LoToHi, Way::HiToLo] {
+                let a = std::mem::take(&mut e.acct[way as usize]);
+                if !a.is_empty() {
+                    f(&Self::flow_id(e, way), &a);
+                }
+            }
+        }
     }
 
     /// Creates an entry for a forwarded packet (capacity checked by the caller with
     /// [`Conntrack::has_room`]), or restarts an expired one in place.
-    pub fn open(
-        &mut self,
-        found: Found,
-        key: CtKey,
-        way: Way,
-        tcp_flags: u8,
-        now: Nanos,
-        timeouts: &CtTimeouts,
-    ) -> u32 {
-        let mut state = CtState::new(key.proto, way);
-        state.observe(way, tcp_flags);
+    pub fn open(&mut self, found: Found, key: CtKey, o: Opening, now: Nanos, timeouts: &CtTimeouts) -> u32 {
+        let way = o.way;
+        let mut state = CtState::new(key.proto(), way);
+        state.observe(way, o.tcp_flags);
+        let timeout = Self::timeout_of(&state, timeouts);
+        let egress_way = if o.egress {
+            way
+        } else if way == Way::LoToHi {
+            Way::HiToLo
+        } else {
+            Way::LoToHi
+        };
         let fresh = Entry {
             key,
             state,
             last_seen: now,
             created: now,
+            timeout,
             due: 0,
             prev: NIL,
             next: NIL,
+            acct: [Acct::default(); 2],
+            egress_way,
+            to_uplink: o.to_uplink,
+            dirty: false,
         };
         let idx = match found {
             Found::Expired(idx) | Found::Live(idx) => {
+                self.retire_acct(idx);
                 self.unlink(idx);
-                self.entries[idx as usize] = fresh;
+                let was_dirty = self.entries[idx as usize].dirty;
+                self.entries[idx as usize] = Entry { dirty: was_dirty, ..fresh };
                 idx
             }
             Found::Missing => {
                 let idx = match self.free.pop() {
                     Some(i) => {
-                        self.entries[i as usize] = fresh;
+                        // Still on the dirty list if it was when removed: keep the flag
+                        // so it is not listed twice.
+                        let was_dirty = self.entries[i as usize].dirty;
+                        self.entries[i as usize] = Entry { dirty: was_dirty, ..fresh };
                         i
                     }
                     None => {
-                        assert!(
-                            self.entries.len() < self.capacity as usize,
-                            "conntrack capacity checked by caller"
-                        );
+                        assert!(self.entries.len() < self.capacity as usize, "conntrack capacity checked by caller");
                         self.entries.push(fresh);
                         (self.entries.len() - 1) as u32
                     }
@@ -427,8 +542,11 @@ impl Conntrack {
                 idx
             }
         };
-        self.entries[idx as usize].due = Self::due_second(&self.entries[idx as usize], timeouts);
+        self.entries[idx as usize].due = Self::due_second(&self.entries[idx as usize]);
         self.link(idx);
+        if let Some(bytes) = o.count {
+            self.count(idx, way, bytes, now, o.tcp_flags);
+        }
         idx
     }
 
@@ -449,11 +567,7 @@ impl Conntrack {
             let mut idx = self.wheel[slot];
             while idx != NIL {
                 let next = self.entries[idx as usize].next;
-                let e = self.entries[idx as usize];
-                match timeouts(e.key.eni) {
-                    Some(t) if Self::due_second(&e, &t) >= cur => self.refile(idx, &t),
-                    _ => self.remove(idx),
-                }
+                self.recheck(idx, cur, &timeouts);
                 idx = next;
             }
         }
@@ -468,23 +582,41 @@ impl Conntrack {
             let mut idx = self.wheel[slot];
             while idx != NIL {
                 let next = self.entries[idx as usize].next;
-                let e = self.entries[idx as usize];
-                match timeouts(e.key.eni) {
-                    Some(t) if Self::due_second(&e, &t) >= cur => self.refile(idx, &t),
-                    _ => self.remove(idx),
-                }
+                self.recheck(idx, cur, &timeouts);
                 idx = next;
             }
         }
     }
 
-    fn refile(&mut self, idx: u32, timeouts: &CtTimeouts) {
-        let due = Self::due_second(&self.entries[idx as usize], timeouts);
-        if due != self.entries[idx as usize].due {
-            self.unlink(idx);
-            self.entries[idx as usize].due = due;
-            self.link(idx);
+    /// Re-times an entry under its ENI's current settings: reclaimed if it expired
+    /// before second `cur` (or its ENI is gone), filed again otherwise.
+    fn recheck<F: Fn(EniId) -> Option<CtTimeouts>>(&mut self, idx: u32, cur: u64, timeouts: &F) {
+        let e = &mut self.entries[idx as usize];
+        match timeouts(e.key.eni) {
+            Some(t) => {
+                e.timeout = Self::timeout_of(&e.state, &t);
+                if Self::due_second(e) >= cur {
+                    self.refile(idx);
+                } else {
+                    self.remove(idx);
+                }
+            }
+            None => self.remove(idx),
         }
+    }
+
+    /// Files the entry under its expiry second again if that moved (no division on
+    /// the common path: the expiry usually stays within the second it is filed under).
+    fn refile(&mut self, idx: u32) {
+        let e = &self.entries[idx as usize];
+        let expiry = e.last_seen + e.timeout;
+        let filed = e.due * NANOS_PER_SEC;
+        if expiry >= filed && expiry - filed < NANOS_PER_SEC {
+            return;
+        }
+        self.unlink(idx);
+        self.entries[idx as usize].due = expiry / NANOS_PER_SEC;
+        self.link(idx);
     }
 
     fn link(&mut self, idx: u32) {
@@ -500,9 +632,7 @@ impl Conntrack {
     }
 
     fn unlink(&mut self, idx: u32) {
-        let Entry {
-            prev, next, due, ..
-        } = self.entries[idx as usize];
+        let Entry { prev, next, due, .. } = self.entries[idx as usize];
         if prev != NIL {
             self.entries[prev as usize].next = next;
         } else {
@@ -520,6 +650,7 @@ impl Conntrack {
     }
 
     fn remove(&mut self, idx: u32) {
+        self.retire_acct(idx);
         self.unlink(idx);
         let key = self.entries[idx as usize].key;
         self.remove_index(&key, idx);
@@ -565,9 +696,7 @@ impl Conntrack {
     /// All entries of one ENI (for explanations and stats), live or not.
     pub fn iter(&self) -> impl Iterator<Item = (u32, &CtKey)> + '_ {
         let free: std::collections::HashSet<u32> = self.free.iter().copied().collect();
-        (0..self.entries.len() as u32)
-            .filter(move |i| !free.contains(i))
-            .map(|i| (i, &self.entries[i as usize].key))
+        (0..self.entries.len() as u32).filter(move |i| !free.contains(i)).map(|i| (i, &self.entries[i as usize].key))
     }
 }
 
@@ -575,12 +704,12 @@ impl Conntrack {
 mod tests {
     use super::*;
 
-    const T: CtTimeouts = CtTimeouts {
-        tcp_established: 432_000,
-        udp: 30,
-        udp_stream: 180,
-    };
+    const T: CtTimeouts = CtTimeouts { tcp_established: 432_000, udp: 30, udp_stream: 180 };
     const S: u64 = NANOS_PER_SEC;
+
+    fn opening(way: Way, tcp_flags: u8) -> Opening {
+        Opening { way, tcp_flags, egress: true, to_uplink: false, count: None }
+    }
 
     fn key(eni: u32, sport: u16, proto: u8) -> (CtKey, Way) {
         CtKey::new(EniId(eni), Family::V4, proto, 10, 20, sport, 80, 0)
@@ -592,17 +721,13 @@ mod tests {
         ct.ensure_enis(4);
         let (k, w) = key(1, 5000, 6);
         assert_eq!(w, Way::LoToHi);
-        let f = ct.find(&k, S, &T);
-        ct.open(f, k, w, TCP_SYN, S, &T);
+        let f = ct.find(&k, S);
+        ct.open(f, k, opening(w, TCP_SYN), S, &T);
         let (rk, rw) = CtKey::new(EniId(1), Family::V4, 6, 20, 10, 80, 5000, 0);
         assert_eq!(rk, k);
         assert_eq!(rw, Way::HiToLo);
-        assert!(matches!(ct.find(&rk, S, &T), Found::Live(_)));
-        assert_eq!(
-            ct.find(&k.at(EniId(2)), S, &T),
-            Found::Missing,
-            "entries are per ENI"
-        );
+        assert!(matches!(ct.find(&rk, S), Found::Live(_)));
+        assert_eq!(ct.find(&k.at(EniId(2)), S), Found::Missing, "entries are per ENI");
     }
 
     #[test]
@@ -642,19 +767,16 @@ mod tests {
         ct.ensure_enis(2);
         let tt = |_| Some(T);
         let (k, w) = key(1, 1, 17);
-        let f = ct.find(&k, 0, &T);
+        let f = ct.find(&k, 0);
         ct.advance(0, tt);
-        ct.open(f, k, w, 0, 0, &T);
-        assert!(
-            matches!(ct.find(&k, 30 * S, &T), Found::Live(_)),
-            "idle == timeout is not expired"
-        );
-        assert!(matches!(ct.find(&k, 30 * S + 1, &T), Found::Expired(_)));
+        ct.open(f, k, opening(w, 0), 0, &T);
+        assert!(matches!(ct.find(&k, 30 * S), Found::Live(_)), "idle == timeout is not expired");
+        assert!(matches!(ct.find(&k, 30 * S + 1), Found::Expired(_)));
         ct.advance(30 * S + 1, tt);
         assert_eq!(ct.len(), 1, "still holds capacity within its expiry second");
         ct.advance(31 * S, tt);
         assert_eq!(ct.len(), 0);
-        assert_eq!(ct.find(&k, 31 * S, &T), Found::Missing);
+        assert_eq!(ct.find(&k, 31 * S), Found::Missing);
     }
 
     #[test]
@@ -664,14 +786,11 @@ mod tests {
         for sport in 0..2 {
             let (k, w) = key(1, sport, 6);
             assert!(ct.has_room(&[EniId(1)], 2));
-            ct.open(Found::Missing, k, w, TCP_SYN, 0, &T);
+            ct.open(Found::Missing, k, opening(w, TCP_SYN), 0, &T);
         }
         assert!(!ct.has_room(&[EniId(1)], 2), "ENI 1 is at its limit");
         assert!(ct.has_room(&[EniId(2)], 2));
-        assert!(
-            !ct.has_room(&[EniId(2), EniId(2)], 2),
-            "only one slot left in the table"
-        );
+        assert!(!ct.has_room(&[EniId(2), EniId(2)], 2), "only one slot left in the table");
     }
 
     #[test]
@@ -682,18 +801,38 @@ mod tests {
         for round in 0..200u64 {
             for i in 0..40u16 {
                 let (k, w) = key(1, (round as u16 % 7) * 100 + i, 17);
-                let f = ct.find(&k, now, &T);
+                let f = ct.find(&k, now);
                 if !matches!(f, Found::Live(_)) && ct.has_room(&[EniId(1)], 64) {
-                    ct.open(f, k, w, 0, now, &T);
+                    ct.open(f, k, opening(w, 0), now, &T);
                 }
             }
             now += 11 * S;
             ct.advance(now, |_| Some(T));
             for (idx, k) in ct.iter() {
-                assert!(
-                    matches!(ct.find(k, now, &T), Found::Live(i) | Found::Expired(i) if i == idx)
-                );
+                assert!(matches!(ct.find(k, now), Found::Live(i) | Found::Expired(i) if i == idx));
             }
         }
+    }
+
+    #[test]
+    fn accounting_survives_removal_and_reuse() {
+        let mut ct = Conntrack::new(4);
+        ct.ensure_enis(2);
+        let (k, w) = key(1, 7, 17);
+        let o = Opening { way: w, tcp_flags: 0, egress: true, to_uplink: true, count: Some(100) };
+        let idx = ct.open(Found::Missing, k, o, 5 * S, &T);
+        ct.touch(idx, Way::HiToLo, 0, 6 * S, &T, Some(40));
+        ct.advance(5 * S, |_| Some(T));
+        ct.advance(40 * S, |_| Some(T)); // expired and reclaimed
+        let (k2, w2) = key(1, 8, 17);
+        ct.open(Found::Missing, k2, Opening { count: Some(1), ..o }, 41 * S, &T);
+        let _ = w2;
+        let mut got = Vec::new();
+        ct.drain_accounting(|id, a| got.push((id.sport, id.egress, id.to_uplink, a.packets, a.bytes)));
+        got.sort();
+        assert_eq!(got, vec![(7, true, true, 1, 100), (8, true, true, 1, 1), (80, false, false, 1, 40)]);
+        let mut again = 0;
+        ct.drain_accounting(|_, _| again += 1);
+        assert_eq!(again, 0);
     }
 }

@@ -11,18 +11,20 @@ use crate::policy::sg::Untracked;
 use crate::tables::{EniId, Tables};
 use crate::wire::{Kind, Packet, L4};
 
+/// Where explanations go. Steps are built lazily, so the hot path (`()`) never even
+/// computes them.
 pub trait Explain {
-    fn step(&mut self, step: Step);
+    fn step(&mut self, step: impl FnOnce() -> Step);
 }
 
 impl Explain for () {
     #[inline(always)]
-    fn step(&mut self, _: Step) {}
+    fn step(&mut self, _: impl FnOnce() -> Step) {}
 }
 
 impl Explain for Vec<Step> {
-    fn step(&mut self, step: Step) {
-        self.push(step);
+    fn step(&mut self, step: impl FnOnce() -> Step) {
+        self.push(step());
     }
 }
 
@@ -53,29 +55,12 @@ pub enum SgDecision {
 pub enum Step {
     Parsed(Packet),
     Source(Source),
-    SourceCheck {
-        eni: EniId,
-        enforced: bool,
-        owned: bool,
-    },
-    Neighbor {
-        answered: bool,
-    },
+    SourceCheck { eni: EniId, enforced: bool, owned: bool },
+    Neighbor { answered: bool },
     Route(Dest),
-    FragmentFollows {
-        remembered: Option<Remembered>,
-    },
-    Sg {
-        hop: Hop,
-        eni: EniId,
-        decision: SgDecision,
-    },
-    Nacl {
-        hop: Hop,
-        subnet: u16,
-        nacl: u16,
-        matched: NaclMatch,
-    },
+    FragmentFollows { remembered: Option<Remembered> },
+    Sg { hop: Hop, eni: EniId, decision: SgDecision },
+    Nacl { hop: Hop, subnet: u16, nacl: u16, matched: NaclMatch },
     ConntrackFull,
     Verdict(Verdict),
 }
@@ -86,26 +71,18 @@ fn eni_name(t: &Tables, e: EniId) -> &str {
 
 fn ct_text(v: &CtView) -> String {
     let endpoint = |bits: u128, port: u16| {
-        let ip = crate::addr::Ip {
-            family: v.key.family,
-            bits,
-        };
-        if v.key.proto == crate::wire::PROTO_TCP || v.key.proto == crate::wire::PROTO_UDP {
+        let ip = crate::addr::Ip { family: v.key.family(), bits };
+        if v.key.proto() == crate::wire::PROTO_TCP || v.key.proto() == crate::wire::PROTO_UDP {
             format!("{ip}:{port}")
         } else {
             ip.to_string()
         }
     };
     let opener = match v.state.opened {
-        Way::LoToHi => endpoint(v.key.lo, v.key.lo_port),
-        Way::HiToLo => endpoint(v.key.hi, v.key.hi_port),
+        Way::LoToHi => endpoint(v.key.lo, v.key.lo_port()),
+        Way::HiToLo => endpoint(v.key.hi, v.key.hi_port()),
     };
-    format!(
-        "{}, timeout {} s, opened by {}",
-        v.phase.name(),
-        v.timeout,
-        opener
-    )
+    format!("{}, timeout {} s, opened by {}", v.phase.name(), v.timeout, opener)
 }
 
 impl Step {
@@ -122,31 +99,22 @@ impl Step {
                 Kind::OtherEthertype(et) => format!("parse: ethertype 0x{et:04x}"),
                 Kind::Ip(ip) => {
                     let l4 = match ip.l4 {
-                        L4::Tcp {
-                            sport,
-                            dport,
-                            flags,
-                        } => format!("tcp {sport} -> {dport} flags 0x{flags:02x}"),
+                        L4::Tcp { sport, dport, flags } => format!("tcp {sport} -> {dport} flags 0x{flags:02x}"),
                         L4::Udp { sport, dport } => format!("udp {sport} -> {dport}"),
                         L4::Icmp(i) => format!("icmp type {} code {}", i.ty, i.code),
                         L4::Other => format!("protocol {}", ip.proto),
                         L4::NotFirstFragment => format!("protocol {} (later fragment)", ip.proto),
                     };
-                    format!("parse: {} -> {} {}", ip.src, ip.dst, l4)
+                    format!("parse: {} -> {} {}", ip.src_ip(), ip.dst_ip(), l4)
                 }
             },
             Step::Source(Source::Eni(e)) => {
                 format!("source: {} (by port and source MAC)", eni_name(t, e))
             }
-            Step::Source(Source::Uplink(p)) => format!(
-                "source: outside the VPC, uplink port {}",
-                t.ports[p as usize].name
-            ),
-            Step::SourceCheck {
-                eni,
-                enforced,
-                owned,
-            } => format!(
+            Step::Source(Source::Uplink(p)) => {
+                format!("source: outside the VPC, uplink port {}", t.ports[p as usize].name)
+            }
+            Step::SourceCheck { eni, enforced, owned } => format!(
                 "source/dest check on {}: {}",
                 eni_name(t, eni),
                 match (enforced, owned) {
@@ -156,20 +124,10 @@ impl Step {
                 }
             ),
             Step::Neighbor { answered } => {
-                format!(
-                    "neighbour: {}",
-                    if answered {
-                        "answered with the router MAC"
-                    } else {
-                        "not answered"
-                    }
-                )
+                format!("neighbour: {}", if answered { "answered with the router MAC" } else { "not answered" })
             }
             Step::Route(Dest::Eni(e)) => format!("route: to {}", eni_name(t, e)),
-            Step::Route(Dest::Uplink(p)) => format!(
-                "route: outside the VPC, via uplink {}",
-                t.ports[p as usize].name
-            ),
+            Step::Route(Dest::Uplink(p)) => format!("route: outside the VPC, via uplink {}", t.ports[p as usize].name),
             Step::FragmentFollows { remembered } => match remembered {
                 None => "fragment: later fragment with no first fragment seen (orphan)".into(),
                 Some(r) => format!("fragment: later fragment, first fragment's verdict {r:?}"),
@@ -181,23 +139,22 @@ impl Step {
                     SgDecision::Tracked(v) => {
                         format!("tracked connection, allowed ({})", ct_text(&v))
                     }
-                    SgDecision::Related(v) => format!(
-                        "ICMP error about a tracked connection, allowed ({})",
-                        ct_text(&v)
-                    ),
+                    SgDecision::Related(v) => {
+                        format!("ICMP error about a tracked connection, allowed ({})", ct_text(&v))
+                    }
                     SgDecision::NoRule => "no rule of the ENI's groups allows it".into(),
                     SgDecision::Rule { rule, tracking } => {
                         let r = rules.and_then(|r| r.get(rule as usize));
-                        let rule_text = r.map_or(format!("rule #{rule}"), |r| {
-                            format!("{} {} ({})", r.group_id, r.rule_id, r.text)
-                        });
+                        let rule_text =
+                            r.map_or(format!("rule #{rule}"), |r| format!("{} {} ({})", r.group_id, r.rule_id, r.text));
                         let track = match tracking {
                             Tracking::New => "tracked: new conntrack entry".to_string(),
                             Tracking::Untracked(Untracked::Opener) => {
                                 "untracked: open to all addresses, and the other direction allows all ports".into()
                             }
                             Tracking::Untracked(Untracked::Answer) => {
-                                "untracked: answers a flow open to all addresses, this direction allows all ports".into()
+                                "untracked: answers a flow open to all addresses, this direction allows all ports"
+                                    .into()
                             }
                             Tracking::NotTracked => "not tracked (ICMP that is neither a query nor related)".into(),
                         };
@@ -206,18 +163,9 @@ impl Step {
                 };
                 format!("{} at {}: {}", hop.name(), eni_name(t, eni), what)
             }
-            Step::Nacl {
-                hop,
-                subnet,
-                nacl,
-                matched,
-            } => {
+            Step::Nacl { hop, subnet, nacl, matched } => {
                 let n = &t.nacls[nacl as usize];
-                let table = if hop.direction() == crate::policy::Direction::Egress {
-                    &n.egress
-                } else {
-                    &n.ingress
-                };
+                let table = if hop.direction() == crate::policy::Direction::Egress { &n.egress } else { &n.ingress };
                 let rule = match matched.rule {
                     Some(i) => table.rules[i as usize].text.clone(),
                     None => "* deny (no entry matched)".into(),
@@ -231,9 +179,7 @@ impl Step {
                     rule
                 )
             }
-            Step::ConntrackFull => {
-                "conntrack: no room for a new entry (conntrack_allowance_exceeded)".into()
-            }
+            Step::ConntrackFull => "conntrack: no room for a new entry (conntrack_allowance_exceeded)".into(),
             Step::Verdict(v) => match v {
                 Verdict::Forward(p) => {
                     format!("verdict: forward to port {}", t.ports[p as usize].name)

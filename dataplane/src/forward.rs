@@ -41,17 +41,11 @@ impl Dest {
 /// which the ingress port lists. Uplink frames come from outside.
 #[inline]
 pub fn source(t: &Tables, port: PortId, src_mac: Mac) -> Result<Source, DropReason> {
-    let p = t
-        .ports
-        .get(port as usize)
-        .ok_or(DropReason::UnknownSource)?;
+    let p = t.ports.get(port as usize).ok_or(DropReason::UnknownSource)?;
     if p.uplink {
         return Ok(Source::Uplink(port));
     }
-    t.by_mac
-        .get(&(port, src_mac))
-        .map(|&e| Source::Eni(e))
-        .ok_or(DropReason::UnknownSource)
+    t.by_mac.get(&Tables::mac_key(port, src_mac)).map(|&e| Source::Eni(e)).ok_or(DropReason::UnknownSource)
 }
 
 /// The source/destination check on the sending side: an ENI may only send from its
@@ -84,11 +78,7 @@ pub fn route(t: &Tables, src: Source, dst: Ip) -> Result<Dest, DropReason> {
     if dst.is_unroutable() {
         return Err(DropReason::NoRoute);
     }
-    let owner = t
-        .by_ip
-        .get(&dst)
-        .copied()
-        .and_then(|e| t.eni(e).map(|eni| (e, eni)));
+    let owner = t.eni_at(dst).and_then(|e| t.eni(e).map(|eni| (e, eni)));
     match src {
         Source::Eni(a) => {
             let from = t.eni(a).ok_or(DropReason::UnknownSource)?;
@@ -100,13 +90,7 @@ pub fn route(t: &Tables, src: Source, dst: Ip) -> Result<Dest, DropReason> {
                         Ok(Dest::Eni(b))
                     }
                 }
-                _ if t.vpcs[from.vpc as usize]
-                    .cidrs
-                    .iter()
-                    .any(|c| c.contains(dst)) =>
-                {
-                    Err(DropReason::NoRoute)
-                }
+                _ if t.vpc_of(dst) == Some(from.vpc) => Err(DropReason::NoRoute),
                 _ => t.uplink.map(Dest::Uplink).ok_or(DropReason::NoRoute),
             }
         }

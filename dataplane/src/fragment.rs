@@ -33,10 +33,7 @@ impl FragKey {
 /// What happened to the first fragment, replayed for the rest.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Remembered {
-    Forward {
-        port: PortId,
-        dst_mac: crate::addr::Mac,
-    },
+    Forward { port: PortId, dst_mac: crate::addr::Mac },
     Reject(crate::pipeline::Hop),
     ConntrackFull,
 }
@@ -45,6 +42,8 @@ pub enum Remembered {
 struct Slot {
     key: FragKey,
     what: Remembered,
+    /// The datagram's ports (from the first fragment), for flow-log accounting.
+    ports: (u16, u16),
     at: Nanos,
 }
 
@@ -56,35 +55,25 @@ pub struct FragmentCache {
 impl FragmentCache {
     pub fn new(capacity: usize) -> FragmentCache {
         let sets = (capacity / WAYS).next_power_of_two().max(1);
-        FragmentCache {
-            sets: vec![[None; WAYS]; sets],
-            mask: sets - 1,
-        }
+        FragmentCache { sets: vec![[None; WAYS]; sets], mask: sets - 1 }
     }
 
     fn fresh(slot: &Slot, now: Nanos) -> bool {
         now.saturating_sub(slot.at) <= FRAGMENT_MEMORY_SECS * NANOS_PER_SEC
     }
 
-    pub fn get(&self, key: &FragKey, now: Nanos) -> Option<Remembered> {
+    pub fn get(&self, key: &FragKey, now: Nanos) -> Option<(Remembered, (u16, u16))> {
         let set = &self.sets[key.hash() as usize & self.mask];
-        set.iter()
-            .flatten()
-            .find(|s| s.key == *key && Self::fresh(s, now))
-            .map(|s| s.what)
+        set.iter().flatten().find(|s| s.key == *key && Self::fresh(s, now)).map(|s| (s.what, s.ports))
     }
 
-    pub fn remember(&mut self, key: FragKey, what: Remembered, now: Nanos) {
+    pub fn remember(&mut self, key: FragKey, what: Remembered, ports: (u16, u16), now: Nanos) {
         let set = &mut self.sets[key.hash() as usize & self.mask];
         let way = set
             .iter()
             .position(|s| s.is_none_or(|s| s.key == key || !Self::fresh(&s, now)))
-            .unwrap_or_else(|| {
-                (0..WAYS)
-                    .min_by_key(|&i| set[i].map_or(0, |s| s.at))
-                    .unwrap_or(0)
-            });
-        set[way] = Some(Slot { key, what, at: now });
+            .unwrap_or_else(|| (0..WAYS).min_by_key(|&i| set[i].map_or(0, |s| s.at)).unwrap_or(0));
+        set[way] = Some(Slot { key, what, ports, at: now });
     }
 }
 
@@ -93,23 +82,14 @@ mod tests {
     use super::*;
 
     fn k(id: u32) -> FragKey {
-        FragKey {
-            family: Family::V4,
-            src: 1,
-            dst: 2,
-            proto: 17,
-            id,
-        }
+        FragKey { family: Family::V4, src: 1, dst: 2, proto: 17, id }
     }
 
     #[test]
     fn remembers_for_thirty_seconds() {
         let mut c = FragmentCache::new(64);
-        c.remember(k(1), Remembered::ConntrackFull, 0);
-        assert_eq!(
-            c.get(&k(1), 30 * NANOS_PER_SEC),
-            Some(Remembered::ConntrackFull)
-        );
+        c.remember(k(1), Remembered::ConntrackFull, (1, 2), 0);
+        assert_eq!(c.get(&k(1), 30 * NANOS_PER_SEC), Some((Remembered::ConntrackFull, (1, 2))));
         assert_eq!(c.get(&k(1), 30 * NANOS_PER_SEC + 1), None);
         assert_eq!(c.get(&k(2), 0), None);
     }
@@ -118,7 +98,7 @@ mod tests {
     fn a_full_set_forgets_the_oldest() {
         let mut c = FragmentCache::new(WAYS);
         for id in 0..WAYS as u32 + 1 {
-            c.remember(k(id), Remembered::ConntrackFull, id as u64);
+            c.remember(k(id), Remembered::ConntrackFull, (0, 0), id as u64);
         }
         assert_eq!(c.get(&k(0), 10), None);
         assert!(c.get(&k(WAYS as u32), 10).is_some());

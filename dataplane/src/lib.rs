@@ -4,6 +4,7 @@
 //! The crate never sees JSON, sockets or files: the management plane hands it compiled
 //! [`tables::Tables`] and reads its counters.
 
+pub mod accounting;
 pub mod addr;
 pub mod conntrack;
 pub mod explain;

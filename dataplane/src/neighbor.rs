@@ -11,12 +11,7 @@ use crate::wire::{Arp, IpPacket, ARP_REQUEST};
 
 fn is_vpc_address(t: &Tables, src: Source, ip: Ip) -> bool {
     match src {
-        Source::Eni(e) => t.eni(e).is_some_and(|eni| {
-            t.vpcs[eni.vpc as usize]
-                .cidrs
-                .iter()
-                .any(|c| c.contains(ip))
-        }),
+        Source::Eni(e) => t.eni(e).is_some_and(|eni| t.vpc_of(ip) == Some(eni.vpc)),
         Source::Uplink(_) => t.vpc_of(ip).is_some(),
     }
 }
@@ -37,6 +32,6 @@ pub fn answers_arp(t: &Tables, src: Source, arp: &Arp) -> bool {
 pub fn answers_solicit(t: &Tables, src: Source, ip: &IpPacket, target: u128) -> bool {
     ip.family() == Family::V6
         && ip.hop_limit == 255
-        && ip.src.bits != 0
+        && ip.src != 0
         && (t.router_link_local.contains(&target) || is_vpc_address(t, src, Ip::v6(target)))
 }

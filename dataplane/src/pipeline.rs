@@ -13,8 +13,9 @@
 //! reads state only; committing ([`Pipeline::commit`]) is the one place that changes
 //! it, so a trace can ask "what would happen" without touching anything.
 
+use crate::accounting::{self, Acct, FlowId, FlowTable};
 use crate::addr::{Family, Mac};
-use crate::conntrack::{Conntrack, CtKey, CtView, Found, Nanos, Way};
+use crate::conntrack::{Conntrack, CtKey, CtView, Found, Nanos, Opening, Way, NANOS_PER_SEC};
 use crate::explain::{Explain, SgDecision, Step, Tracking};
 use crate::forward::{self, Source};
 use crate::fragment::{FragKey, FragmentCache, Remembered};
@@ -23,9 +24,9 @@ use crate::policy::{rule_key, sg, Direction};
 use crate::stats::Stats;
 use crate::tables::{Eni, EniId, PortId, Tables};
 use crate::wire::{
-    self, reply, Arp, EmbeddedL4, IcmpMsg, IpPacket, Kind, Malformed, Packet, ETHERTYPE_IPV4,
-    ETHERTYPE_IPV6, L4,
+    self, reply, Arp, EmbeddedL4, IcmpMsg, IpPacket, Kind, Malformed, Packet, ETHERTYPE_IPV4, ETHERTYPE_IPV6, L4,
 };
+use flowlog::FlowRecord;
 
 /// The policy hops, in the order AWS applies them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -37,12 +38,7 @@ pub enum Hop {
 }
 
 impl Hop {
-    pub const ALL: [Hop; 4] = [
-        Hop::SgEgress,
-        Hop::NaclEgress,
-        Hop::NaclIngress,
-        Hop::SgIngress,
-    ];
+    pub const ALL: [Hop; 4] = [Hop::SgEgress, Hop::NaclEgress, Hop::NaclIngress, Hop::SgIngress];
     pub fn name(self) -> &'static str {
         match self {
             Hop::SgEgress => "sg-egress",
@@ -159,12 +155,17 @@ pub struct Outcome {
     pub len: usize,
 }
 
-/// A conntrack change to make if the frame is forwarded.
-#[derive(Clone, Copy, Debug)]
-struct CtPlan {
-    found: Found,
-    key: CtKey,
-    way: Way,
+/// A conntrack change to make at one ENI hop if the frame is forwarded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum CtAction {
+    /// No ENI at this hop, a related ICMP error, or ICMP with nothing to track.
+    Nothing,
+    /// An untracked flow (section 2.1): judged every time, no entry.
+    Untracked,
+    /// Refresh this live entry (of this ENI).
+    Touch(EniId, u32),
+    /// Create an entry at this ENI (in place of an expired one, if given).
+    Open(EniId, Found),
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -173,7 +174,8 @@ enum ReplyPlan {
     Advert { target: u128, to: u128, to_mac: Mac },
 }
 
-/// Everything `decide` concluded, for `commit` to carry out.
+/// Everything `decide` concluded, for `commit` to carry out. Filled in place (it is
+/// a few hundred bytes; returning it by value would copy it per frame).
 #[derive(Clone, Copy, Debug)]
 pub struct Plan {
     pub verdict: Verdict,
@@ -184,19 +186,23 @@ pub struct Plan {
     ethertype: u16,
     ip_len: u16,
     tcp_flags: u8,
-    ct: [Option<CtPlan>; 2],
+    untracked: u8,
+    /// The flow's conntrack key (its `eni` is set per hop) and direction.
+    flow: CtKey,
+    way: Way,
+    ct: [CtAction; 2],
     first_fragment: Option<FragKey>,
     reply: Option<ReplyPlan>,
-    untracked: u8,
+    /// The packet as flow logs see it (ENI, direction and action filled per hop).
+    packet: FlowId,
+    from_uplink: bool,
+    to_uplink: bool,
 }
 
-impl Plan {
-    fn drop(r: DropReason) -> Plan {
-        Plan::new(Verdict::Drop(r))
-    }
-    fn new(verdict: Verdict) -> Plan {
+impl Default for Plan {
+    fn default() -> Plan {
         Plan {
-            verdict,
+            verdict: Verdict::Drop(DropReason::NotIp),
             src: None,
             dst: None,
             dst_mac: Mac::default(),
@@ -204,10 +210,26 @@ impl Plan {
             ethertype: 0,
             ip_len: 0,
             tcp_flags: 0,
-            ct: [None, None],
+            untracked: 0,
+            flow: CtKey::new(EniId(0), Family::V4, 0, 0, 0, 0, 0, 0).0,
+            way: Way::LoToHi,
+            ct: [CtAction::Nothing; 2],
             first_fragment: None,
             reply: None,
-            untracked: 0,
+            packet: FlowId {
+                eni: EniId(0),
+                egress: false,
+                accept: true,
+                to_uplink: false,
+                family: Family::V4,
+                proto: 0,
+                src: 0,
+                dst: 0,
+                sport: 0,
+                dport: 0,
+            },
+            from_uplink: false,
+            to_uplink: false,
         }
     }
 }
@@ -217,14 +239,13 @@ impl Plan {
 pub struct PipelineConfig {
     pub conntrack_entries: u32,
     pub fragment_entries: usize,
+    /// Untracked and refused flow directions accounted per interval for flow logs.
+    pub flow_entries: usize,
 }
 
 impl Default for PipelineConfig {
     fn default() -> Self {
-        PipelineConfig {
-            conntrack_entries: 262_144,
-            fragment_entries: 4096,
-        }
+        PipelineConfig { conntrack_entries: 262_144, fragment_entries: 4096, flow_entries: 65_536 }
     }
 }
 
@@ -235,6 +256,14 @@ pub struct Pipeline {
     pub stats: Stats,
     generation: Option<u64>,
     timeouts_epoch: u64,
+    /// Start of the next clock second: conntrack reclaims once per second.
+    next_second: Nanos,
+    /// Flow-log accounting of traffic conntrack does not track.
+    flows: FlowTable,
+    /// End of the current accounting interval.
+    next_flush: Nanos,
+    /// Flow records of finished intervals, for the worker to hand on.
+    records: Vec<FlowRecord>,
 }
 
 /// The L4 identity of a packet: ports for TCP/UDP, the identifier (as both ports)
@@ -248,64 +277,31 @@ struct FlowPorts {
 
 fn flow_ports(l4: &L4) -> FlowPorts {
     match *l4 {
-        L4::Tcp { sport, dport, .. } | L4::Udp { sport, dport } => FlowPorts {
-            sport,
-            dport,
-            icmp_query: 0,
-            trackable: true,
-        },
+        L4::Tcp { sport, dport, .. } | L4::Udp { sport, dport } => {
+            FlowPorts { sport, dport, icmp_query: 0, trackable: true }
+        }
         L4::Icmp(icmp) => match icmp.msg {
-            IcmpMsg::Query {
-                id, request_type, ..
-            } => FlowPorts {
-                sport: id,
-                dport: id,
-                icmp_query: request_type,
-                trackable: true,
-            },
+            IcmpMsg::Query { id, request_type, .. } => {
+                FlowPorts { sport: id, dport: id, icmp_query: request_type, trackable: true }
+            }
             // Errors are related traffic or nothing; other ICMP has no reply to match.
-            _ => FlowPorts {
-                sport: 0,
-                dport: 0,
-                icmp_query: 0,
-                trackable: false,
-            },
+            _ => FlowPorts { sport: 0, dport: 0, icmp_query: 0, trackable: false },
         },
-        L4::Other | L4::NotFirstFragment => FlowPorts {
-            sport: 0,
-            dport: 0,
-            icmp_query: 0,
-            trackable: true,
-        },
+        L4::Other | L4::NotFirstFragment => FlowPorts { sport: 0, dport: 0, icmp_query: 0, trackable: true },
     }
 }
 
 /// The conntrack key (at no particular ENI) of the flow an ICMP error is about.
-fn related_key(ip: &IpPacket) -> Option<(CtKey, Way)> {
+fn related_key(frame: &[u8], ip: &IpPacket) -> Option<(CtKey, Way)> {
     let L4::Icmp(icmp) = ip.l4 else { return None };
-    let IcmpMsg::Error(Some(emb)) = icmp.msg else {
-        return None;
-    };
-    if emb.src.family != ip.family() {
-        return None;
-    }
+    let IcmpMsg::Error { quote } = icmp.msg else { return None };
+    let emb = wire::quoted_flow(frame, ip.family(), quote)?;
     let (sport, dport, q) = match emb.l4 {
         EmbeddedL4::Ports { sport, dport } => (sport, dport, 0),
-        EmbeddedL4::Query {
-            id, request_type, ..
-        } => (id, id, request_type),
+        EmbeddedL4::Query { id, request_type, .. } => (id, id, request_type),
         EmbeddedL4::None => (0, 0, 0),
     };
-    Some(CtKey::new(
-        EniId(0),
-        ip.family(),
-        emb.proto,
-        emb.src.bits,
-        emb.dst.bits,
-        sport,
-        dport,
-        q,
-    ))
+    Some(CtKey::new(EniId(0), ip.family(), emb.proto, emb.src.bits, emb.dst.bits, sport, dport, q))
 }
 
 impl Pipeline {
@@ -316,12 +312,17 @@ impl Pipeline {
             stats: Stats::default(),
             generation: None,
             timeouts_epoch: 0,
+            next_second: 0,
+            flows: FlowTable::new(cfg.flow_entries),
+            next_flush: 0,
+            records: Vec::new(),
         }
     }
 
     /// Brings per-core state in line with a (possibly new) snapshot and the clock:
     /// sizes per-ENI counters, re-times entries after a timeout change, reclaims
-    /// expired entries. Cheap when nothing changed.
+    /// expired entries once per clock second. Cheap when nothing changed.
+    #[inline]
     pub fn sync(&mut self, t: &Tables, now: Nanos) {
         if self.generation != Some(t.generation) {
             self.conntrack.ensure_enis(t.enis.len());
@@ -332,8 +333,40 @@ impl Pipeline {
             self.generation = Some(t.generation);
             self.timeouts_epoch = t.timeouts_epoch;
         }
-        self.conntrack
-            .advance(now, |e| t.eni(e).map(|e| e.timeouts));
+        if now >= self.next_second {
+            if t.flow_interval_secs > 0 && now >= self.next_flush {
+                self.flush_accounting(t, now);
+            }
+            self.conntrack.advance(now, |e| t.eni(e).map(|e| e.timeouts));
+            self.next_second = (now / NANOS_PER_SEC + 1) * NANOS_PER_SEC;
+        }
+    }
+
+    /// Turns everything accounted so far into flow records (kept for
+    /// [`Pipeline::take_records`]) and starts the interval `now` is in.
+    pub fn flush_accounting(&mut self, t: &Tables, now: Nanos) {
+        let interval = t.flow_interval_secs.max(1) as u64;
+        let end = self.next_flush / NANOS_PER_SEC;
+        let records = &mut self.records;
+        let mut emit = |id: &FlowId, a: &Acct| {
+            if let Some(meta) = t.eni(id.eni).and_then(|e| e.flow_meta.as_ref()) {
+                records.push(accounting::record(meta, id, a));
+            }
+        };
+        self.conntrack.drain_accounting(&mut emit);
+        self.flows.drain(&mut emit);
+        for (eni, _) in self.flows.take_skipped() {
+            if let Some(meta) = t.eni(eni).and_then(|e| e.flow_meta.as_ref()) {
+                self.records.push(accounting::skipdata(meta, end.saturating_sub(interval), end.saturating_sub(1)));
+            }
+        }
+        let now_s = now / NANOS_PER_SEC;
+        self.next_flush = (now_s / interval + 1) * interval * NANOS_PER_SEC;
+    }
+
+    /// The flow records of finished intervals.
+    pub fn take_records(&mut self) -> Vec<FlowRecord> {
+        std::mem::take(&mut self.records)
     }
 
     /// Runs a batch: one outcome per frame, frames rewritten in place.
@@ -344,147 +377,128 @@ impl Pipeline {
     }
 
     #[inline]
-    pub fn process_frame<E: Explain>(
-        &mut self,
-        t: &Tables,
-        frame: &mut Frame<'_>,
-        ex: &mut E,
-    ) -> Outcome {
+    pub fn process_frame<E: Explain>(&mut self, t: &Tables, frame: &mut Frame<'_>, ex: &mut E) -> Outcome {
         self.sync(t, frame.time);
-        let plan = self.decide(t, &frame.buf[..frame.len], frame.port, frame.time, ex);
-        ex.step(Step::Verdict(plan.verdict));
+        let mut plan = Plan::default();
+        self.decide(t, &frame.buf[..frame.len], frame.port, frame.time, ex, &mut plan);
+        ex.step(|| Step::Verdict(plan.verdict));
         self.commit(t, &plan, frame)
     }
 
-    /// Judges a frame against the current state without changing anything.
-    pub fn decide<E: Explain>(
-        &self,
-        t: &Tables,
-        frame: &[u8],
-        port: PortId,
-        now: Nanos,
-        ex: &mut E,
-    ) -> Plan {
+    /// Judges a frame against the current state without changing anything; the
+    /// conclusion goes into `plan` (start from `Plan::default()`).
+    pub fn decide<E: Explain>(&self, t: &Tables, frame: &[u8], port: PortId, now: Nanos, ex: &mut E, plan: &mut Plan) {
         let pkt = match wire::parse(frame) {
             Ok(p) => p,
-            Err(m) => return Plan::drop(DropReason::Malformed(m)),
+            Err(m) => return plan.verdict = Verdict::Drop(DropReason::Malformed(m)),
         };
-        ex.step(Step::Parsed(pkt));
+        ex.step(|| Step::Parsed(pkt));
         let src = match forward::source(t, port, pkt.src_mac) {
             Ok(s) => s,
-            Err(r) => return Plan::drop(r),
+            Err(r) => return plan.verdict = Verdict::Drop(r),
         };
-        ex.step(Step::Source(src));
+        ex.step(|| Step::Source(src));
         match pkt.kind {
-            Kind::OtherEthertype(_) => Plan::drop(DropReason::NotIp),
+            Kind::OtherEthertype(_) => plan.verdict = Verdict::Drop(DropReason::NotIp),
             Kind::Arp(arp) => {
                 let answered = neighbor::answers_arp(t, src, &arp);
-                ex.step(Step::Neighbor { answered });
-                if !answered {
-                    return Plan::drop(DropReason::ArpIgnored);
-                }
-                Plan {
-                    reply: Some(ReplyPlan::Arp(arp)),
-                    ..Plan::new(Verdict::Reply)
+                ex.step(|| Step::Neighbor { answered });
+                if answered {
+                    plan.verdict = Verdict::Reply;
+                    plan.reply = Some(ReplyPlan::Arp(arp));
+                } else {
+                    plan.verdict = Verdict::Drop(DropReason::ArpIgnored);
                 }
             }
-            Kind::Ip(ip) => self.decide_ip(t, &pkt, &ip, src, now, ex),
+            Kind::Ip(ip) => plan.verdict = self.decide_ip(t, frame, &pkt, &ip, src, now, ex, plan),
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn decide_ip<E: Explain>(
         &self,
         t: &Tables,
+        frame: &[u8],
         pkt: &Packet,
         ip: &IpPacket,
         src: Source,
         now: Nanos,
         ex: &mut E,
-    ) -> Plan {
+        plan: &mut Plan,
+    ) -> Verdict {
         if let L4::Icmp(icmp) = ip.l4 {
             match icmp.msg {
-                IcmpMsg::NeighborSolicit { target, source_ll } => {
-                    let answered = neighbor::answers_solicit(t, src, ip, target);
-                    ex.step(Step::Neighbor { answered });
-                    if !answered {
-                        return Plan::drop(DropReason::NdIgnored);
-                    }
+                IcmpMsg::NeighborSolicit { at } => {
+                    let fields = wire::neighbor_solicitation(frame, at);
+                    let answered = fields.is_some_and(|(target, _)| neighbor::answers_solicit(t, src, ip, target));
+                    ex.step(|| Step::Neighbor { answered });
+                    let (Some((target, source_ll)), true) = (fields, answered) else {
+                        return Verdict::Drop(DropReason::NdIgnored);
+                    };
                     let to_mac = source_ll.unwrap_or(pkt.src_mac);
-                    let advert = ReplyPlan::Advert {
-                        target,
-                        to: ip.src.bits,
-                        to_mac,
-                    };
-                    return Plan {
-                        reply: Some(advert),
-                        ..Plan::new(Verdict::Reply)
-                    };
+                    plan.reply = Some(ReplyPlan::Advert { target, to: ip.src, to_mac });
+                    return Verdict::Reply;
                 }
                 IcmpMsg::NeighborDiscovery => {
-                    ex.step(Step::Neighbor { answered: false });
-                    return Plan::drop(DropReason::NdIgnored);
+                    ex.step(|| Step::Neighbor { answered: false });
+                    return Verdict::Drop(DropReason::NdIgnored);
                 }
                 _ => {}
             }
         }
 
         // Non-policy drops, in the spec's order: source check, then route.
-        let checked = forward::check_source(t, src, ip.src);
+        plan.src = src.eni();
+        let checked = forward::check_source(t, src, ip.src_ip());
         if let Source::Eni(e) = src {
-            let eni = t.eni(e);
-            ex.step(Step::SourceCheck {
-                eni: e,
-                enforced: eni.is_some_and(|x| x.source_dest_check),
-                owned: eni.is_some_and(|x| x.owns(ip.src)),
+            ex.step(|| {
+                let eni = t.eni(e);
+                Step::SourceCheck {
+                    eni: e,
+                    enforced: eni.is_some_and(|x| x.source_dest_check),
+                    owned: eni.is_some_and(|x| x.owns(ip.src_ip())),
+                }
             });
         }
         if let Err(r) = checked {
-            return Plan {
-                src: src.eni(),
-                ..Plan::drop(r)
-            };
+            return Verdict::Drop(r);
         }
-        let dest = match forward::route(t, src, ip.dst) {
+        let dest = match forward::route(t, src, ip.dst_ip()) {
             Ok(d) => d,
-            Err(r) => return Plan::drop(r),
+            Err(r) => return Verdict::Drop(r),
         };
-        ex.step(Step::Route(dest));
+        ex.step(|| Step::Route(dest));
         let Some((egress_port, dst_mac)) = forward::egress(t, dest) else {
-            return Plan::drop(DropReason::NoRoute);
+            return Verdict::Drop(DropReason::NoRoute);
         };
         let family = ip.family();
-        let mut plan = Plan {
-            src: src.eni(),
-            dst: dest.eni(),
-            dst_mac,
-            l3_offset: pkt.l3_offset,
-            ethertype: if family == Family::V4 {
-                ETHERTYPE_IPV4
-            } else {
-                ETHERTYPE_IPV6
-            },
-            ip_len: ip.ip_len,
-            tcp_flags: if let L4::Tcp { flags, .. } = ip.l4 {
-                flags
-            } else {
-                0
-            },
-            ..Plan::new(Verdict::Forward(egress_port))
-        };
+        plan.dst = dest.eni();
+        plan.from_uplink = matches!(src, Source::Uplink(_));
+        plan.to_uplink = matches!(dest, forward::Dest::Uplink(_));
+        plan.dst_mac = dst_mac;
+        plan.l3_offset = pkt.l3_offset;
+        plan.ethertype = if family == Family::V4 { ETHERTYPE_IPV4 } else { ETHERTYPE_IPV6 };
+        plan.ip_len = ip.ip_len;
+        plan.tcp_flags = if let L4::Tcp { flags, .. } = ip.l4 { flags } else { 0 };
 
         // Later fragments carry no ports: they share the first fragment's fate.
         if let Some(frag) = ip.frag {
             let key = FragKey {
                 family,
-                src: ip.src.bits,
-                dst: ip.dst.bits,
+                src: ip.src,
+                dst: ip.dst,
                 proto: if family == Family::V4 { ip.proto } else { 0 },
                 id: frag.id,
             };
             if !frag.is_first() {
-                let remembered = self.fragments.get(&key, now);
-                ex.step(Step::FragmentFollows { remembered });
-                plan.verdict = match remembered {
+                let found = self.fragments.get(&key, now);
+                let remembered = found.map(|f| f.0);
+                ex.step(|| Step::FragmentFollows { remembered });
+                if let Some((_, (sport, dport))) = found {
+                    plan.packet =
+                        FlowId { family, proto: ip.proto, src: ip.src, dst: ip.dst, sport, dport, ..plan.packet };
+                }
+                return match remembered {
                     None => Verdict::Drop(DropReason::FragmentOrphan),
                     Some(Remembered::Forward { port, dst_mac }) => {
                         plan.dst_mac = dst_mac;
@@ -493,266 +507,167 @@ impl Pipeline {
                     Some(Remembered::Reject(hop)) => Verdict::Reject(hop),
                     Some(Remembered::ConntrackFull) => Verdict::Drop(DropReason::ConntrackFull),
                 };
-                return plan;
             }
             plan.first_fragment = Some(key);
         }
 
         let key16 = rule_key(&ip.l4);
         let ports = flow_ports(&ip.l4);
-        let (flow, way) = CtKey::new(
-            EniId(0),
-            family,
-            ip.proto,
-            ip.src.bits,
-            ip.dst.bits,
-            ports.sport,
-            ports.dport,
-            ports.icmp_query,
-        );
-        let related = related_key(ip);
-        let hop = HopInput {
-            ip,
-            key16,
-            ports: &ports,
-            flow,
-            way,
-            related,
-            now,
+        let (log_sport, log_dport) = match ip.l4 {
+            L4::Tcp { sport, dport, .. } | L4::Udp { sport, dport } => (sport, dport),
+            _ => (0, 0),
         };
+        plan.packet = FlowId {
+            family,
+            proto: ip.proto,
+            src: ip.src,
+            dst: ip.dst,
+            sport: log_sport,
+            dport: log_dport,
+            ..plan.packet
+        };
+        (plan.flow, plan.way) =
+            CtKey::new(EniId(0), family, ip.proto, ip.src, ip.dst, ports.sport, ports.dport, ports.icmp_query);
+        let hop = HopInput { ip, key16, ports: &ports, flow: plan.flow, related: related_key(frame, ip), now };
         let src_eni = src.eni().and_then(|e| t.eni(e));
         let dst_eni = dest.eni().and_then(|e| t.eni(e));
 
         if let Some(a) = src_eni {
             match self.sg_hop(a, Hop::SgEgress, &hop, ex) {
-                Ok((ct, untracked)) => {
-                    plan.ct[0] = ct;
-                    plan.untracked += untracked as u8;
-                }
-                Err(()) => {
-                    return Plan {
-                        verdict: Verdict::Reject(Hop::SgEgress),
-                        ..plan
-                    }
-                }
+                Some(action) => plan.ct[0] = action,
+                None => return Verdict::Reject(Hop::SgEgress),
             }
             if dst_eni.is_none_or(|b| b.subnet != a.subnet)
                 && !Self::nacl_hop(t, a.subnet, Hop::NaclEgress, ip, key16, ex)
             {
-                return Plan {
-                    verdict: Verdict::Reject(Hop::NaclEgress),
-                    ..plan
-                };
+                return Verdict::Reject(Hop::NaclEgress);
             }
         }
         if let Some(b) = dst_eni {
             if src_eni.is_none_or(|a| a.subnet != b.subnet)
                 && !Self::nacl_hop(t, b.subnet, Hop::NaclIngress, ip, key16, ex)
             {
-                return Plan {
-                    verdict: Verdict::Reject(Hop::NaclIngress),
-                    ..plan
-                };
+                return Verdict::Reject(Hop::NaclIngress);
             }
             match self.sg_hop(b, Hop::SgIngress, &hop, ex) {
-                Ok((ct, untracked)) => {
-                    plan.ct[1] = ct;
-                    plan.untracked += untracked as u8;
-                }
-                Err(()) => {
-                    return Plan {
-                        verdict: Verdict::Reject(Hop::SgIngress),
-                        ..plan
-                    }
-                }
+                Some(action) => plan.ct[1] = action,
+                None => return Verdict::Reject(Hop::SgIngress),
             }
         }
+        plan.untracked = plan.ct.iter().filter(|a| **a == CtAction::Untracked).count() as u8;
 
         // New entries need room; established flows are never affected.
         let mut needs = [EniId(0); 2];
         let mut n = 0;
-        for c in plan.ct.iter().flatten() {
-            if c.found == Found::Missing {
-                needs[n] = c.key.eni;
+        for a in &plan.ct {
+            if let CtAction::Open(eni, Found::Missing) = *a {
+                needs[n] = eni;
                 n += 1;
             }
         }
-        if n > 0
-            && !self
-                .conntrack
-                .has_room(&needs[..n], t.ct_limits.max_entries_per_eni)
-        {
-            ex.step(Step::ConntrackFull);
-            plan.verdict = Verdict::Drop(DropReason::ConntrackFull);
+        if n > 0 && !self.conntrack.has_room(&needs[..n], t.ct_limits.max_entries_per_eni) {
+            ex.step(|| Step::ConntrackFull);
+            return Verdict::Drop(DropReason::ConntrackFull);
         }
-        plan
+        Verdict::Forward(egress_port)
     }
 
     /// A security-group hop: conntrack first (a tracked flow, or an ICMP error about
-    /// one), the rules on a miss. `Ok` carries the conntrack change to make if the
-    /// frame is forwarded, and whether the packet was judged untracked.
-    fn sg_hop<E: Explain>(
-        &self,
-        eni: &Eni,
-        hop: Hop,
-        h: &HopInput<'_>,
-        ex: &mut E,
-    ) -> Result<(Option<CtPlan>, bool), ()> {
+    /// one), the rules on a miss. `Some` carries the conntrack change to make if the
+    /// frame is forwarded; `None` means refused.
+    fn sg_hop<E: Explain>(&self, eni: &Eni, hop: Hop, h: &HopInput<'_>, ex: &mut E) -> Option<CtAction> {
         let dir = hop.direction();
         let ip = h.ip;
         if let Some((related, _)) = h.related {
-            if let Found::Live(idx) =
-                self.conntrack
-                    .find(&related.at(eni.key), h.now, &eni.timeouts)
-            {
-                ex.step(Step::Sg {
-                    hop,
-                    eni: eni.key,
-                    decision: SgDecision::Related(self.view(idx, eni)),
-                });
-                return Ok((None, false));
+            if let Found::Live(idx) = self.conntrack.find(&related.at(eni.key), h.now) {
+                ex.step(|| Step::Sg { hop, eni: eni.key, decision: SgDecision::Related(self.view(idx)) });
+                return Some(CtAction::Nothing);
             }
         }
         let key = h.flow.at(eni.key);
-        let found = if h.ports.trackable {
-            self.conntrack.find(&key, h.now, &eni.timeouts)
-        } else {
-            Found::Missing
-        };
+        let found = if h.ports.trackable { self.conntrack.find(&key, h.now) } else { Found::Missing };
         if let Found::Live(idx) = found {
-            ex.step(Step::Sg {
-                hop,
-                eni: eni.key,
-                decision: SgDecision::Tracked(self.view(idx, eni)),
-            });
-            return Ok((
-                Some(CtPlan {
-                    found,
-                    key,
-                    way: h.way,
-                }),
-                false,
-            ));
+            ex.step(|| Step::Sg { hop, eni: eni.key, decision: SgDecision::Tracked(self.view(idx)) });
+            return Some(CtAction::Touch(eni.key, idx));
         }
-        let peer = if dir == Direction::Ingress {
-            ip.src
+        let peer = if dir == Direction::Ingress { ip.src } else { ip.dst };
+        let Some(rule) = eni.sg(dir).judge(ip.family(), ip.proto, h.key16, peer) else {
+            ex.step(|| Step::Sg { hop, eni: eni.key, decision: SgDecision::NoRule });
+            return None;
+        };
+        let other = if dir == Direction::Ingress { &eni.sg_egress } else { &eni.sg_ingress };
+        let (tracking, action) = if !h.ports.trackable {
+            (Tracking::NotTracked, CtAction::Nothing)
+        } else if let Some(why) = sg::untracked(eni.sg(dir), other, ip.family(), ip.proto, h.ports.sport, h.ports.dport)
+        {
+            (Tracking::Untracked(why), CtAction::Untracked)
         } else {
-            ip.dst
+            (Tracking::New, CtAction::Open(eni.key, found))
         };
-        let Some(rule) = eni.sg(dir).judge(ip.family(), ip.proto, h.key16, peer.bits) else {
-            ex.step(Step::Sg {
-                hop,
-                eni: eni.key,
-                decision: SgDecision::NoRule,
-            });
-            return Err(());
-        };
-        let other = if dir == Direction::Ingress {
-            &eni.sg_egress
-        } else {
-            &eni.sg_ingress
-        };
-        let (tracking, plan) = if !h.ports.trackable {
-            (Tracking::NotTracked, None)
-        } else if let Some(why) = sg::untracked(
-            eni.sg(dir),
-            other,
-            ip.family(),
-            ip.proto,
-            h.ports.sport,
-            h.ports.dport,
-        ) {
-            (Tracking::Untracked(why), None)
-        } else {
-            (
-                Tracking::New,
-                Some(CtPlan {
-                    found,
-                    key,
-                    way: h.way,
-                }),
-            )
-        };
-        ex.step(Step::Sg {
-            hop,
-            eni: eni.key,
-            decision: SgDecision::Rule { rule, tracking },
-        });
-        Ok((plan, matches!(tracking, Tracking::Untracked(_))))
+        ex.step(|| Step::Sg { hop, eni: eni.key, decision: SgDecision::Rule { rule, tracking } });
+        Some(action)
     }
 
-    fn nacl_hop<E: Explain>(
-        t: &Tables,
-        subnet: u16,
-        hop: Hop,
-        ip: &IpPacket,
-        key16: u16,
-        ex: &mut E,
-    ) -> bool {
+    fn nacl_hop<E: Explain>(t: &Tables, subnet: u16, hop: Hop, ip: &IpPacket, key16: u16, ex: &mut E) -> bool {
         let nacl_idx = t.subnets[subnet as usize].nacl;
         let nacl = &t.nacls[nacl_idx as usize];
         let (table, peer) = match hop.direction() {
             Direction::Egress => (&nacl.egress, ip.dst),
             Direction::Ingress => (&nacl.ingress, ip.src),
         };
-        let matched = table.judge(ip.family(), ip.proto, key16, peer.bits);
-        ex.step(Step::Nacl {
-            hop,
-            subnet,
-            nacl: nacl_idx,
-            matched,
-        });
+        let matched = table.judge(ip.family(), ip.proto, key16, peer);
+        ex.step(|| Step::Nacl { hop, subnet, nacl: nacl_idx, matched });
         matched.allow
     }
 
-    fn view(&self, idx: u32, eni: &Eni) -> CtView {
-        self.conntrack.view(idx, &eni.timeouts)
+    fn view(&self, idx: u32) -> CtView {
+        self.conntrack.view(idx)
     }
 
     /// Carries out a plan: conntrack, fragment memory, counters, and the frame rewrite.
     pub fn commit(&mut self, t: &Tables, plan: &Plan, frame: &mut Frame<'_>) -> Outcome {
         let now = frame.time;
-        let mut outcome = Outcome {
-            verdict: plan.verdict,
-            head: 0,
-            len: 0,
-        };
+        let mut outcome = Outcome { verdict: plan.verdict, head: 0, len: 0 };
         self.stats.count(plan.verdict, frame.len);
         if let Some(key) = plan.first_fragment {
             let remembered = match plan.verdict {
-                Verdict::Forward(port) => Some(Remembered::Forward {
-                    port,
-                    dst_mac: plan.dst_mac,
-                }),
+                Verdict::Forward(port) => Some(Remembered::Forward { port, dst_mac: plan.dst_mac }),
                 Verdict::Reject(hop) => Some(Remembered::Reject(hop)),
                 Verdict::Drop(DropReason::ConntrackFull) => Some(Remembered::ConntrackFull),
                 _ => None,
             };
             if let Some(r) = remembered {
-                self.fragments.remember(key, r, now);
+                self.fragments.remember(key, r, (plan.packet.sport, plan.packet.dport), now);
             }
         }
         let bytes = plan.ip_len as u64;
         match plan.verdict {
             Verdict::Forward(_) => {
-                for c in plan.ct.iter().flatten() {
-                    let Some(timeouts) = t.eni(c.key.eni).map(|e| e.timeouts) else {
-                        continue;
-                    };
-                    match c.found {
-                        Found::Live(idx) => {
-                            self.conntrack
-                                .touch(idx, c.way, plan.tcp_flags, now, &timeouts)
+                for (hop, action) in plan.ct.into_iter().enumerate() {
+                    // Hop 0 is the source ENI's egress, hop 1 the destination ENI's ingress.
+                    let egress = hop == 0;
+                    match action {
+                        CtAction::Touch(eni, idx) => {
+                            if let Some(e) = t.eni(eni) {
+                                let count = e.flow_meta.is_some().then_some(bytes);
+                                self.conntrack.touch(idx, plan.way, plan.tcp_flags, now, &e.timeouts, count);
+                            }
                         }
-                        found => {
-                            self.conntrack.open(
-                                found,
-                                c.key,
-                                c.way,
-                                plan.tcp_flags,
-                                now,
-                                &timeouts,
-                            );
+                        CtAction::Open(eni, found) => {
+                            if let Some(e) = t.eni(eni) {
+                                let opening = Opening {
+                                    way: plan.way,
+                                    tcp_flags: plan.tcp_flags,
+                                    egress,
+                                    to_uplink: if egress { plan.to_uplink } else { plan.from_uplink },
+                                    count: e.flow_meta.is_some().then_some(bytes),
+                                };
+                                self.conntrack.open(found, plan.flow.at(eni), opening, now, &e.timeouts);
+                            }
+                        }
+                        CtAction::Nothing | CtAction::Untracked => {
+                            let eni = if egress { plan.src } else { plan.dst };
+                            self.account(t, plan, eni, egress, true, bytes, now);
                         }
                     }
                 }
@@ -765,21 +680,18 @@ impl Pipeline {
                     c.in_packets += 1;
                     c.in_bytes += bytes;
                 }
-                let head = reply::rewrite_ethernet(
+                outcome.head = reply::rewrite_ethernet(
                     frame.buf,
                     plan.l3_offset as usize,
                     plan.dst_mac,
                     t.router_mac,
                     plan.ethertype,
                 );
-                outcome.head = head;
                 outcome.len = 14 + plan.ip_len as usize;
             }
             Verdict::Reply => {
                 let len = match plan.reply {
-                    Some(ReplyPlan::Arp(arp)) => {
-                        Some(reply::arp_reply(frame.buf, &arp, t.router_mac))
-                    }
+                    Some(ReplyPlan::Arp(arp)) => Some(reply::arp_reply(frame.buf, &arp, t.router_mac)),
                     Some(ReplyPlan::Advert { target, to, to_mac }) => {
                         reply::neighbor_advert(frame.buf, target, to, to_mac, t.router_mac)
                     }
@@ -792,11 +704,12 @@ impl Pipeline {
                 }
             }
             Verdict::Reject(hop) => {
-                let eni = if hop.direction() == Direction::Egress {
-                    plan.src
-                } else {
-                    plan.dst
-                };
+                // Refused at the destination: it did leave the source (ACCEPT there).
+                if hop.direction() == Direction::Ingress {
+                    self.account(t, plan, plan.src, true, true, bytes, now);
+                }
+                let eni = if hop.direction() == Direction::Egress { plan.src } else { plan.dst };
+                self.account(t, plan, eni, hop.direction() == Direction::Egress, false, bytes, now);
                 if let Some(c) = eni.and_then(|e| self.stats.eni(e)) {
                     match hop.direction() {
                         Direction::Egress => c.rejected_out += 1,
@@ -805,14 +718,11 @@ impl Pipeline {
                 }
             }
             Verdict::Drop(DropReason::ConntrackFull) => {
-                for c in plan
-                    .ct
-                    .iter()
-                    .flatten()
-                    .filter(|c| c.found == Found::Missing)
-                {
-                    if let Some(s) = self.stats.eni(c.key.eni) {
-                        s.conntrack_allowance_exceeded += 1;
+                for action in plan.ct {
+                    if let CtAction::Open(eni, Found::Missing) = action {
+                        if let Some(s) = self.stats.eni(eni) {
+                            s.conntrack_allowance_exceeded += 1;
+                        }
                     }
                 }
             }
@@ -826,14 +736,32 @@ impl Pipeline {
         outcome
     }
 
+    /// Counts a packet for flow logs at `eni` (if it has one) outside conntrack.
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    fn account(
+        &mut self,
+        t: &Tables,
+        plan: &Plan,
+        eni: Option<EniId>,
+        egress: bool,
+        accept: bool,
+        bytes: u64,
+        now: Nanos,
+    ) {
+        let Some(eni) = eni else { return };
+        if t.eni(eni).is_none_or(|e| e.flow_meta.is_none()) {
+            return;
+        }
+        let id = FlowId { eni, egress, accept, to_uplink: egress && plan.to_uplink, ..plan.packet };
+        self.flows.add(&id, bytes, now / NANOS_PER_SEC, plan.tcp_flags);
+    }
+
     /// Conntrack entries still available on this core for `eni`
     /// (`conntrack_allowance_available`).
     pub fn conntrack_available(&self, t: &Tables, eni: EniId) -> u32 {
         let table = self.conntrack.capacity() - self.conntrack.len();
-        let mine = t
-            .ct_limits
-            .max_entries_per_eni
-            .saturating_sub(self.conntrack.eni_len(eni));
+        let mine = t.ct_limits.max_entries_per_eni.saturating_sub(self.conntrack.eni_len(eni));
         table.min(mine)
     }
 }
@@ -843,7 +771,6 @@ struct HopInput<'a> {
     key16: u16,
     ports: &'a FlowPorts,
     flow: CtKey,
-    way: Way,
     related: Option<(CtKey, Way)>,
     now: Nanos,
 }

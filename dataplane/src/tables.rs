@@ -5,6 +5,7 @@
 //! because it carries forwarding state as well as policy.
 
 use std::hash::BuildHasherDefault;
+use std::sync::Arc;
 
 use hashbrown::HashMap;
 use rustc_hash::FxHasher;
@@ -58,11 +59,7 @@ pub struct CtTimeouts {
 
 impl Default for CtTimeouts {
     fn default() -> Self {
-        CtTimeouts {
-            tcp_established: 432_000,
-            udp: 30,
-            udp_stream: 180,
-        }
+        CtTimeouts { tcp_established: 432_000, udp: 30, udp_stream: 180 }
     }
 }
 
@@ -85,6 +82,8 @@ pub struct Eni {
     /// Flow-log identity of the ENI.
     pub account_id: String,
     pub instance_id: Option<String>,
+    /// Set when a flow log covers the ENI: its traffic is accounted and becomes records.
+    pub flow_meta: Option<Arc<flowlog::EniMeta>>,
 }
 
 impl Eni {
@@ -126,9 +125,26 @@ pub struct Tables {
     pub nacls: Vec<Nacl>,
     /// Indexed by [`EniId`]; `None` for ids of ENIs no longer configured.
     pub enis: Vec<Option<Eni>>,
-    pub by_mac: FastMap<(PortId, Mac), EniId>,
-    pub by_ip: FastMap<Ip, EniId>,
+    /// `(port, source MAC)` -> ENI, keyed by [`Tables::mac_key`].
+    pub by_mac: FastMap<u64, EniId>,
+    pub by_ipv4: FastMap<u32, EniId>,
+    pub by_ipv6: FastMap<u128, EniId>,
     pub ct_limits: CtLimits,
+    /// Accounting interval in seconds (the shortest `MaxAggregationInterval` of the
+    /// flow logs), 0 when no flow log is configured.
+    pub flow_interval_secs: u32,
+    /// Every VPC CIDR as an address range, for the per-packet "is this a VPC
+    /// address" tests (built by [`Tables::index_vpcs`]).
+    pub vpc_ranges: Vec<VpcRange>,
+}
+
+/// One VPC CIDR as an inclusive range of address bits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VpcRange {
+    pub family: Family,
+    pub lo: u128,
+    pub hi: u128,
+    pub vpc: u16,
 }
 
 impl Tables {
@@ -137,19 +153,45 @@ impl Tables {
         self.enis.get(id.0 as usize).and_then(Option::as_ref)
     }
 
+    /// One integer for (port, MAC): hashing it is one multiply.
+    #[inline]
+    pub fn mac_key(port: PortId, mac: Mac) -> u64 {
+        let m = mac.0;
+        (port as u64) << 48 | u64::from_be_bytes([0, 0, m[0], m[1], m[2], m[3], m[4], m[5]])
+    }
+
+    /// The ENI that owns `ip` (any of its private addresses).
+    #[inline]
+    pub fn eni_at(&self, ip: Ip) -> Option<EniId> {
+        match ip.family {
+            Family::V4 => self.by_ipv4.get(&(ip.bits as u32)).copied(),
+            Family::V6 => self.by_ipv6.get(&ip.bits).copied(),
+        }
+    }
+
     /// The VPC whose CIDRs contain `ip`, if any.
+    #[inline]
     pub fn vpc_of(&self, ip: Ip) -> Option<u16> {
-        self.vpcs
+        self.vpc_ranges.iter().find(|r| r.family == ip.family && r.lo <= ip.bits && ip.bits <= r.hi).map(|r| r.vpc)
+    }
+
+    /// Fills `vpc_ranges` from `vpcs`.
+    pub fn index_vpcs(&mut self) {
+        self.vpc_ranges = self
+            .vpcs
             .iter()
-            .position(|v| v.cidrs.iter().any(|c| c.contains(ip)))
-            .map(|i| i as u16)
+            .enumerate()
+            .flat_map(|(i, v)| {
+                v.cidrs.iter().map(move |c| {
+                    let (lo, hi) = c.range();
+                    VpcRange { family: c.family(), lo, hi, vpc: i as u16 }
+                })
+            })
+            .collect();
     }
 
     pub fn port_by_name(&self, name: &str) -> Option<PortId> {
-        self.ports
-            .iter()
-            .position(|p| p.name == name)
-            .map(|i| i as PortId)
+        self.ports.iter().position(|p| p.name == name).map(|i| i as PortId)
     }
 
     pub fn eni_by_name(&self, id: &str) -> Option<&Eni> {

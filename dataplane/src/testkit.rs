@@ -16,10 +16,7 @@ pub struct Host {
 
 impl Host {
     pub fn new(mac: &str, ip: &str) -> Host {
-        Host {
-            mac: Mac::parse(mac).expect("valid MAC"),
-            ip: ip.parse().expect("valid IP"),
-        }
+        Host { mac: Mac::parse(mac).expect("valid MAC"), ip: ip.parse().expect("valid IP") }
     }
 }
 
@@ -34,72 +31,22 @@ pub struct Flags {
 }
 
 impl Flags {
-    pub const SYN: Flags = Flags {
-        syn: true,
-        ack: false,
-        fin: false,
-        rst: false,
-        psh: false,
-    };
-    pub const SYN_ACK: Flags = Flags {
-        syn: true,
-        ack: true,
-        fin: false,
-        rst: false,
-        psh: false,
-    };
-    pub const ACK: Flags = Flags {
-        syn: false,
-        ack: true,
-        fin: false,
-        rst: false,
-        psh: false,
-    };
-    pub const PSH_ACK: Flags = Flags {
-        syn: false,
-        ack: true,
-        fin: false,
-        rst: false,
-        psh: true,
-    };
-    pub const FIN_ACK: Flags = Flags {
-        syn: false,
-        ack: true,
-        fin: true,
-        rst: false,
-        psh: false,
-    };
-    pub const RST: Flags = Flags {
-        syn: false,
-        ack: false,
-        fin: false,
-        rst: true,
-        psh: false,
-    };
-    pub const RST_ACK: Flags = Flags {
-        syn: false,
-        ack: true,
-        fin: false,
-        rst: true,
-        psh: false,
-    };
+    pub const SYN: Flags = Flags { syn: true, ack: false, fin: false, rst: false, psh: false };
+    pub const SYN_ACK: Flags = Flags { syn: true, ack: true, fin: false, rst: false, psh: false };
+    pub const ACK: Flags = Flags { syn: false, ack: true, fin: false, rst: false, psh: false };
+    pub const PSH_ACK: Flags = Flags { syn: false, ack: true, fin: false, rst: false, psh: true };
+    pub const FIN_ACK: Flags = Flags { syn: false, ack: true, fin: true, rst: false, psh: false };
+    pub const RST: Flags = Flags { syn: false, ack: false, fin: false, rst: true, psh: false };
+    pub const RST_ACK: Flags = Flags { syn: false, ack: true, fin: false, rst: true, psh: false };
 
     pub fn bits(self) -> u8 {
-        (self.fin as u8)
-            | (self.syn as u8) << 1
-            | (self.rst as u8) << 2
-            | (self.psh as u8) << 3
-            | (self.ack as u8) << 4
+        (self.fin as u8) | (self.syn as u8) << 1 | (self.rst as u8) << 2 | (self.psh as u8) << 3 | (self.ack as u8) << 4
     }
 }
 
 /// Ethernet + IP header start for `from` -> `to`; `l2_dst` is where the frame goes
 /// (the router's MAC, for frames entering the appliance).
-fn ip_builder(
-    from: &Host,
-    to_ip: IpAddr,
-    l2_dst: Mac,
-) -> etherparse::PacketBuilderStep<etherparse::IpHeaders> {
+fn ip_builder(from: &Host, to_ip: IpAddr, l2_dst: Mac) -> etherparse::PacketBuilderStep<etherparse::IpHeaders> {
     let eth = PacketBuilder::ethernet2(from.mac.0, l2_dst.0);
     match (from.ip, to_ip) {
         (IpAddr::V4(s), IpAddr::V4(d)) => eth.ipv4(s.octets(), d.octets(), 64),
@@ -135,14 +82,7 @@ pub fn tcp(
     out
 }
 
-pub fn udp(
-    from: &Host,
-    to_ip: IpAddr,
-    l2_dst: Mac,
-    sport: u16,
-    dport: u16,
-    payload: &[u8],
-) -> Vec<u8> {
+pub fn udp(from: &Host, to_ip: IpAddr, l2_dst: Mac, sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
     let b = ip_builder(from, to_ip, l2_dst).udp(sport, dport);
     let mut out = Vec::with_capacity(b.size(payload.len()));
     b.write(&mut out, payload).expect("udp frame");
@@ -151,15 +91,7 @@ pub fn udp(
 
 /// Any ICMP (v4 or v6 by address family) message: type, code, the 4 "rest of
 /// header" bytes, and a payload.
-pub fn icmp(
-    from: &Host,
-    to_ip: IpAddr,
-    l2_dst: Mac,
-    ty: u8,
-    code: u8,
-    rest: [u8; 4],
-    payload: &[u8],
-) -> Vec<u8> {
+pub fn icmp(from: &Host, to_ip: IpAddr, l2_dst: Mac, ty: u8, code: u8, rest: [u8; 4], payload: &[u8]) -> Vec<u8> {
     let b = ip_builder(from, to_ip, l2_dst);
     let mut out = Vec::new();
     if from.ip.is_ipv4() {
@@ -188,29 +120,10 @@ pub fn echo(from: &Host, to_ip: IpAddr, l2_dst: Mac, id: u16, seq: u16, reply: b
 
 /// An ICMP error (destination unreachable, time exceeded, packet too big) sent by
 /// `from` about `quoted` (a whole frame; its IP header and first bytes are quoted).
-pub fn icmp_error(
-    from: &Host,
-    to_ip: IpAddr,
-    l2_dst: Mac,
-    ty: u8,
-    code: u8,
-    quoted: &[u8],
-) -> Vec<u8> {
+pub fn icmp_error(from: &Host, to_ip: IpAddr, l2_dst: Mac, ty: u8, code: u8, quoted: &[u8]) -> Vec<u8> {
     let ip = &quoted[14..];
-    let keep = if from.ip.is_ipv4() {
-        (ip[0] as usize & 0xf) * 4 + 8
-    } else {
-        48
-    };
-    icmp(
-        from,
-        to_ip,
-        l2_dst,
-        ty,
-        code,
-        [0; 4],
-        &ip[..keep.min(ip.len())],
-    )
+    let keep = if from.ip.is_ipv4() { (ip[0] as usize & 0xf) * 4 + 8 } else { 48 };
+    icmp(from, to_ip, l2_dst, ty, code, [0; 4], &ip[..keep.min(ip.len())])
 }
 
 /// Some other IP protocol (GRE = 47, ESP = 50, ...) with a payload.
@@ -218,14 +131,8 @@ pub fn other(from: &Host, to_ip: IpAddr, l2_dst: Mac, proto: u8, payload: &[u8])
     let mut out = Vec::new();
     match (from.ip, to_ip) {
         (IpAddr::V4(s), IpAddr::V4(d)) => {
-            let mut ip = etherparse::Ipv4Header::new(
-                payload.len() as u16,
-                64,
-                IpNumber(proto),
-                s.octets(),
-                d.octets(),
-            )
-            .expect("ipv4 header");
+            let mut ip = etherparse::Ipv4Header::new(payload.len() as u16, 64, IpNumber(proto), s.octets(), d.octets())
+                .expect("ipv4 header");
             ip.header_checksum = ip.calc_header_checksum();
             out.extend_from_slice(&l2(from.mac, l2_dst, 0x0800));
             ip.write(&mut out).expect("ipv4 header");
@@ -259,9 +166,7 @@ fn l2(src: Mac, dst: Mac, ethertype: u16) -> [u8; 14] {
 
 /// ARP request from `from` for `target`.
 pub fn arp_request(from: &Host, target: std::net::Ipv4Addr) -> Vec<u8> {
-    let IpAddr::V4(sip) = from.ip else {
-        panic!("ARP needs IPv4")
-    };
+    let IpAddr::V4(sip) = from.ip else { panic!("ARP needs IPv4") };
     let mut f = l2(from.mac, Mac::BROADCAST, 0x0806).to_vec();
     f.extend_from_slice(&[0, 1, 0x08, 0x00, 6, 4, 0, 1]);
     f.extend_from_slice(&from.mac.0);
@@ -274,20 +179,15 @@ pub fn arp_request(from: &Host, target: std::net::Ipv4Addr) -> Vec<u8> {
 /// Neighbour solicitation from `from` (source address `from.ip`) for `target`.
 pub fn neighbor_solicit(from: &Host, target: std::net::Ipv6Addr) -> Vec<u8> {
     let t = target.octets();
-    let solicited: [u8; 16] = [
-        0xff, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0xff, t[13], t[14], t[15],
-    ];
-    let IpAddr::V6(src) = from.ip else {
-        panic!("ND needs IPv6")
-    };
+    let solicited: [u8; 16] = [0xff, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0xff, t[13], t[14], t[15]];
+    let IpAddr::V6(src) = from.ip else { panic!("ND needs IPv6") };
     let mut msg = Vec::new();
     msg.extend_from_slice(&t);
     msg.extend_from_slice(&[1, 1]);
     msg.extend_from_slice(&from.mac.0);
     let dst_mac = Mac([0x33, 0x33, 0xff, t[13], t[14], t[15]]);
-    let b = PacketBuilder::ethernet2(from.mac.0, dst_mac.0)
-        .ipv6(src.octets(), solicited, 255)
-        .icmpv6_raw(135, 0, [0; 4]);
+    let b =
+        PacketBuilder::ethernet2(from.mac.0, dst_mac.0).ipv6(src.octets(), solicited, 255).icmpv6_raw(135, 0, [0; 4]);
     let mut out = Vec::new();
     b.write(&mut out, &msg).expect("ns frame");
     out
@@ -296,7 +196,7 @@ pub fn neighbor_solicit(from: &Host, target: std::net::Ipv6Addr) -> Vec<u8> {
 /// Splits an IPv4 frame's payload into fragments of at most `chunk` bytes (a multiple
 /// of 8), returning whole frames. IPv6 frames get a fragment header.
 pub fn fragment(frame: &[u8], chunk: usize, id: u32) -> Vec<Vec<u8>> {
-    assert!(chunk % 8 == 0 && chunk > 0);
+    assert!(chunk.is_multiple_of(8) && chunk > 0);
     let eth = &frame[..14];
     let ip = &frame[14..];
     let mut out = Vec::new();
@@ -341,10 +241,7 @@ pub fn fragment(frame: &[u8], chunk: usize, id: u32) -> Vec<Vec<u8>> {
 }
 
 fn checksum(b: &[u8]) -> u16 {
-    let mut sum: u32 = b
-        .chunks(2)
-        .map(|c| u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]) as u32)
-        .sum();
+    let mut sum: u32 = b.chunks(2).map(|c| u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]) as u32).sum();
     while sum >> 16 != 0 {
         sum = (sum & 0xffff) + (sum >> 16);
     }

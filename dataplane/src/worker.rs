@@ -17,11 +17,7 @@ pub struct BatchScratch {
 
 impl BatchScratch {
     pub fn new(batch: usize) -> BatchScratch {
-        BatchScratch {
-            rx: Vec::with_capacity(batch),
-            steps: Vec::new(),
-            explain: false,
-        }
+        BatchScratch { rx: Vec::with_capacity(batch), steps: Vec::new(), explain: false }
     }
 }
 
@@ -41,12 +37,7 @@ pub fn run_batch<I: Io>(
     scratch.rx.clear();
     let n = io.rx(&mut scratch.rx, max);
     for f in scratch.rx.iter() {
-        let mut frame = Frame {
-            buf: io.buffer(f.handle),
-            len: f.len,
-            port: f.port,
-            time: f.time.unwrap_or(now),
-        };
+        let mut frame = Frame { buf: io.buffer(f.handle), len: f.len, port: f.port, time: f.time.unwrap_or(now) };
         scratch.steps.clear();
         let outcome = if scratch.explain {
             pipeline.process_frame(tables, &mut frame, &mut scratch.steps)

@@ -102,8 +102,6 @@ pub struct FlowRecord {
 
 impl FlowRecord {
     pub fn is_ipv6(&self) -> bool {
-        self.traffic
-            .as_ref()
-            .is_some_and(|t| t.pkt_srcaddr.is_ipv6())
+        self.traffic.as_ref().is_some_and(|t| t.pkt_srcaddr.is_ipv6())
     }
 }

@@ -9,7 +9,11 @@ use dataplane::policy::nacl::{Nacl, NaclDirection, NaclRule};
 use dataplane::policy::sg::{SgDirection, SgMatch, SgRuleInfo};
 use dataplane::tables::{self, CtLimits, CtTimeouts, Eni, EniId, FastMap, Tables};
 
-use crate::validate::{Checked, NaclPorts, Peer, SgPorts};
+use std::sync::Arc;
+
+use flowlog::EniMeta;
+
+use crate::validate::{Checked, EniInfo, NaclPorts, Peer, SgPorts};
 
 const ALL_KEYS: (u16, u16) = (0, 65535);
 
@@ -59,8 +63,7 @@ impl Compiler {
             let next = self.eni_ids.len() as u32;
             self.eni_ids.entry(e.id.clone()).or_insert(next);
         }
-        let timeouts: HashMap<String, CtTimeouts> =
-            c.enis.iter().map(|e| (e.id.clone(), e.timeouts)).collect();
+        let timeouts: HashMap<String, CtTimeouts> = c.enis.iter().map(|e| (e.id.clone(), e.timeouts)).collect();
         if self.generation > 1 && timeouts != self.previous_timeouts {
             self.timeouts_epoch += 1;
         }
@@ -77,7 +80,8 @@ impl Compiler {
 
         let mut enis: Vec<Option<Eni>> = vec![None; self.eni_ids.len()];
         let mut by_mac = FastMap::default();
-        let mut by_ip = FastMap::default();
+        let mut by_ipv4 = FastMap::default();
+        let mut by_ipv6 = FastMap::default();
         for e in &c.enis {
             let key = EniId(self.eni_ids[&e.id]);
             let sg = |egress: bool| -> SgDirection {
@@ -87,20 +91,9 @@ impl Compiler {
                     let group = &c.groups[g];
                     for r in group.rules.iter().filter(|r| r.egress == egress) {
                         let rule = infos.len() as u32;
-                        infos.push(SgRuleInfo {
-                            group_id: group.id.clone(),
-                            rule_id: r.id.clone(),
-                            text: r.text(),
-                        });
+                        infos.push(SgRuleInfo { group_id: group.id.clone(), rule_id: r.id.clone(), text: r.text() });
                         let keys = sg_keys(r.ports);
-                        let mut push = |peer: Prefix| {
-                            matches.push(SgMatch {
-                                rule,
-                                proto: r.proto,
-                                keys,
-                                peer,
-                            })
-                        };
+                        let mut push = |peer: Prefix| matches.push(SgMatch { rule, proto: r.proto, keys, peer });
                         match &r.peer {
                             Peer::Cidr(p) => push(*p),
                             Peer::Group(id) => {
@@ -114,13 +107,13 @@ impl Compiler {
                 SgDirection::build(infos, &matches)
             };
             if let Some(p) = e.port {
-                by_mac.insert((p as u16, e.mac), key);
+                by_mac.insert(Tables::mac_key(p as u16, e.mac), key);
             }
             for &a in &e.ipv4 {
-                by_ip.insert(Ip::v4(a), key);
+                by_ipv4.insert(a, key);
             }
             for &a in &e.ipv6 {
-                by_ip.insert(Ip::v6(a), key);
+                by_ipv6.insert(a, key);
             }
             enis[key.0 as usize] = Some(Eni {
                 id: e.id.clone(),
@@ -137,6 +130,7 @@ impl Compiler {
                 sg_egress: sg(true),
                 account_id: e.owner.clone().unwrap_or_else(|| "000000000000".into()),
                 instance_id: e.instance_id.clone(),
+                flow_meta: flow_logged(c, e).then(|| Arc::new(eni_meta(c, e))),
             });
         }
 
@@ -160,43 +154,25 @@ impl Compiler {
                             .collect(),
                     )
                 };
-                Nacl {
-                    id: n.id.clone(),
-                    ingress: dir(false),
-                    egress: dir(true),
-                }
+                Nacl { id: n.id.clone(), ingress: dir(false), egress: dir(true) }
             })
             .collect();
 
         let ports: Vec<tables::Port> = c
             .ports
             .iter()
-            .map(|p| tables::Port {
-                name: p.name.clone(),
-                uplink: p.uplink,
-                gateway_mac: p.gateway_mac,
-            })
+            .map(|p| tables::Port { name: p.name.clone(), uplink: p.uplink, gateway_mac: p.gateway_mac })
             .collect();
         let uplink = ports.iter().position(|p| p.uplink).map(|i| i as u16);
         let appliance = &c.config.appliance;
-        Tables {
+        let mut tables = Tables {
             generation: self.generation,
             timeouts_epoch: self.timeouts_epoch,
             router_mac: c.router_mac,
-            router_link_local: [
-                0xfe80u128 << 112 | 1,
-                Tables::eui64_link_local(c.router_mac),
-            ],
+            router_link_local: [0xfe80u128 << 112 | 1, Tables::eui64_link_local(c.router_mac)],
             ports,
             uplink,
-            vpcs: c
-                .vpcs
-                .iter()
-                .map(|v| tables::Vpc {
-                    id: v.id.clone(),
-                    cidrs: v.cidrs.clone(),
-                })
-                .collect(),
+            vpcs: c.vpcs.iter().map(|v| tables::Vpc { id: v.id.clone(), cidrs: v.cidrs.clone() }).collect(),
             subnets: c
                 .subnets
                 .iter()
@@ -210,11 +186,41 @@ impl Compiler {
             nacls,
             enis,
             by_mac,
-            by_ip,
-            ct_limits: CtLimits {
-                max_entries_per_eni: appliance.conntrack.max_entries_per_eni,
-            },
-        }
+            by_ipv4,
+            by_ipv6,
+            ct_limits: CtLimits { max_entries_per_eni: appliance.conntrack.max_entries_per_eni },
+            vpc_ranges: Vec::new(),
+            flow_interval_secs: flow_interval(c),
+        };
+        tables.index_vpcs();
+        tables
+    }
+}
+
+/// Does any flow log cover this ENI (by its id, its subnet or its VPC)?
+fn flow_logged(c: &Checked, e: &EniInfo) -> bool {
+    let (subnet, vpc) = (&c.subnets[e.subnet].id, &c.vpcs[e.vpc].id);
+    c.config.flow_logs.iter().any(|f| f.resource_id == e.id || &f.resource_id == subnet || &f.resource_id == vpc)
+}
+
+/// The accounting interval: the shortest aggregation interval of any flow log
+/// (600 s when a flow log does not say, as AWS), 0 without flow logs.
+fn flow_interval(c: &Checked) -> u32 {
+    c.config.flow_logs.iter().map(|f| f.max_aggregation_interval.unwrap_or(600).clamp(1, 600) as u32).min().unwrap_or(0)
+}
+
+/// What flow records say about an ENI.
+pub fn eni_meta(c: &Checked, e: &EniInfo) -> EniMeta {
+    let subnet = &c.subnets[e.subnet];
+    EniMeta {
+        interface_id: e.id.clone(),
+        account_id: e.owner.clone().unwrap_or_else(|| "000000000000".into()),
+        vpc_id: c.vpcs[e.vpc].id.clone(),
+        subnet_id: subnet.id.clone(),
+        instance_id: e.instance_id.clone(),
+        region: c.config.appliance.region.clone(),
+        az_id: subnet.az_id.clone(),
+        primary_ipv4: e.ipv4.first().map(|&a| std::net::Ipv4Addr::from(a)),
     }
 }
 

@@ -13,10 +13,7 @@ pub struct Ec2Error {
 
 impl Ec2Error {
     pub fn new(code: &str, message: impl Into<String>) -> Ec2Error {
-        Ec2Error {
-            code: code.to_string(),
-            message: message.into(),
-        }
+        Ec2Error { code: code.to_string(), message: message.into() }
     }
 
     /// Adds where in the document the problem is (`SecurityGroups[1].IpPermissions[0]`).

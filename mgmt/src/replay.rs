@@ -62,11 +62,9 @@ pub fn replay(opts: &ReplayOptions) -> Result<ReplaySummary, String> {
     let (checked, tables) = load_config(&opts.config)?;
     let captured = read_capture(&opts.pcap).map_err(|e| format!("{}: {e}", opts.pcap.display()))?;
     let default_port = match &opts.port {
-        Some(name) => Some(
-            tables
-                .port_by_name(name)
-                .ok_or_else(|| format!("--port {name}: no such port in the config"))?,
-        ),
+        Some(name) => {
+            Some(tables.port_by_name(name).ok_or_else(|| format!("--port {name}: no such port in the config"))?)
+        }
         None => None,
     };
     let port_names: Vec<String> = tables.ports.iter().map(|p| p.name.clone()).collect();
@@ -78,19 +76,14 @@ pub fn replay(opts: &ReplayOptions) -> Result<ReplaySummary, String> {
         Some(n) => tables.port_by_name(n),
         None => default_port,
     };
-    let mut io = PcapIo::new(captured, port_names, port_of, out)
-        .map_err(|e| format!("{}: {e}", opts.pcap.display()))?;
+    let mut io =
+        PcapIo::new(captured, port_names, port_of, out).map_err(|e| format!("{}: {e}", opts.pcap.display()))?;
     let mut verdicts = match &opts.verdicts {
-        Some(p) => Some(BufWriter::new(
-            File::create(p).map_err(|e| format!("{}: {e}", p.display()))?,
-        )),
+        Some(p) => Some(BufWriter::new(File::create(p).map_err(|e| format!("{}: {e}", p.display()))?)),
         None => None,
     };
     let ct = checked.config.appliance.conntrack;
-    let mut pipeline = Pipeline::new(PipelineConfig {
-        conntrack_entries: ct.max_entries,
-        ..Default::default()
-    });
+    let mut pipeline = Pipeline::new(PipelineConfig { conntrack_entries: ct.max_entries, ..Default::default() });
     let mut scratch = BatchScratch::new(64);
     scratch.explain = opts.explain;
     let mut frame = 0u64;
@@ -98,29 +91,19 @@ pub fn replay(opts: &ReplayOptions) -> Result<ReplaySummary, String> {
     let mut stdout = std::io::stdout().lock();
     let mut explaining = opts.explain;
     loop {
-        let n = run_batch(
-            &mut io,
-            &mut pipeline,
-            &tables,
-            0,
-            &mut scratch,
-            64,
-            |_, o, steps| {
-                if explaining {
-                    // Stop explaining (not replaying) when stdout goes away, e.g. `| head`.
-                    explaining = writeln!(stdout, "frame {frame}:").is_ok()
-                        && steps
-                            .iter()
-                            .all(|s| writeln!(stdout, "  {}", s.describe(&tables)).is_ok());
+        let n = run_batch(&mut io, &mut pipeline, &tables, 0, &mut scratch, 64, |_, o, steps| {
+            if explaining {
+                // Stop explaining (not replaying) when stdout goes away, e.g. `| head`.
+                explaining = writeln!(stdout, "frame {frame}:").is_ok()
+                    && steps.iter().all(|s| writeln!(stdout, "  {}", s.describe(&tables)).is_ok());
+            }
+            if let Some(w) = &mut verdicts {
+                if let Err(e) = writeln!(w, "{}", verdict_json(frame, o, &tables)) {
+                    error.get_or_insert(e);
                 }
-                if let Some(w) = &mut verdicts {
-                    if let Err(e) = writeln!(w, "{}", verdict_json(frame, o, &tables)) {
-                        error.get_or_insert(e);
-                    }
-                }
-                frame += 1;
-            },
-        );
+            }
+            frame += 1;
+        });
         if n == 0 {
             break;
         }
@@ -131,10 +114,6 @@ pub fn replay(opts: &ReplayOptions) -> Result<ReplaySummary, String> {
     if let Some(mut w) = verdicts {
         w.flush().map_err(|e| format!("writing verdicts: {e}"))?;
     }
-    io.finish()
-        .map_err(|e| format!("writing the output capture: {e}"))?;
-    Ok(ReplaySummary {
-        frames: frame,
-        stats: pipeline.stats,
-    })
+    io.finish().map_err(|e| format!("writing the output capture: {e}"))?;
+    Ok(ReplaySummary { frames: frame, stats: pipeline.stats })
 }

@@ -67,10 +67,7 @@ impl SgRule {
             Peer::Cidr(p) => p.to_string(),
             Peer::Group(g) => g.clone(),
         };
-        format!(
-            "{proto}{ports} {} {peer}",
-            if self.egress { "to" } else { "from" }
-        )
+        format!("{proto}{ports} {} {peer}", if self.egress { "to" } else { "from" })
     }
 }
 
@@ -219,12 +216,8 @@ pub fn parse_cidr(s: &str, family: Family) -> Result<Prefix> {
     }
     let len: u8 = len.parse().map_err(|_| malformed())?;
     let ip = match family {
-        Family::V4 => Ip::v4(u32::from(
-            addr.parse::<Ipv4Addr>().map_err(|_| malformed())?,
-        )),
-        Family::V6 => Ip::v6(u128::from(
-            addr.parse::<Ipv6Addr>().map_err(|_| malformed())?,
-        )),
+        Family::V4 => Ip::v4(u32::from(addr.parse::<Ipv4Addr>().map_err(|_| malformed())?)),
+        Family::V6 => Ip::v6(u128::from(addr.parse::<Ipv6Addr>().map_err(|_| malformed())?)),
     };
     if len > family.bits() {
         return Err(malformed());
@@ -242,34 +235,22 @@ pub fn parse_ipv6(s: &str) -> Option<u128> {
 
 /// `sg-`, `acl-`, ... followed by 8 or 17 lowercase hex digits, as EC2 issues them.
 pub fn is_resource_id(s: &str, prefix: &str) -> bool {
-    s.strip_prefix(prefix)
-        .and_then(|r| r.strip_prefix('-'))
-        .is_some_and(|hex| {
-            (hex.len() == 8 || hex.len() == 17)
-                && hex
-                    .bytes()
-                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-        })
+    s.strip_prefix(prefix).and_then(|r| r.strip_prefix('-')).is_some_and(|hex| {
+        (hex.len() == 8 || hex.len() == 17) && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    })
 }
 
 fn check_id(s: &str, prefix: &str, code: &str, path: &str) -> Result<()> {
     if is_resource_id(s, prefix) {
         Ok(())
     } else {
-        Err(Ec2Error::new(
-            code,
-            format!("Invalid id: \"{s}\" (expecting \"{prefix}-...\")"),
-        )
-        .at(path))
+        Err(Ec2Error::new(code, format!("Invalid id: \"{s}\" (expecting \"{prefix}-...\")")).at(path))
     }
 }
 
 /// A deterministic EC2-style id (`prefix-` + 17 hex digits) derived from `seed`.
 pub fn derived_id(prefix: &str, seed: &str) -> String {
-    let fnv = |basis: u64| {
-        seed.bytes()
-            .fold(basis, |h, b| (h ^ b as u64).wrapping_mul(0x0100_0000_01b3))
-    };
+    let fnv = |basis: u64| seed.bytes().fold(basis, |h, b| (h ^ b as u64).wrapping_mul(0x0100_0000_01b3));
     let (a, b) = (fnv(0xcbf2_9ce4_8422_2325), fnv(0x8422_2325_cbf2_9ce4));
     format!("{prefix}-{:016x}{:x}", a, b & 0xf)
 }
@@ -287,11 +268,7 @@ pub fn parse_protocol(s: &str) -> Result<Option<u8>> {
             .ok()
             .filter(|_| !n.starts_with('+'))
             .map(Some)
-            .ok_or_else(|| {
-                invalid(format!(
-                    "Invalid value '{s}' for IP protocol. Unknown protocol."
-                ))
-            }),
+            .ok_or_else(|| invalid(format!("Invalid value '{s}' for IP protocol. Unknown protocol."))),
     }
 }
 
@@ -312,9 +289,15 @@ pub fn sg_ports(proto: Option<u8>, from: Option<i64>, to: Option<i64>) -> Result
     match proto {
         Some(6) | Some(17) => {
             let (f, t) = match (from, to) {
-                (None, None) => return Err(Ec2Error::new("InvalidPermission.Malformed", "TCP/UDP port (-1) out of range")),
+                (None, None) => {
+                    return Err(Ec2Error::new("InvalidPermission.Malformed", "TCP/UDP port (-1) out of range"))
+                }
                 (Some(f), Some(t)) => (f, t),
-                _ => return Err(invalid("Invalid value 'Must specify both from and to ports with TCP/UDP.' for portRange.")),
+                _ => {
+                    return Err(invalid(
+                        "Invalid value 'Must specify both from and to ports with TCP/UDP.' for portRange.",
+                    ))
+                }
             };
             for p in [f, t] {
                 if !(0..=65535).contains(&p) {
@@ -325,24 +308,19 @@ pub fn sg_ports(proto: Option<u8>, from: Option<i64>, to: Option<i64>) -> Result
                 }
             }
             if f > t {
-                return Err(invalid(format!(
-                    "Invalid port range: FromPort ({f}) is greater than ToPort ({t})"
-                )));
+                return Err(invalid(format!("Invalid port range: FromPort ({f}) is greater than ToPort ({t})")));
             }
             Ok(SgPorts::Range(f as u16, t as u16))
         }
         Some(1) | Some(58) => {
             let (ty, code) = match (from, to) {
-                (None, None) if proto == Some(58) => {
-                    return Ok(SgPorts::Icmp {
-                        ty: None,
-                        code: None,
-                    })
-                }
+                (None, None) if proto == Some(58) => return Ok(SgPorts::Icmp { ty: None, code: None }),
                 (Some(f), Some(t)) => (f, t),
-                _ => return Err(invalid(
-                    "Invalid value 'Must specify both from and to ports with ICMP.' for portRange.",
-                )),
+                _ => {
+                    return Err(invalid(
+                        "Invalid value 'Must specify both from and to ports with ICMP.' for portRange.",
+                    ))
+                }
             };
             icmp_type_code(ty, code).map(|(ty, code)| SgPorts::Icmp { ty, code })
         }
@@ -358,25 +336,16 @@ fn icmp_type_code(ty: i64, code: i64) -> Result<(Option<u8>, Option<u8>)> {
         return Err(invalid(format!("ICMP code ({code}) out of range")));
     }
     if ty == -1 && code != -1 {
-        return Err(invalid(format!(
-            "ICMP code ({code}) must be -1 when the ICMP type is -1"
-        )));
+        return Err(invalid(format!("ICMP code ({code}) must be -1 when the ICMP type is -1")));
     }
-    Ok((
-        (ty >= 0).then_some(ty as u8),
-        (code >= 0).then_some(code as u8),
-    ))
+    Ok(((ty >= 0).then_some(ty as u8), (code >= 0).then_some(code as u8)))
 }
 
 const DESCRIPTION_CHARS: &str = "._-:/()#,@[]+=&;{}!$* ";
 
 /// Rule and group descriptions: up to 255 characters from EC2's set.
 pub fn check_description(d: &str, what: &str) -> Result<()> {
-    if d.chars().count() > 255
-        || !d
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || DESCRIPTION_CHARS.contains(c))
-    {
+    if d.chars().count() > 255 || !d.chars().all(|c| c.is_ascii_alphanumeric() || DESCRIPTION_CHARS.contains(c)) {
         return Err(invalid(format!(
             "Invalid {what}. Valid descriptions are strings less than 256 characters from the following set:  a-zA-Z0-9. _-:/()#,@[]+=&;{{}}!$*"
         )));
@@ -403,39 +372,24 @@ pub fn check(cfg: &Config) -> Result<Checked> {
         }
         let mut cidrs = Vec::new();
         let mut texts: Vec<String> = v.cidr_block.iter().cloned().collect();
-        texts.extend(
-            v.cidr_block_association_set
-                .iter()
-                .map(|a| a.cidr_block.clone()),
-        );
+        texts.extend(v.cidr_block_association_set.iter().map(|a| a.cidr_block.clone()));
         for c in &texts {
             let p = parse_cidr(c, Family::V4).map_err(|e| e.at(&format!("{path}.CidrBlock")))?;
             if !(16..=28).contains(&p.len) {
-                return Err(Ec2Error::new(
-                    "InvalidVpc.Range",
-                    format!("The CIDR '{c}' is invalid."),
-                )
-                .at(&path));
+                return Err(Ec2Error::new("InvalidVpc.Range", format!("The CIDR '{c}' is invalid.")).at(&path));
             }
             if !cidrs.contains(&p) {
                 cidrs.push(p);
             }
         }
         for (j, a) in v.ipv6_cidr_block_association_set.iter_mut().enumerate() {
-            let p = parse_cidr(&a.ipv6_cidr_block, Family::V6).map_err(|e| {
-                e.at(&format!(
-                    "{path}.Ipv6CidrBlockAssociationSet[{j}].Ipv6CidrBlock"
-                ))
-            })?;
+            let p = parse_cidr(&a.ipv6_cidr_block, Family::V6)
+                .map_err(|e| e.at(&format!("{path}.Ipv6CidrBlockAssociationSet[{j}].Ipv6CidrBlock")))?;
             a.ipv6_cidr_block = p.to_string();
             cidrs.push(p);
         }
         if cidrs.is_empty() {
-            return Err(Ec2Error::new(
-                "MissingParameter",
-                "The request must contain the parameter cidrBlock",
-            )
-            .at(&path));
+            return Err(Ec2Error::new("MissingParameter", "The request must contain the parameter cidrBlock").at(&path));
         }
         if let Some(c) = &mut v.cidr_block {
             *c = parse_cidr(c, Family::V4)?.to_string();
@@ -443,20 +397,11 @@ pub fn check(cfg: &Config) -> Result<Checked> {
         for a in &mut v.cidr_block_association_set {
             a.cidr_block = parse_cidr(&a.cidr_block, Family::V4)?.to_string();
         }
-        vpcs.push(VpcInfo {
-            id: v.vpc_id.clone(),
-            cidrs,
-            owner: v.owner_id.clone(),
-            default_sg: 0,
-            default_nacl: 0,
-        });
+        vpcs.push(VpcInfo { id: v.vpc_id.clone(), cidrs, owner: v.owner_id.clone(), default_sg: 0, default_nacl: 0 });
     }
     for (i, a) in vpcs.iter().enumerate() {
         for b in &vpcs[..i] {
-            if a.cidrs
-                .iter()
-                .any(|x| b.cidrs.iter().any(|y| x.overlaps(y)))
-            {
+            if a.cidrs.iter().any(|x| b.cidrs.iter().any(|y| x.overlaps(y))) {
                 return Err(invalid(format!(
                     "VPC {} overlaps VPC {}: one appliance cannot route overlapping VPCs",
                     a.id, b.id
@@ -466,13 +411,10 @@ pub fn check(cfg: &Config) -> Result<Checked> {
         }
     }
     let vpc_of = |id: &str, path: &str| -> Result<usize> {
-        vpc_index.get(id).copied().ok_or_else(|| {
-            Ec2Error::new(
-                "InvalidVpcID.NotFound",
-                format!("The vpc ID '{id}' does not exist"),
-            )
-            .at(path)
-        })
+        vpc_index
+            .get(id)
+            .copied()
+            .ok_or_else(|| Ec2Error::new("InvalidVpcID.NotFound", format!("The vpc ID '{id}' does not exist")).at(path))
     };
 
     // Subnets
@@ -485,39 +427,24 @@ pub fn check(cfg: &Config) -> Result<Checked> {
             return Err(invalid(format!("Duplicate subnet id {}", s.subnet_id)).at(&path));
         }
         let vpc = vpc_of(&s.vpc_id, &format!("{path}.VpcId"))?;
-        let c4 = parse_cidr(&s.cidr_block, Family::V4)
-            .map_err(|e| e.at(&format!("{path}.CidrBlock")))?;
+        let c4 = parse_cidr(&s.cidr_block, Family::V4).map_err(|e| e.at(&format!("{path}.CidrBlock")))?;
         s.cidr_block = c4.to_string();
         let mut cidrs = vec![c4];
         for (j, a) in s.ipv6_cidr_block_association_set.iter_mut().enumerate() {
-            let p = parse_cidr(&a.ipv6_cidr_block, Family::V6).map_err(|e| {
-                e.at(&format!(
-                    "{path}.Ipv6CidrBlockAssociationSet[{j}].Ipv6CidrBlock"
-                ))
-            })?;
+            let p = parse_cidr(&a.ipv6_cidr_block, Family::V6)
+                .map_err(|e| e.at(&format!("{path}.Ipv6CidrBlockAssociationSet[{j}].Ipv6CidrBlock")))?;
             a.ipv6_cidr_block = p.to_string();
             cidrs.push(p);
         }
         for c in &cidrs {
-            let inside = vpcs[vpc]
-                .cidrs
-                .iter()
-                .any(|v| v.family() == c.family() && v.len <= c.len && v.contains(c.addr));
+            let inside =
+                vpcs[vpc].cidrs.iter().any(|v| v.family() == c.family() && v.len <= c.len && v.contains(c.addr));
             if !inside || (c.family() == Family::V4 && !(16..=28).contains(&c.len)) {
-                return Err(Ec2Error::new(
-                    "InvalidSubnet.Range",
-                    format!("The CIDR '{c}' is invalid."),
-                )
-                .at(&path));
+                return Err(Ec2Error::new("InvalidSubnet.Range", format!("The CIDR '{c}' is invalid.")).at(&path));
             }
         }
         for other in subnets.iter() {
-            if other.vpc == vpc
-                && other
-                    .cidrs
-                    .iter()
-                    .any(|o| cidrs.iter().any(|c| c.overlaps(o)))
-            {
+            if other.vpc == vpc && other.cidrs.iter().any(|o| cidrs.iter().any(|c| c.overlaps(o))) {
                 return Err(Ec2Error::new(
                     "InvalidSubnet.Conflict",
                     format!("The CIDR '{}' conflicts with another subnet", s.cidr_block),
@@ -536,24 +463,15 @@ pub fn check(cfg: &Config) -> Result<Checked> {
     }
     let subnet_of = |id: &str, path: &str| -> Result<usize> {
         subnet_index.get(id).copied().ok_or_else(|| {
-            Ec2Error::new(
-                "InvalidSubnetID.NotFound",
-                format!("The subnet ID '{id}' does not exist"),
-            )
-            .at(path)
+            Ec2Error::new("InvalidSubnetID.NotFound", format!("The subnet ID '{id}' does not exist")).at(path)
         })
     };
 
     // Network ACLs (with the default NACL AWS creates for every VPC)
     for v in &vpcs {
-        if !cfg
-            .network_acls
-            .iter()
-            .any(|n| n.vpc_id == v.id && n.is_default)
-        {
+        if !cfg.network_acls.iter().any(|n| n.vpc_id == v.id && n.is_default) {
             let has_v6 = v.cidrs.iter().any(|c| c.family() == Family::V6);
-            cfg.network_acls
-                .push(default_nacl(&v.id, has_v6, v.owner.clone()));
+            cfg.network_acls.push(default_nacl(&v.id, has_v6, v.owner.clone()));
         }
     }
     let mut nacls: Vec<Nacl> = Vec::new();
@@ -561,24 +479,13 @@ pub fn check(cfg: &Config) -> Result<Checked> {
     let mut associated: HashMap<usize, usize> = HashMap::new();
     for (i, n) in cfg.network_acls.iter_mut().enumerate() {
         let path = format!("NetworkAcls[{i}]");
-        check_id(
-            &n.network_acl_id,
-            "acl",
-            "InvalidNetworkAclId.Malformed",
-            &path,
-        )?;
+        check_id(&n.network_acl_id, "acl", "InvalidNetworkAclId.Malformed", &path)?;
         if !nacl_ids.insert(n.network_acl_id.clone()) {
-            return Err(
-                invalid(format!("Duplicate network ACL id {}", n.network_acl_id)).at(&path),
-            );
+            return Err(invalid(format!("Duplicate network ACL id {}", n.network_acl_id)).at(&path));
         }
         let vpc = vpc_of(&n.vpc_id, &format!("{path}.VpcId"))?;
         if n.is_default && nacls.iter().any(|x| x.vpc == vpc && x.is_default) {
-            return Err(invalid(format!(
-                "VPC {} has more than one default network ACL",
-                n.vpc_id
-            ))
-            .at(&path));
+            return Err(invalid(format!("VPC {} has more than one default network ACL", n.vpc_id)).at(&path));
         }
         let entries = check_nacl_entries(&mut n.entries, &quotas, &path)?;
         for (j, a) in n.associations.iter_mut().enumerate() {
@@ -592,69 +499,43 @@ pub fn check(cfg: &Config) -> Result<Checked> {
                 .at(&apath));
             }
             if associated.insert(s, nacls.len()).is_some() {
-                return Err(invalid(format!(
-                    "Subnet {} is associated with more than one network ACL",
-                    a.subnet_id
-                ))
-                .at(&apath));
+                return Err(
+                    invalid(format!("Subnet {} is associated with more than one network ACL", a.subnet_id)).at(&apath)
+                );
             }
             a.network_acl_id = n.network_acl_id.clone();
             if a.network_acl_association_id.is_empty() {
-                a.network_acl_association_id =
-                    derived_id("aclassoc", &format!("{}/{}", n.network_acl_id, a.subnet_id));
+                a.network_acl_association_id = derived_id("aclassoc", &format!("{}/{}", n.network_acl_id, a.subnet_id));
             }
         }
         if n.is_default {
             vpcs[vpc].default_nacl = nacls.len();
         }
-        nacls.push(Nacl {
-            id: n.network_acl_id.clone(),
-            vpc,
-            is_default: n.is_default,
-            entries,
-        });
+        nacls.push(Nacl { id: n.network_acl_id.clone(), vpc, is_default: n.is_default, entries });
     }
     for (vi, v) in vpcs.iter_mut().enumerate() {
         let count = nacls.iter().filter(|n| n.vpc == vi).count();
         if count as u32 > quotas.network_acls_per_vpc {
             return Err(Ec2Error::new(
                 "NetworkAclLimitExceeded",
-                format!(
-                    "VPC {} has {count} network ACLs; the limit is {}",
-                    v.id, quotas.network_acls_per_vpc
-                ),
+                format!("VPC {} has {count} network ACLs; the limit is {}", v.id, quotas.network_acls_per_vpc),
             ));
         }
-        v.default_nacl = nacls
-            .iter()
-            .position(|n| n.vpc == vi && n.is_default)
-            .expect("default NACL added above");
+        v.default_nacl = nacls.iter().position(|n| n.vpc == vi && n.is_default).expect("default NACL added above");
     }
     for (si, s) in subnets.iter_mut().enumerate() {
-        s.nacl = associated
-            .get(&si)
-            .copied()
-            .unwrap_or(vpcs[s.vpc].default_nacl);
+        s.nacl = associated.get(&si).copied().unwrap_or(vpcs[s.vpc].default_nacl);
     }
 
     // Security groups (with the default group AWS creates for every VPC)
     for v in &vpcs {
-        if !cfg
-            .security_groups
-            .iter()
-            .any(|g| g.vpc_id == v.id && g.group_name == "default")
-        {
+        if !cfg.security_groups.iter().any(|g| g.vpc_id == v.id && g.group_name == "default") {
             let has_v6 = v.cidrs.iter().any(|c| c.family() == Family::V6);
-            cfg.security_groups
-                .push(default_security_group(&v.id, has_v6, v.owner.clone()));
+            cfg.security_groups.push(default_security_group(&v.id, has_v6, v.owner.clone()));
         }
     }
-    let group_ids: HashMap<String, usize> = cfg
-        .security_groups
-        .iter()
-        .enumerate()
-        .map(|(i, g)| (g.group_id.clone(), i))
-        .collect();
+    let group_ids: HashMap<String, usize> =
+        cfg.security_groups.iter().enumerate().map(|(i, g)| (g.group_id.clone(), i)).collect();
     let mut groups: Vec<Group> = Vec::new();
     let mut names: HashSet<(usize, String)> = HashSet::new();
     let mut seen_ids: HashSet<String> = HashSet::new();
@@ -667,28 +548,19 @@ pub fn check(cfg: &Config) -> Result<Checked> {
         let vpc = vpc_of(&g.vpc_id, &format!("{path}.VpcId"))?;
         let name = g.group_name.trim_end().to_string();
         if name.is_empty() {
-            return Err(Ec2Error::new(
-                "MissingParameter",
-                "The request must contain the parameter groupName",
-            )
-            .at(&path));
+            return Err(Ec2Error::new("MissingParameter", "The request must contain the parameter groupName").at(&path));
         }
         check_description(&name, "group name").map_err(|e| e.at(&format!("{path}.GroupName")))?;
-        check_description(&g.description, "group description")
-            .map_err(|e| e.at(&format!("{path}.Description")))?;
+        check_description(&g.description, "group description").map_err(|e| e.at(&format!("{path}.Description")))?;
         if name.starts_with("sg-") {
             return Err(
-                invalid(format!("Group names may not be in the format sg-*: {name}"))
-                    .at(&format!("{path}.GroupName")),
+                invalid(format!("Group names may not be in the format sg-*: {name}")).at(&format!("{path}.GroupName"))
             );
         }
         if !names.insert((vpc, name.clone())) {
             return Err(Ec2Error::new(
                 "InvalidGroup.Duplicate",
-                format!(
-                    "The security group '{name}' already exists for VPC '{}'",
-                    g.vpc_id
-                ),
+                format!("The security group '{name}' already exists for VPC '{}'", g.vpc_id),
             )
             .at(&path));
         }
@@ -697,15 +569,8 @@ pub fn check(cfg: &Config) -> Result<Checked> {
             vpcs[vpc].default_sg = i;
         }
         let mut rules = Vec::new();
-        for (egress, perms) in [
-            (false, &mut g.ip_permissions),
-            (true, &mut g.ip_permissions_egress),
-        ] {
-            let field = if egress {
-                "IpPermissionsEgress"
-            } else {
-                "IpPermissions"
-            };
+        for (egress, perms) in [(false, &mut g.ip_permissions), (true, &mut g.ip_permissions_egress)] {
+            let field = if egress { "IpPermissionsEgress" } else { "IpPermissions" };
             for (j, perm) in perms.iter_mut().enumerate() {
                 let ppath = format!("{path}.{field}[{j}]");
                 let new = permission_rules(perm, egress, &group_ids, &ppath)?;
@@ -718,10 +583,7 @@ pub fn check(cfg: &Config) -> Result<Checked> {
             if !identities.insert(r.identity()) {
                 return Err(Ec2Error::new(
                     "InvalidPermission.Duplicate",
-                    format!(
-                        "the specified rule \"{}\" already exists",
-                        duplicate_text(r)
-                    ),
+                    format!("the specified rule \"{}\" already exists", duplicate_text(r)),
                 )
                 .at(&path));
             }
@@ -733,11 +595,7 @@ pub fn check(cfg: &Config) -> Result<Checked> {
                     Peer::Cidr(p) => p.family() == fam,
                     Peer::Group(_) => true,
                 };
-                let n = rules
-                    .iter()
-                    .filter(|r| r.egress == egress)
-                    .filter(counts)
-                    .count() as u32;
+                let n = rules.iter().filter(|r| r.egress == egress).filter(counts).count() as u32;
                 if n > quotas.rules_per_security_group {
                     return Err(Ec2Error::new(
                         "RulesPerSecurityGroupLimitExceeded",
@@ -753,22 +611,14 @@ pub fn check(cfg: &Config) -> Result<Checked> {
                 }
             }
         }
-        groups.push(Group {
-            id: g.group_id.clone(),
-            name,
-            vpc,
-            rules,
-        });
+        groups.push(Group { id: g.group_id.clone(), name, vpc, rules });
     }
     for (vi, v) in vpcs.iter().enumerate() {
         let count = groups.iter().filter(|g| g.vpc == vi).count();
         if count as u32 > quotas.security_groups_per_vpc {
             return Err(Ec2Error::new(
                 "SecurityGroupLimitExceeded",
-                format!(
-                    "VPC {} has {count} security groups; the limit is {}",
-                    v.id, quotas.security_groups_per_vpc
-                ),
+                format!("VPC {} has {count} security groups; the limit is {}", v.id, quotas.security_groups_per_vpc),
             ));
         }
     }
@@ -781,18 +631,9 @@ pub fn check(cfg: &Config) -> Result<Checked> {
     let mut addresses: HashMap<Ip, String> = HashMap::new();
     for (i, n) in cfg.network_interfaces.iter_mut().enumerate() {
         let path = format!("NetworkInterfaces[{i}]");
-        check_id(
-            &n.network_interface_id,
-            "eni",
-            "InvalidNetworkInterfaceId.Malformed",
-            &path,
-        )?;
+        check_id(&n.network_interface_id, "eni", "InvalidNetworkInterfaceId.Malformed", &path)?;
         if eni_ids.insert(n.network_interface_id.clone(), i).is_some() {
-            return Err(invalid(format!(
-                "Duplicate network interface id {}",
-                n.network_interface_id
-            ))
-            .at(&path));
+            return Err(invalid(format!("Duplicate network interface id {}", n.network_interface_id)).at(&path));
         }
         let subnet = subnet_of(&n.subnet_id, &format!("{path}.SubnetId"))?;
         let vpc = subnets[subnet].vpc;
@@ -800,22 +641,16 @@ pub fn check(cfg: &Config) -> Result<Checked> {
             n.vpc_id = vpcs[vpc].id.clone();
         } else if n.vpc_id != vpcs[vpc].id {
             return Err(
-                invalid(format!("Subnet {} is not in VPC {}", n.subnet_id, n.vpc_id))
-                    .at(&format!("{path}.VpcId")),
+                invalid(format!("Subnet {} is not in VPC {}", n.subnet_id, n.vpc_id)).at(&format!("{path}.VpcId"))
             );
         }
-        let mac = Mac::parse(&n.mac_address)
-            .filter(|m| !m.is_multicast() && *m != Mac::default())
-            .ok_or_else(|| {
-                invalid(format!("Invalid MAC address '{}'", n.mac_address))
-                    .at(&format!("{path}.MacAddress"))
+        let mac =
+            Mac::parse(&n.mac_address).filter(|m| !m.is_multicast() && *m != Mac::default()).ok_or_else(|| {
+                invalid(format!("Invalid MAC address '{}'", n.mac_address)).at(&format!("{path}.MacAddress"))
             })?;
         if !macs.insert(mac) {
-            return Err(invalid(format!(
-                "MAC address {} is used by another network interface",
-                n.mac_address
-            ))
-            .at(&format!("{path}.MacAddress")));
+            return Err(invalid(format!("MAC address {} is used by another network interface", n.mac_address))
+                .at(&format!("{path}.MacAddress")));
         }
         n.mac_address = mac.to_string();
         // Private IPv4 addresses, primary first.
@@ -831,8 +666,7 @@ pub fn check(cfg: &Config) -> Result<Checked> {
         }
         if let Some(s) = &n.private_ip_address {
             let a = parse_ipv4(s).ok_or_else(|| {
-                invalid(format!("Invalid IPv4 address '{s}'"))
-                    .at(&format!("{path}.PrivateIpAddress"))
+                invalid(format!("Invalid IPv4 address '{s}'")).at(&format!("{path}.PrivateIpAddress"))
             })?;
             match v4.iter_mut().find(|x| x.0 == a) {
                 Some(x) => x.1 = true,
@@ -840,10 +674,7 @@ pub fn check(cfg: &Config) -> Result<Checked> {
             }
         }
         if v4.iter().filter(|x| x.1).count() > 1 {
-            return Err(invalid(
-                "A network interface has exactly one primary private IPv4 address",
-            )
-            .at(&path));
+            return Err(invalid("A network interface has exactly one primary private IPv4 address").at(&path));
         }
         v4.sort_by_key(|x| !x.1);
         let mut ipv4 = Vec::new();
@@ -851,63 +682,45 @@ pub fn check(cfg: &Config) -> Result<Checked> {
             let ip = Ip::v4(*a);
             check_address_in_subnet(ip, &subnets[subnet], &path)?;
             if let Some(other) = addresses.insert(ip, n.network_interface_id.clone()) {
-                return Err(Ec2Error::new(
-                    "InvalidIPAddress.InUse",
-                    format!("Address {ip} is in use by {other}"),
-                )
-                .at(&path));
+                return Err(
+                    Ec2Error::new("InvalidIPAddress.InUse", format!("Address {ip} is in use by {other}")).at(&path)
+                );
             }
             ipv4.push(*a);
         }
         let mut ipv6 = Vec::new();
         for (j, a) in n.ipv6_addresses.iter_mut().enumerate() {
             let v = parse_ipv6(&a.ipv6_address).ok_or_else(|| {
-                invalid(format!("Invalid IPv6 address '{}'", a.ipv6_address))
-                    .at(&format!("{path}.Ipv6Addresses[{j}]"))
+                invalid(format!("Invalid IPv6 address '{}'", a.ipv6_address)).at(&format!("{path}.Ipv6Addresses[{j}]"))
             })?;
             a.ipv6_address = Ipv6Addr::from(v).to_string();
             let ip = Ip::v6(v);
             check_address_in_subnet(ip, &subnets[subnet], &path)?;
             if let Some(other) = addresses.insert(ip, n.network_interface_id.clone()) {
-                return Err(Ec2Error::new(
-                    "InvalidIPAddress.InUse",
-                    format!("Address {ip} is in use by {other}"),
-                )
-                .at(&path));
+                return Err(
+                    Ec2Error::new("InvalidIPAddress.InUse", format!("Address {ip} is in use by {other}")).at(&path)
+                );
             }
             ipv6.push(v);
         }
         if ipv4.is_empty() && ipv6.is_empty() {
-            return Err(Ec2Error::new(
-                "MissingParameter",
-                "A network interface needs at least one private IP address",
-            )
-            .at(&path));
+            return Err(Ec2Error::new("MissingParameter", "A network interface needs at least one private IP address")
+                .at(&path));
         }
         // Security groups: default group of the VPC when none is given.
         if n.groups.is_empty() {
             let d = &groups[vpcs[vpc].default_sg];
-            n.groups.push(GroupIdentifier {
-                group_id: d.id.clone(),
-                group_name: Some(d.name.clone()),
-            });
+            n.groups.push(GroupIdentifier { group_id: d.id.clone(), group_name: Some(d.name.clone()) });
         }
         let mut gs = Vec::new();
         for (j, g) in n.groups.iter_mut().enumerate() {
-            let gi = group_ids
-                .get(&g.group_id)
-                .copied()
-                .filter(|&x| groups[x].vpc == vpc)
-                .ok_or_else(|| {
-                    Ec2Error::new(
-                        "InvalidGroup.NotFound",
-                        format!(
-                            "The security group '{}' does not exist in VPC '{}'",
-                            g.group_id, n.vpc_id
-                        ),
-                    )
-                    .at(&format!("{path}.Groups[{j}]"))
-                })?;
+            let gi = group_ids.get(&g.group_id).copied().filter(|&x| groups[x].vpc == vpc).ok_or_else(|| {
+                Ec2Error::new(
+                    "InvalidGroup.NotFound",
+                    format!("The security group '{}' does not exist in VPC '{}'", g.group_id, n.vpc_id),
+                )
+                .at(&format!("{path}.Groups[{j}]"))
+            })?;
             if !gs.contains(&gi) {
                 gs.push(gi);
             }
@@ -945,9 +758,7 @@ pub fn check(cfg: &Config) -> Result<Checked> {
     let a = &cfg.appliance;
     let router_mac = Mac::parse(&a.router_mac)
         .filter(|m| !m.is_multicast() && *m != Mac::default())
-        .ok_or_else(|| {
-            invalid(format!("Invalid MAC address '{}'", a.router_mac)).at("Appliance.RouterMac")
-        })?;
+        .ok_or_else(|| invalid(format!("Invalid MAC address '{}'", a.router_mac)).at("Appliance.RouterMac"))?;
     if a.conntrack.max_entries == 0 || a.conntrack.max_entries_per_eni == 0 {
         return Err(invalid("Conntrack sizes must be at least 1").at("Appliance.Conntrack"));
     }
@@ -955,40 +766,26 @@ pub fn check(cfg: &Config) -> Result<Checked> {
     for (i, p) in a.ports.iter().enumerate() {
         let path = format!("Appliance.Ports[{i}]");
         if p.name.is_empty() || ports.iter().any(|q| q.name == p.name) {
-            return Err(
-                invalid(format!("Port name '{}' is empty or used twice", p.name))
-                    .at(&format!("{path}.Name")),
-            );
+            return Err(invalid(format!("Port name '{}' is empty or used twice", p.name)).at(&format!("{path}.Name")));
         }
         if p.interface.is_empty() || ports.iter().any(|q| q.interface == p.interface) {
-            return Err(invalid(format!(
-                "Interface '{}' is empty or used by two ports",
-                p.interface
-            ))
-            .at(&format!("{path}.Interface")));
+            return Err(invalid(format!("Interface '{}' is empty or used by two ports", p.interface))
+                .at(&format!("{path}.Interface")));
         }
         let gateway_mac = if p.uplink {
             if !p.network_interface_ids.is_empty() {
-                return Err(invalid(
-                    "An uplink port faces outside the VPC and lists no network interfaces",
-                )
-                .at(&format!("{path}.NetworkInterfaceIds")));
+                return Err(invalid("An uplink port faces outside the VPC and lists no network interfaces")
+                    .at(&format!("{path}.NetworkInterfaceIds")));
             }
             if ports.iter().any(|q| q.uplink) {
-                return Err(
-                    invalid("At most one port may be the uplink").at(&format!("{path}.Uplink"))
-                );
+                return Err(invalid("At most one port may be the uplink").at(&format!("{path}.Uplink")));
             }
             let g = p.gateway_mac.as_deref().ok_or_else(|| {
-                Ec2Error::new(
-                    "MissingParameter",
-                    "An uplink port needs GatewayMac, the upstream router's MAC",
-                )
-                .at(&path)
+                Ec2Error::new("MissingParameter", "An uplink port needs GatewayMac, the upstream router's MAC")
+                    .at(&path)
             })?;
-            Mac::parse(g).ok_or_else(|| {
-                invalid(format!("Invalid MAC address '{g}'")).at(&format!("{path}.GatewayMac"))
-            })?
+            Mac::parse(g)
+                .ok_or_else(|| invalid(format!("Invalid MAC address '{g}'")).at(&format!("{path}.GatewayMac")))?
         } else {
             Mac::default()
         };
@@ -1002,10 +799,8 @@ pub fn check(cfg: &Config) -> Result<Checked> {
                 .at(&format!("{path}.NetworkInterfaceIds[{j}]"))
             })?;
             if enis[e].port.is_some() {
-                return Err(
-                    invalid(format!("Network interface {id} is listed on two ports"))
-                        .at(&format!("{path}.NetworkInterfaceIds[{j}]")),
-                );
+                return Err(invalid(format!("Network interface {id} is listed on two ports"))
+                    .at(&format!("{path}.NetworkInterfaceIds[{j}]")));
             }
             enis[e].port = Some(ports.len());
             list.push(e);
@@ -1019,34 +814,20 @@ pub fn check(cfg: &Config) -> Result<Checked> {
         });
     }
 
-    Ok(Checked {
-        config: cfg,
-        vpcs,
-        subnets,
-        nacls,
-        groups,
-        enis,
-        ports,
-        router_mac,
-    })
+    Ok(Checked { config: cfg, vpcs, subnets, nacls, groups, enis, ports, router_mac })
 }
 
 fn check_address_in_subnet(ip: Ip, s: &SubnetInfo, path: &str) -> Result<()> {
     let Some(c) = s.cidrs.iter().find(|c| c.contains(ip)) else {
-        return Err(invalid(format!(
-            "Address {ip} does not fall within the subnet's address range ({})",
-            s.id
-        ))
-        .at(path));
+        return Err(
+            invalid(format!("Address {ip} does not fall within the subnet's address range ({})", s.id)).at(path)
+        );
     };
     if ip.family == Family::V4 {
         // AWS reserves the first four addresses and the last one of every subnet.
         let (lo, hi) = c.range();
         if ip.bits < lo + 4 || ip.bits == hi {
-            return Err(invalid(format!(
-                "Address {ip} is in subnet's reserved address range"
-            ))
-            .at(path));
+            return Err(invalid(format!("Address {ip} is in subnet's reserved address range")).at(path));
         }
     }
     Ok(())
@@ -1058,48 +839,31 @@ fn check_timeouts(c: Option<&ConnectionTrackingConfiguration>, path: &str) -> Re
     let set = |v: Option<i64>, name: &str, lo: i64, hi: i64, slot: &mut u32| -> Result<()> {
         if let Some(v) = v {
             if !(lo..=hi).contains(&v) {
-                return Err(invalid(format!(
-                    "{name} must be between {lo} and {hi} seconds, got {v}"
-                ))
-                .at(&format!("{path}.ConnectionTrackingConfiguration.{name}")));
+                return Err(invalid(format!("{name} must be between {lo} and {hi} seconds, got {v}"))
+                    .at(&format!("{path}.ConnectionTrackingConfiguration.{name}")));
             }
             *slot = v as u32;
         }
         Ok(())
     };
-    set(
-        c.tcp_established_timeout,
-        "TcpEstablishedTimeout",
-        60,
-        432_000,
-        &mut t.tcp_established,
-    )?;
-    set(
-        c.udp_stream_timeout,
-        "UdpStreamTimeout",
-        60,
-        180,
-        &mut t.udp_stream,
-    )?;
+    set(c.tcp_established_timeout, "TcpEstablishedTimeout", 60, 432_000, &mut t.tcp_established)?;
+    set(c.udp_stream_timeout, "UdpStreamTimeout", 60, 180, &mut t.udp_stream)?;
     set(c.udp_timeout, "UdpTimeout", 30, 60, &mut t.udp)?;
     Ok(t)
 }
 
 /// The rules one permission stands for (one per peer), canonicalising it in place.
-fn permission_rules(
+pub fn permission_rules(
     perm: &mut IpPermission,
     egress: bool,
     group_ids: &HashMap<String, usize>,
     path: &str,
 ) -> Result<Vec<SgRule>> {
-    let proto =
-        parse_protocol(&perm.ip_protocol).map_err(|e| e.at(&format!("{path}.IpProtocol")))?;
+    let proto = parse_protocol(&perm.ip_protocol).map_err(|e| e.at(&format!("{path}.IpProtocol")))?;
     let ports = sg_ports(proto, perm.from_port, perm.to_port).map_err(|e| e.at(path))?;
     perm.ip_protocol = sg_protocol_string(proto);
-    let peers = perm.ip_ranges.len()
-        + perm.ipv6_ranges.len()
-        + perm.user_id_group_pairs.len()
-        + perm.prefix_list_ids.len();
+    let peers =
+        perm.ip_ranges.len() + perm.ipv6_ranges.len() + perm.user_id_group_pairs.len() + perm.prefix_list_ids.len();
     if peers == 0 {
         return Err(Ec2Error::new(
             "MissingParameter",
@@ -1115,14 +879,8 @@ fn permission_rules(
         .at(&format!("{path}.PrefixListIds[0]")));
     }
     let mut out = Vec::new();
-    let rule = |peer: Peer, description: Option<String>| SgRule {
-        id: String::new(),
-        egress,
-        proto,
-        ports,
-        peer,
-        description,
-    };
+    let rule =
+        |peer: Peer, description: Option<String>| SgRule { id: String::new(), egress, proto, ports, peer, description };
     for (j, r) in perm.ip_ranges.iter_mut().enumerate() {
         let rpath = format!("{path}.IpRanges[{j}]");
         let p = parse_cidr(&r.cidr_ip, Family::V4).map_err(|e| e.at(&format!("{rpath}.CidrIp")))?;
@@ -1134,8 +892,7 @@ fn permission_rules(
     }
     for (j, r) in perm.ipv6_ranges.iter_mut().enumerate() {
         let rpath = format!("{path}.Ipv6Ranges[{j}]");
-        let p =
-            parse_cidr(&r.cidr_ipv6, Family::V6).map_err(|e| e.at(&format!("{rpath}.CidrIpv6")))?;
+        let p = parse_cidr(&r.cidr_ipv6, Family::V6).map_err(|e| e.at(&format!("{rpath}.CidrIpv6")))?;
         r.cidr_ipv6 = p.to_string();
         if let Some(d) = &r.description {
             check_description(d, "rule description").map_err(|e| e.at(&rpath))?;
@@ -1155,11 +912,9 @@ fn permission_rules(
             .at(&rpath));
         }
         if !group_ids.contains_key(id) {
-            return Err(Ec2Error::new(
-                "InvalidGroup.NotFound",
-                format!("The security group '{id}' does not exist"),
-            )
-            .at(&rpath));
+            return Err(
+                Ec2Error::new("InvalidGroup.NotFound", format!("The security group '{id}' does not exist")).at(&rpath)
+            );
         }
         if let Some(d) = &g.description {
             check_description(d, "rule description").map_err(|e| e.at(&rpath))?;
@@ -1170,7 +925,7 @@ fn permission_rules(
 }
 
 /// EC2's duplicate message text: `peer: 0.0.0.0/0, TCP, from port: 22, to port: 22, ALLOW`.
-fn duplicate_text(r: &SgRule) -> String {
+pub fn duplicate_text(r: &SgRule) -> String {
     let peer = match &r.peer {
         Peer::Cidr(p) => p.to_string(),
         Peer::Group(g) => g.clone(),
@@ -1179,19 +934,23 @@ fn duplicate_text(r: &SgRule) -> String {
         None => "ALL".to_string(),
         Some(p) => proto_name(Some(p)).to_uppercase(),
     };
-    let (from, to) = match r.ports {
-        SgPorts::All => (-1i64, -1i64),
+    let (from, to) = ports_pair(r.ports);
+    format!("peer: {peer}, {proto}, from port: {from}, to port: {to}, ALLOW")
+}
+
+/// `FromPort`/`ToPort` as describe calls print them (-1 for "all").
+pub fn ports_pair(ports: SgPorts) -> (i64, i64) {
+    match ports {
+        SgPorts::All => (-1, -1),
         SgPorts::Range(a, b) => (a as i64, b as i64),
         SgPorts::Icmp { ty, code } => (ty.map_or(-1, |t| t as i64), code.map_or(-1, |c| c as i64)),
-    };
-    format!("peer: {peer}, {proto}, from port: {from}, to port: {to}, ALLOW")
+    }
 }
 
 /// Rule IDs: kept from `SecurityGroupRules` when the document carries them, otherwise
 /// derived from the rule itself so they are stable across restarts.
 fn assign_rule_ids(groups: &mut [Group], known: &[SecurityGroupRule]) {
-    let mut by_identity: HashMap<(String, bool, Option<u8>, SgPorts, Peer), String> =
-        HashMap::new();
+    let mut by_identity: HashMap<(String, bool, Option<u8>, SgPorts, Peer), String> = HashMap::new();
     for k in known {
         let Ok(proto) = parse_protocol(&k.ip_protocol) else {
             continue;
@@ -1204,16 +963,10 @@ fn assign_rule_ids(groups: &mut [Group], known: &[SecurityGroupRule]) {
         } else if let Some(c) = &k.cidr_ipv6 {
             parse_cidr(c, Family::V6).ok().map(Peer::Cidr)
         } else {
-            k.referenced_group_info
-                .as_ref()
-                .and_then(|r| r.group_id.clone())
-                .map(Peer::Group)
+            k.referenced_group_info.as_ref().and_then(|r| r.group_id.clone()).map(Peer::Group)
         };
         if let Some(peer) = peer {
-            by_identity.insert(
-                (k.group_id.clone(), k.is_egress, proto, ports, peer),
-                k.security_group_rule_id.clone(),
-            );
+            by_identity.insert((k.group_id.clone(), k.is_egress, proto, ports, peer), k.security_group_rule_id.clone());
         }
     }
     for g in groups {
@@ -1239,20 +992,11 @@ fn check_nacl_entries(
     let mut numbers = HashSet::new();
     for (i, e) in entries.iter_mut().enumerate() {
         let epath = format!("{path}.Entries[{i}]");
-        if !(1..=32766).contains(&e.rule_number) {
-            return Err(invalid(format!(
-                "Invalid value '{}' for ruleNumber. Must be between 1 and 32766",
-                e.rule_number
-            ))
-            .at(&format!("{epath}.RuleNumber")));
-        }
+        nacl_rule_number(e.rule_number).map_err(|err| err.at(&format!("{epath}.RuleNumber")))?;
         if !numbers.insert((e.rule_number, e.egress)) {
             return Err(Ec2Error::new(
                 "NetworkAclEntryAlreadyExists",
-                format!(
-                    "The network acl entry identified by {} already exists.",
-                    e.rule_number
-                ),
+                format!("The network acl entry identified by {} already exists.", e.rule_number),
             )
             .at(&epath));
         }
@@ -1262,11 +1006,7 @@ fn check_nacl_entries(
     for egress in [false, true] {
         for fam in [Family::V4, Family::V6] {
             // The quota counts the default deny rule too.
-            let n = out
-                .iter()
-                .filter(|e| e.egress == egress && e.cidr.family() == fam)
-                .count() as u32
-                + 1;
+            let n = out.iter().filter(|e| e.egress == egress && e.cidr.family() == fam).count() as u32 + 1;
             if n > quotas.network_acl_entries_per_acl {
                 return Err(Ec2Error::new(
                     "NetworkAclEntryLimitExceeded",
@@ -1285,6 +1025,14 @@ fn check_nacl_entries(
     Ok(out)
 }
 
+/// A NACL entry's rule number: 1-32766 (32767 and up are AWS's).
+pub fn nacl_rule_number(n: i64) -> Result<()> {
+    if !(1..=32766).contains(&n) {
+        return Err(invalid(format!("Invalid value '{n}' for ruleNumber. Must be between 1 and 32766")));
+    }
+    Ok(())
+}
+
 fn is_default_deny(e: &NetworkAclEntry) -> bool {
     let all = parse_protocol(&e.protocol).ok() == Some(None) && e.rule_action == "deny";
     (e.rule_number == 32767 && e.cidr_block.as_deref() == Some("0.0.0.0/0") && all)
@@ -1298,11 +1046,7 @@ pub fn nacl_entry(e: &mut NetworkAclEntry) -> Result<NaclEntry> {
     let allow = match e.rule_action.to_ascii_lowercase().as_str() {
         "allow" => true,
         "deny" => false,
-        other => {
-            return Err(invalid(format!(
-                "Invalid value '{other}' for ruleAction. Must be allow or deny"
-            )))
-        }
+        other => return Err(invalid(format!("Invalid value '{other}' for ruleAction. Must be allow or deny"))),
     };
     e.rule_action = if allow { "allow".into() } else { "deny".into() };
     let cidr = match (&e.cidr_block, &e.ipv6_cidr_block) {
@@ -1328,13 +1072,12 @@ pub fn nacl_entry(e: &mut NetworkAclEntry) -> Result<NaclEntry> {
     let ports = match proto {
         Some(6) | Some(17) => {
             let Some(pr) = &e.port_range else {
-                return Err(Ec2Error::new(
-                    "MissingParameter",
-                    "The request must contain the parameter portRange",
-                ));
+                return Err(Ec2Error::new("MissingParameter", "The request must contain the parameter portRange"));
             };
             let (Some(f), Some(t)) = (pr.from, pr.to) else {
-                return Err(invalid("Invalid value 'Must specify both from and to ports with TCP/UDP.' for portRange."));
+                return Err(invalid(
+                    "Invalid value 'Must specify both from and to ports with TCP/UDP.' for portRange.",
+                ));
             };
             for p in [f, t] {
                 if !(0..=65535).contains(&p) {
@@ -1342,9 +1085,7 @@ pub fn nacl_entry(e: &mut NetworkAclEntry) -> Result<NaclEntry> {
                 }
             }
             if f > t {
-                return Err(invalid(format!(
-                    "Invalid port range: From ({f}) is greater than To ({t})"
-                )));
+                return Err(invalid(format!("Invalid port range: From ({f}) is greater than To ({t})")));
             }
             NaclPorts::Range(f as u16, t as u16)
         }
@@ -1352,27 +1093,15 @@ pub fn nacl_entry(e: &mut NetworkAclEntry) -> Result<NaclEntry> {
         Some(58) if cidr.family() == Family::V6 => icmp_entry(e)?,
         _ => NaclPorts::All,
     };
-    Ok(NaclEntry {
-        rule_number: e.rule_number as u32,
-        egress: e.egress,
-        allow,
-        proto,
-        ports,
-        cidr,
-    })
+    Ok(NaclEntry { rule_number: e.rule_number as u32, egress: e.egress, allow, proto, ports, cidr })
 }
 
 fn icmp_entry(e: &NetworkAclEntry) -> Result<NaclPorts> {
     let Some(tc) = &e.icmp_type_code else {
-        return Err(Ec2Error::new(
-            "MissingParameter",
-            "The request must contain the parameter icmpTypeCode",
-        ));
+        return Err(Ec2Error::new("MissingParameter", "The request must contain the parameter icmpTypeCode"));
     };
     let (Some(ty), Some(code)) = (tc.r#type, tc.code) else {
-        return Err(invalid(
-            "Invalid value 'Must specify both type and code with ICMP.' for icmpTypeCode.",
-        ));
+        return Err(invalid("Invalid value 'Must specify both type and code with ICMP.' for icmpTypeCode."));
     };
     let (ty, code) = icmp_type_code(ty, code)?;
     Ok(NaclPorts::Icmp { ty, code })
@@ -1418,24 +1147,12 @@ pub fn default_nacl(vpc_id: &str, ipv6: bool, owner: Option<String>) -> NetworkA
 /// outbound to 0.0.0.0/0 (and ::/0 when the VPC has IPv6).
 pub fn default_security_group(vpc_id: &str, ipv6: bool, owner: Option<String>) -> SecurityGroup {
     let id = derived_id("sg", &format!("default-sg/{vpc_id}"));
-    let mut egress = IpPermission {
-        ip_protocol: "-1".into(),
-        ..Default::default()
-    };
-    egress.ip_ranges.push(IpRange {
-        cidr_ip: "0.0.0.0/0".into(),
-        description: None,
-    });
+    let mut egress = IpPermission { ip_protocol: "-1".into(), ..Default::default() };
+    egress.ip_ranges.push(IpRange { cidr_ip: "0.0.0.0/0".into(), description: None });
     if ipv6 {
-        egress.ipv6_ranges.push(Ipv6Range {
-            cidr_ipv6: "::/0".into(),
-            description: None,
-        });
+        egress.ipv6_ranges.push(Ipv6Range { cidr_ipv6: "::/0".into(), description: None });
     }
-    let mut ingress = IpPermission {
-        ip_protocol: "-1".into(),
-        ..Default::default()
-    };
+    let mut ingress = IpPermission { ip_protocol: "-1".into(), ..Default::default() };
     ingress.user_id_group_pairs.push(UserIdGroupPair {
         group_id: Some(id.clone()),
         user_id: owner.clone(),

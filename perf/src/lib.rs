@@ -1,1 +1,4 @@
-//! Benchmarks and generators.
+//! Benchmarks and traffic generators for vpcgate.
+
+pub mod bench_config;
+pub mod classbench;

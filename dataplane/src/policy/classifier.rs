@@ -24,6 +24,21 @@ use std::collections::BinaryHeap;
 /// No rule matched.
 pub const NO_MATCH: u32 = u32::MAX;
 
+/// Index of the last element `<= x` of a sorted slice whose first element is `<= x`.
+/// Short slices (most segment lists and small groups) are walked; long ones bisected.
+#[inline]
+fn last_le<T: Copy + Ord>(sorted: &[T], x: T) -> usize {
+    if sorted.len() <= 8 {
+        let mut i = 0;
+        while i + 1 < sorted.len() && sorted[i + 1] <= x {
+            i += 1;
+        }
+        i
+    } else {
+        sorted.partition_point(|&v| v <= x) - 1
+    }
+}
+
 /// An address word: `u32` for IPv4 tables, `u128` for IPv6 tables.
 pub trait AddrWord: Copy + Ord + Default + std::fmt::Debug + Send + Sync + 'static {
     const MAX: Self;
@@ -108,18 +123,13 @@ impl<A: AddrWord> AddrGroup<A> {
             }
         }
         let best = rules.iter().map(|r| r.2).min().unwrap_or(NO_MATCH);
-        AddrGroup {
-            best,
-            starts,
-            priority,
-        }
+        AddrGroup { best, starts, priority }
     }
 
     #[inline]
     fn lookup(&self, addr: A) -> u32 {
-        // starts[0] == 0 <= addr, so the index is at least 0.
-        let i = self.starts.partition_point(|&s| s <= addr);
-        self.priority[i - 1]
+        // starts[0] == 0 <= addr, so there is a last element <= addr.
+        self.priority[last_le(&self.starts, addr)]
     }
 }
 
@@ -171,17 +181,12 @@ impl<A: AddrWord> ProtoTable<A> {
             seg_groups.extend(covering);
             seg_span.push((from, seg_groups.len() as u32));
         }
-        ProtoTable {
-            seg_starts: cuts,
-            seg_span,
-            seg_groups,
-            groups,
-        }
+        ProtoTable { seg_starts: cuts, seg_span, seg_groups, groups }
     }
 
     #[inline]
     fn lookup(&self, key: u16, addr: A) -> u32 {
-        let s = self.seg_starts.partition_point(|&x| x <= key) - 1;
+        let s = last_le(&self.seg_starts, key);
         let (from, to) = self.seg_span[s];
         let mut best = NO_MATCH;
         for &g in &self.seg_groups[from as usize..to as usize] {
@@ -220,18 +225,11 @@ impl<A: AddrWord> Classifier<A> {
         let mut tables = vec![ProtoTable::build(&any)];
         let mut proto_index = [0u8; 256];
         for p in protos {
-            let mine: Vec<&ClassRule> = rules
-                .iter()
-                .filter(|r| r.proto.is_none_or(|q| q == p))
-                .collect();
+            let mine: Vec<&ClassRule> = rules.iter().filter(|r| r.proto.is_none_or(|q| q == p)).collect();
             proto_index[p as usize] = tables.len() as u8;
             tables.push(ProtoTable::build(&mine));
         }
-        Classifier {
-            proto_index,
-            tables,
-            rule_count: rules.len(),
-        }
+        Classifier { proto_index, tables, rule_count: rules.len() }
     }
 
     /// The best (lowest) priority of the rules matching, or [`NO_MATCH`].
@@ -251,14 +249,7 @@ mod tests {
     use rand::{Rng, SeedableRng};
 
     fn rule(proto: Option<u8>, keys: (u16, u16), addr: (u128, u128), priority: u32) -> ClassRule {
-        ClassRule {
-            proto,
-            key_lo: keys.0,
-            key_hi: keys.1,
-            addr_lo: addr.0,
-            addr_hi: addr.1,
-            priority,
-        }
+        ClassRule { proto, key_lo: keys.0, key_hi: keys.1, addr_lo: addr.0, addr_hi: addr.1, priority }
     }
 
     fn brute(rules: &[ClassRule], proto: u8, key: u16, addr: u128) -> u32 {
@@ -298,24 +289,15 @@ mod tests {
     #[test]
     fn edges_of_the_address_and_key_space() {
         let rules = [
-            rule(
-                Some(17),
-                (65535, 65535),
-                (u32::MAX as u128, u32::MAX as u128),
-                1,
-            ),
+            rule(Some(17), (65535, 65535), (u32::MAX as u128, u32::MAX as u128), 1),
             rule(Some(17), (0, 0), (0, 0), 2),
         ];
         let c: Classifier<u32> = Classifier::build(&rules);
         assert_eq!(c.lookup(17, 65535, u32::MAX), 1);
         assert_eq!(c.lookup(17, 0, 0), 2);
         assert_eq!(c.lookup(17, 1, 0), NO_MATCH);
-        let c6: Classifier<u128> = Classifier::build(&[rule(
-            Some(58),
-            (0x8000, 0x80ff),
-            (u128::MAX - 1, u128::MAX),
-            3,
-        )]);
+        let c6: Classifier<u128> =
+            Classifier::build(&[rule(Some(58), (0x8000, 0x80ff), (u128::MAX - 1, u128::MAX), 3)]);
         assert_eq!(c6.lookup(58, 0x8000, u128::MAX), 3);
         assert_eq!(c6.lookup(58, 0x8100, u128::MAX), NO_MATCH);
     }
@@ -337,12 +319,7 @@ mod tests {
                         let a = rng.gen_range(0..20u16);
                         (a, a + rng.gen_range(0..6u16))
                     };
-                    rule(
-                        proto,
-                        (klo, khi),
-                        (lo, lo + span),
-                        rng.gen_range(0..40) * 100 + i,
-                    )
+                    rule(proto, (klo, khi), (lo, lo + span), rng.gen_range(0..40) * 100 + i)
                 })
                 .collect();
             let c: Classifier<u32> = Classifier::build(&rules);
@@ -350,11 +327,7 @@ mod tests {
                 let proto = [6u8, 17, 1, 47][rng.gen_range(0..4)];
                 let key = rng.gen_range(0..30u16);
                 let addr = rng.gen_range(0..256u128);
-                assert_eq!(
-                    c.lookup(proto, key, addr as u32),
-                    brute(&rules, proto, key, addr),
-                    "{rules:?}"
-                );
+                assert_eq!(c.lookup(proto, key, addr as u32), brute(&rules, proto, key, addr), "{rules:?}");
             }
         }
     }

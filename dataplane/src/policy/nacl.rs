@@ -67,15 +67,9 @@ impl NaclDirection {
             Family::V6 => self.v6.lookup(proto, key, peer),
         };
         if i == NO_MATCH {
-            NaclMatch {
-                rule: None,
-                allow: false,
-            }
+            NaclMatch { rule: None, allow: false }
         } else {
-            NaclMatch {
-                rule: Some(i),
-                allow: self.rules[i as usize].allow,
-            }
+            NaclMatch { rule: Some(i), allow: self.rules[i as usize].allow }
         }
     }
 }

@@ -106,14 +106,7 @@ impl SgDirection {
                 .filter(|m| m.peer.family() == family)
                 .map(|m| {
                     let (addr_lo, addr_hi) = m.peer.range();
-                    ClassRule {
-                        proto: m.proto,
-                        key_lo: m.keys.0,
-                        key_hi: m.keys.1,
-                        addr_lo,
-                        addr_hi,
-                        priority: m.rule,
-                    }
+                    ClassRule { proto: m.proto, key_lo: m.keys.0, key_hi: m.keys.1, addr_lo, addr_hi, priority: m.rule }
                 })
                 .collect()
         };
@@ -183,19 +176,10 @@ mod tests {
     use crate::addr::Ip;
 
     fn m(rule: u32, proto: Option<u8>, keys: (u16, u16), peer: Prefix) -> SgMatch {
-        SgMatch {
-            rule,
-            proto,
-            keys,
-            peer,
-        }
+        SgMatch { rule, proto, keys, peer }
     }
     fn info(n: u32) -> SgRuleInfo {
-        SgRuleInfo {
-            group_id: "sg-1".into(),
-            rule_id: format!("sgr-{n}"),
-            text: String::new(),
-        }
+        SgRuleInfo { group_id: "sg-1".into(), rule_id: format!("sgr-{n}"), text: String::new() }
     }
 
     #[test]
@@ -218,36 +202,16 @@ mod tests {
         let host = Prefix::host(Ip::v4(0xcb00_7101));
         let ingress = SgDirection::build(
             vec![info(0), info(1), info(2)],
-            &[
-                m(0, Some(6), (22, 22), host),
-                m(1, Some(6), (80, 80), any4),
-                m(2, Some(1), (0, 65535), any4),
-            ],
+            &[m(0, Some(6), (22, 22), host), m(1, Some(6), (80, 80), any4), m(2, Some(1), (0, 65535), any4)],
         );
         let egress = SgDirection::build(vec![info(0)], &[m(0, None, (0, 65535), any4)]);
-        assert_eq!(
-            untracked(&ingress, &egress, Family::V4, 6, 40000, 80),
-            Some(Untracked::Opener)
-        );
+        assert_eq!(untracked(&ingress, &egress, Family::V4, 6, 40000, 80), Some(Untracked::Opener));
         assert_eq!(untracked(&ingress, &egress, Family::V4, 6, 40000, 22), None);
-        assert_eq!(
-            untracked(&egress, &ingress, Family::V4, 6, 80, 40000),
-            Some(Untracked::Answer)
-        );
-        assert_eq!(
-            untracked(&ingress, &egress, Family::V4, 1, 0, 0x0800),
-            None,
-            "ICMP is always tracked"
-        );
+        assert_eq!(untracked(&egress, &ingress, Family::V4, 6, 80, 40000), Some(Untracked::Answer));
+        assert_eq!(untracked(&ingress, &egress, Family::V4, 1, 0, 0x0800), None, "ICMP is always tracked");
         // Without the IPv4 all-outbound rule, everything IPv4 is tracked.
-        let egress6 = SgDirection::build(
-            vec![info(0)],
-            &[m(0, None, (0, 65535), Prefix::any(Family::V6))],
-        );
-        assert_eq!(
-            untracked(&ingress, &egress6, Family::V4, 6, 40000, 80),
-            None
-        );
+        let egress6 = SgDirection::build(vec![info(0)], &[m(0, None, (0, 65535), Prefix::any(Family::V6))]);
+        assert_eq!(untracked(&ingress, &egress6, Family::V4, 6, 40000, 80), None);
         assert_eq!(ingress.judge(Family::V4, 6, 22, 0xcb00_7101), Some(0));
         assert_eq!(ingress.judge(Family::V4, 6, 22, 0xcb00_7102), None);
     }

@@ -40,12 +40,7 @@ impl MemIo {
             return false;
         };
         self.buffers[i][..frame.len()].copy_from_slice(frame);
-        self.pending.push_back(RxFrame {
-            handle: FrameHandle(i as u64),
-            len: frame.len(),
-            port,
-            time: None,
-        });
+        self.pending.push_back(RxFrame { handle: FrameHandle(i as u64), len: frame.len(), port, time: None });
         true
     }
 }

@@ -44,29 +44,13 @@ pub fn parse_capture(b: &[u8]) -> io::Result<Vec<Captured>> {
 }
 
 fn u16_at(b: &[u8], at: usize, le: bool) -> io::Result<u16> {
-    let s: [u8; 2] = b
-        .get(at..at + 2)
-        .ok_or_else(|| bad("truncated"))?
-        .try_into()
-        .unwrap_or([0; 2]);
-    Ok(if le {
-        u16::from_le_bytes(s)
-    } else {
-        u16::from_be_bytes(s)
-    })
+    let s: [u8; 2] = b.get(at..at + 2).ok_or_else(|| bad("truncated"))?.try_into().unwrap_or([0; 2]);
+    Ok(if le { u16::from_le_bytes(s) } else { u16::from_be_bytes(s) })
 }
 
 fn u32_at(b: &[u8], at: usize, le: bool) -> io::Result<u32> {
-    let s: [u8; 4] = b
-        .get(at..at + 4)
-        .ok_or_else(|| bad("truncated"))?
-        .try_into()
-        .unwrap_or([0; 4]);
-    Ok(if le {
-        u32::from_le_bytes(s)
-    } else {
-        u32::from_be_bytes(s)
-    })
+    let s: [u8; 4] = b.get(at..at + 4).ok_or_else(|| bad("truncated"))?.try_into().unwrap_or([0; 4]);
+    Ok(if le { u32::from_le_bytes(s) } else { u32::from_be_bytes(s) })
 }
 
 fn parse_pcap(b: &[u8]) -> io::Result<Vec<Captured>> {
@@ -86,15 +70,9 @@ fn parse_pcap(b: &[u8]) -> io::Result<Vec<Captured>> {
         let secs = u32_at(b, at, le)? as u64;
         let frac = u32_at(b, at + 4, le)? as u64;
         let caplen = u32_at(b, at + 8, le)? as usize;
-        let data = b
-            .get(at + 16..at + 16 + caplen)
-            .ok_or_else(|| bad("truncated packet"))?;
+        let data = b.get(at + 16..at + 16 + caplen).ok_or_else(|| bad("truncated packet"))?;
         let time = secs * 1_000_000_000 + if nanos { frac } else { frac * 1000 };
-        out.push(Captured {
-            interface: None,
-            time,
-            data: data.to_vec(),
-        });
+        out.push(Captured { interface: None, time, data: data.to_vec() });
         at += 16 + caplen;
     }
     Ok(out)
@@ -124,7 +102,7 @@ fn parse_pcapng(b: &[u8]) -> io::Result<Vec<Captured>> {
         }
         let btype = u32_at(b, at, le)?;
         let len = u32_at(b, at + 4, le)? as usize;
-        if len < 12 || at + len > b.len() || len % 4 != 0 {
+        if len < 12 || at + len > b.len() || !len.is_multiple_of(4) {
             return Err(bad(format!("bad pcapng block length {len} at offset {at}")));
         }
         let body = &b[at + 8..at + len - 4];
@@ -133,28 +111,15 @@ fn parse_pcapng(b: &[u8]) -> io::Result<Vec<Captured>> {
                 if u16_at(body, 0, le)? != 1 {
                     return Err(bad("only Ethernet (linktype 1) interfaces are supported"));
                 }
-                let mut iface = Interface {
-                    name: None,
-                    units: 1_000_000,
-                };
+                let mut iface = Interface { name: None, units: 1_000_000 };
                 for (code, val) in options(body.get(8..).unwrap_or(&[]), le)? {
                     match code {
-                        2 => {
-                            iface.name = Some(
-                                String::from_utf8_lossy(val)
-                                    .trim_end_matches('\0')
-                                    .to_string(),
-                            )
-                        }
+                        2 => iface.name = Some(String::from_utf8_lossy(val).trim_end_matches('\0').to_string()),
                         9 => {
                             let r = *val.first().ok_or_else(|| bad("empty if_tsresol"))?;
                             let exp = (r & 0x7f) as u32;
-                            iface.units = if r & 0x80 == 0 {
-                                10u64.checked_pow(exp)
-                            } else {
-                                2u64.checked_pow(exp)
-                            }
-                            .ok_or_else(|| bad("if_tsresol out of range"))?;
+                            iface.units = if r & 0x80 == 0 { 10u64.checked_pow(exp) } else { 2u64.checked_pow(exp) }
+                                .ok_or_else(|| bad("if_tsresol out of range"))?;
                         }
                         _ => {}
                     }
@@ -165,30 +130,17 @@ fn parse_pcapng(b: &[u8]) -> io::Result<Vec<Captured>> {
                 let ifid = u32_at(body, 0, le)? as usize;
                 let ts = (u32_at(body, 4, le)? as u64) << 32 | u32_at(body, 8, le)? as u64;
                 let caplen = u32_at(body, 12, le)? as usize;
-                let data = body
-                    .get(20..20 + caplen)
-                    .ok_or_else(|| bad("truncated enhanced packet"))?;
-                let iface = interfaces
-                    .get(ifid)
-                    .ok_or_else(|| bad(format!("packet on undeclared interface {ifid}")))?;
+                let data = body.get(20..20 + caplen).ok_or_else(|| bad("truncated enhanced packet"))?;
+                let iface =
+                    interfaces.get(ifid).ok_or_else(|| bad(format!("packet on undeclared interface {ifid}")))?;
                 let time = (ts as u128 * 1_000_000_000 / iface.units as u128) as u64;
-                out.push(Captured {
-                    interface: iface.name.clone(),
-                    time,
-                    data: data.to_vec(),
-                });
+                out.push(Captured { interface: iface.name.clone(), time, data: data.to_vec() });
             }
             3 => {
                 let orig = u32_at(body, 0, le)? as usize;
-                let data = body
-                    .get(4..4 + orig)
-                    .unwrap_or(body.get(4..).unwrap_or(&[]));
+                let data = body.get(4..4 + orig).unwrap_or(body.get(4..).unwrap_or(&[]));
                 let name = interfaces.first().and_then(|i| i.name.clone());
-                out.push(Captured {
-                    interface: name,
-                    time: 0,
-                    data: data.to_vec(),
-                });
+                out.push(Captured { interface: name, time: 0, data: data.to_vec() });
             }
             _ => {}
         }
@@ -210,7 +162,7 @@ fn options(mut b: &[u8], le: bool) -> io::Result<Vec<(u16, &[u8])>> {
         }
         let val = b.get(4..4 + len).ok_or_else(|| bad("truncated option"))?;
         out.push((code, val));
-        b = &b[(4 + len + 3) / 4 * 4..];
+        b = b.get((4 + len).div_ceil(4) * 4..).unwrap_or(&[]);
     }
     Ok(out)
 }
@@ -235,10 +187,7 @@ impl<W: Write> PcapNgWriter<W> {
         shb.extend_from_slice(&0u16.to_le_bytes());
         shb.extend_from_slice(&u64::MAX.to_le_bytes()); // section length unknown
         write_block(&mut out, 0x0a0d_0d0a, &shb)?;
-        Ok(PcapNgWriter {
-            out,
-            interfaces: HashMap::new(),
-        })
+        Ok(PcapNgWriter { out, interfaces: HashMap::new() })
     }
 
     pub fn write(&mut self, interface: &str, time: Nanos, frame: &[u8]) -> io::Result<()> {
@@ -265,7 +214,7 @@ impl<W: Write> PcapNgWriter<W> {
         epb.extend_from_slice(&(frame.len() as u32).to_le_bytes());
         epb.extend_from_slice(&(frame.len() as u32).to_le_bytes());
         epb.extend_from_slice(frame);
-        while epb.len() % 4 != 0 {
+        while !epb.len().is_multiple_of(4) {
             epb.push(0);
         }
         write_block(&mut self.out, 6, &epb)
@@ -281,7 +230,7 @@ fn push_option(b: &mut Vec<u8>, code: u16, val: &[u8]) {
     b.extend_from_slice(&code.to_le_bytes());
     b.extend_from_slice(&(val.len() as u16).to_le_bytes());
     b.extend_from_slice(val);
-    while b.len() % 4 != 0 {
+    while !b.len().is_multiple_of(4) {
         b.push(0);
     }
 }
@@ -328,13 +277,7 @@ impl<W: Write> PcapIo<W> {
             }
             frames.push_back((port, c.time, c.data));
         }
-        Ok(PcapIo {
-            frames,
-            buffers: Vec::new(),
-            free: Vec::new(),
-            port_names,
-            out,
-        })
+        Ok(PcapIo { frames, buffers: Vec::new(), free: Vec::new(), port_names, out })
     }
 
     pub fn finish(self) -> io::Result<Option<W>> {
@@ -355,12 +298,7 @@ impl<W: Write> Io for PcapIo<W> {
             });
             self.buffers[i].0[..data.len()].copy_from_slice(&data);
             self.buffers[i].1 = time;
-            out.push(RxFrame {
-                handle: FrameHandle(i as u64),
-                len: data.len(),
-                port,
-                time: Some(time),
-            });
+            out.push(RxFrame { handle: FrameHandle(i as u64), len: data.len(), port, time: Some(time) });
             n += 1;
         }
         n
@@ -371,10 +309,7 @@ impl<W: Write> Io for PcapIo<W> {
     fn tx(&mut self, port: PortId, h: FrameHandle, head: usize, len: usize) {
         let (buf, time) = &self.buffers[h.0 as usize];
         if let Some(w) = &mut self.out {
-            let name = self
-                .port_names
-                .get(port as usize)
-                .map_or("?", String::as_str);
+            let name = self.port_names.get(port as usize).map_or("?", String::as_str);
             if let Err(e) = w.write(name, *time, &buf[head..head + len]) {
                 log::error!("writing the output capture failed: {e}");
             }
@@ -394,21 +329,15 @@ mod tests {
     #[test]
     fn pcapng_round_trip_keeps_names_and_nanoseconds() {
         let mut w = PcapNgWriter::new(Vec::new()).unwrap();
-        w.write("web", 1_700_000_000_123_456_789, &[1, 2, 3])
-            .unwrap();
-        w.write("internet", 1_700_000_001_000_000_000, &[4; 61])
-            .unwrap();
+        w.write("web", 1_700_000_000_123_456_789, &[1, 2, 3]).unwrap();
+        w.write("internet", 1_700_000_001_000_000_000, &[4; 61]).unwrap();
         w.write("web", 5, &[]).unwrap();
         let bytes = w.finish().unwrap();
         let got = parse_capture(&bytes).unwrap();
         assert_eq!(got.len(), 3);
         assert_eq!(
             got[0],
-            Captured {
-                interface: Some("web".into()),
-                time: 1_700_000_000_123_456_789,
-                data: vec![1, 2, 3]
-            }
+            Captured { interface: Some("web".into()), time: 1_700_000_000_123_456_789, data: vec![1, 2, 3] }
         );
         assert_eq!(got[1].interface.as_deref(), Some("internet"));
         assert_eq!(got[1].data.len(), 61);
@@ -428,14 +357,7 @@ mod tests {
         b.extend_from_slice(&2u32.to_le_bytes());
         b.extend_from_slice(&[9, 9]);
         let got = parse_capture(&b).unwrap();
-        assert_eq!(
-            got,
-            vec![Captured {
-                interface: None,
-                time: 10_000_007_000,
-                data: vec![9, 9]
-            }]
-        );
+        assert_eq!(got, vec![Captured { interface: None, time: 10_000_007_000, data: vec![9, 9] }]);
     }
 
     #[test]
@@ -443,10 +365,7 @@ mod tests {
         for junk in [
             &[][..],
             &[0x0a, 0x0d, 0x0d, 0x0a, 0xff],
-            &[
-                1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23,
-                24, 25,
-            ],
+            &[1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25],
         ] {
             assert!(parse_capture(junk).is_err());
         }

@@ -6,7 +6,7 @@
 mod parse;
 pub mod reply;
 
-pub use parse::parse;
+pub use parse::{neighbor_solicitation, parse, quoted_flow};
 
 use crate::addr::{Family, Ip, Mac};
 
@@ -57,8 +57,11 @@ pub const ARP_REQUEST: u16 = 1;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct IpPacket {
-    pub src: Ip,
-    pub dst: Ip,
+    pub family: Family,
+    /// Address bits (IPv4 in the low 32 bits); plain words, not `Ip`, so the parsed
+    /// packet stays small and moves cheaply.
+    pub src: u128,
+    pub dst: u128,
     /// The upper-layer protocol (after IPv6 extension headers).
     pub proto: u8,
     pub hop_limit: u8,
@@ -70,7 +73,13 @@ pub struct IpPacket {
 
 impl IpPacket {
     pub fn family(&self) -> Family {
-        self.src.family
+        self.family
+    }
+    pub fn src_ip(&self) -> Ip {
+        Ip { family: self.family, bits: self.src }
+    }
+    pub fn dst_ip(&self) -> Ip {
+        Ip { family: self.family, bits: self.dst }
     }
 }
 
@@ -123,13 +132,16 @@ pub enum IcmpMsg {
         request_type: u8,
         is_reply: bool,
     },
-    /// Destination unreachable, time exceeded, packet too big: with the flow it is
-    /// about, when the quoted header could be read.
-    Error(Option<Embedded>),
-    /// IPv6 neighbour solicitation for `target`.
+    /// Destination unreachable, time exceeded, packet too big. The quoted datagram
+    /// starts at frame offset `quote`; read it with [`quoted_flow`] when needed (only
+    /// a conntrack lookup needs it, so the hot path does not pay for it).
+    Error {
+        quote: u16,
+    },
+    /// IPv6 neighbour solicitation whose ICMPv6 message starts at frame offset `at`;
+    /// read it with [`neighbor_solicitation`].
     NeighborSolicit {
-        target: u128,
-        source_ll: Option<Mac>,
+        at: u16,
     },
     /// Other neighbour-discovery messages (RS, RA, NA, redirect).
     NeighborDiscovery,
@@ -148,15 +160,8 @@ pub struct Embedded {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum EmbeddedL4 {
-    Ports {
-        sport: u16,
-        dport: u16,
-    },
-    Query {
-        id: u16,
-        request_type: u8,
-        is_reply: bool,
-    },
+    Ports { sport: u16, dport: u16 },
+    Query { id: u16, request_type: u8, is_reply: bool },
     None,
 }
 
@@ -249,3 +254,6 @@ pub(crate) fn mac_at(b: &[u8], at: usize) -> Option<Mac> {
     m.copy_from_slice(s);
     Some(Mac(m))
 }
+
+#[cfg(test)]
+mod tests;

@@ -8,10 +8,9 @@ use crate::addr::{Family, Ip};
 const MAX_IPV6_EXTENSIONS: usize = 8;
 
 /// Parses one Ethernet frame.
+#[inline]
 pub fn parse(f: &[u8]) -> Result<Packet, Malformed> {
-    let (Some(dst_mac), Some(src_mac), Some(mut ethertype)) =
-        (mac_at(f, 0), mac_at(f, 6), be16(f, 12))
-    else {
+    let (Some(dst_mac), Some(src_mac), Some(mut ethertype)) = (mac_at(f, 0), mac_at(f, 6), be16(f, 12)) else {
         return Err(Malformed::Ethernet);
     };
     let mut off = 14usize;
@@ -27,25 +26,15 @@ pub fn parse(f: &[u8]) -> Result<Packet, Malformed> {
     let l3 = &f[off..];
     let kind = match ethertype {
         ETHERTYPE_ARP => Kind::Arp(parse_arp(l3)?),
-        ETHERTYPE_IPV4 => Kind::Ip(parse_ipv4(l3)?),
-        ETHERTYPE_IPV6 => Kind::Ip(parse_ipv6(l3)?),
+        ETHERTYPE_IPV4 => Kind::Ip(parse_ipv4(l3, off)?),
+        ETHERTYPE_IPV6 => Kind::Ip(parse_ipv6(l3, off)?),
         other => Kind::OtherEthertype(other),
     };
-    Ok(Packet {
-        dst_mac,
-        src_mac,
-        l3_offset: off as u16,
-        kind,
-    })
+    Ok(Packet { dst_mac, src_mac, l3_offset: off as u16, kind })
 }
 
 fn parse_arp(b: &[u8]) -> Result<Arp, Malformed> {
-    if b.len() < 28
-        || be16(b, 0) != Some(1)
-        || be16(b, 2) != Some(ETHERTYPE_IPV4)
-        || b[4] != 6
-        || b[5] != 4
-    {
+    if b.len() < 28 || be16(b, 0) != Some(1) || be16(b, 2) != Some(ETHERTYPE_IPV4) || b[4] != 6 || b[5] != 4 {
         return Err(Malformed::Arp);
     }
     let get = || -> Option<Arp> {
@@ -60,7 +49,8 @@ fn parse_arp(b: &[u8]) -> Result<Arp, Malformed> {
     get().ok_or(Malformed::Arp)
 }
 
-fn parse_ipv4(b: &[u8]) -> Result<IpPacket, Malformed> {
+#[inline]
+fn parse_ipv4(b: &[u8], base: usize) -> Result<IpPacket, Malformed> {
     if b.len() < 20 || b[0] >> 4 != 4 {
         return Err(Malformed::Ipv4Header);
     }
@@ -77,27 +67,16 @@ fn parse_ipv4(b: &[u8]) -> Result<IpPacket, Malformed> {
     let offset = flags_frag & 0x1fff;
     let more = flags_frag & 0x2000 != 0;
     let proto = b[9];
-    let src = Ip::v4(be32(b, 12).ok_or(Malformed::Ipv4Header)?);
-    let dst = Ip::v4(be32(b, 16).ok_or(Malformed::Ipv4Header)?);
-    let frag = (more || offset != 0).then(|| Fragment {
-        id: be16(b, 4).unwrap_or(0) as u32,
-        offset,
-        more,
-    });
+    let src = be32(b, 12).ok_or(Malformed::Ipv4Header)? as u128;
+    let dst = be32(b, 16).ok_or(Malformed::Ipv4Header)? as u128;
+    let frag = (more || offset != 0).then(|| Fragment { id: be16(b, 4).unwrap_or(0) as u32, offset, more });
     let payload = &b[ihl..];
-    let l4 = l4_after_fragment_checks(Family::V4, proto, payload, frag)?;
-    Ok(IpPacket {
-        src,
-        dst,
-        proto,
-        hop_limit: b[8],
-        ip_len: total as u16,
-        frag,
-        l4,
-    })
+    let l4 = l4_after_fragment_checks(Family::V4, proto, payload, base + ihl, frag)?;
+    Ok(IpPacket { family: Family::V4, src, dst, proto, hop_limit: b[8], ip_len: total as u16, frag, l4 })
 }
 
-fn parse_ipv6(b: &[u8]) -> Result<IpPacket, Malformed> {
+#[inline]
+fn parse_ipv6(b: &[u8], base: usize) -> Result<IpPacket, Malformed> {
     if b.len() < 40 || b[0] >> 4 != 6 {
         return Err(Malformed::Ipv6Header);
     }
@@ -107,8 +86,8 @@ fn parse_ipv6(b: &[u8]) -> Result<IpPacket, Malformed> {
         return Err(Malformed::Ipv6PayloadLength);
     }
     let b = &b[..40 + plen];
-    let src = Ip::v6(be128(b, 8).ok_or(Malformed::Ipv6Header)?);
-    let dst = Ip::v6(be128(b, 24).ok_or(Malformed::Ipv6Header)?);
+    let src = be128(b, 8).ok_or(Malformed::Ipv6Header)?;
+    let dst = be128(b, 24).ok_or(Malformed::Ipv6Header)?;
     let mut pos = 40usize;
     let mut frag = None;
     let mut count = 0usize;
@@ -116,9 +95,7 @@ fn parse_ipv6(b: &[u8]) -> Result<IpPacket, Malformed> {
         let len = match nh {
             // Hop-by-hop options are only allowed right after the fixed header.
             0 if count != 0 => return Err(Malformed::Ipv6Extension),
-            0 | 43 | 60 | 135 | 139 | 140 => {
-                (*b.get(pos + 1).ok_or(Malformed::Ipv6Extension)? as usize + 1) * 8
-            }
+            0 | 43 | 60 | 135 | 139 | 140 => (*b.get(pos + 1).ok_or(Malformed::Ipv6Extension)? as usize + 1) * 8,
             51 => (*b.get(pos + 1).ok_or(Malformed::Ipv6Extension)? as usize + 2) * 4,
             44 => {
                 if frag.is_some() {
@@ -146,23 +123,17 @@ fn parse_ipv6(b: &[u8]) -> Result<IpPacket, Malformed> {
             break; // the rest belongs to the fragmentable part we cannot see into
         }
     }
-    let l4 = l4_after_fragment_checks(Family::V6, nh, &b[pos..], frag)?;
-    Ok(IpPacket {
-        src,
-        dst,
-        proto: nh,
-        hop_limit: b[7],
-        ip_len: (40 + plen) as u16,
-        frag,
-        l4,
-    })
+    let l4 = l4_after_fragment_checks(Family::V6, nh, &b[pos..], base + pos, frag)?;
+    Ok(IpPacket { family: Family::V6, src, dst, proto: nh, hop_limit: b[7], ip_len: (40 + plen) as u16, frag, l4 })
 }
 
 /// Rejects impossible fragments, then parses the L4 header of anything that has one.
+#[inline]
 fn l4_after_fragment_checks(
     family: Family,
     proto: u8,
     payload: &[u8],
+    at: usize,
     frag: Option<Fragment>,
 ) -> Result<L4, Malformed> {
     if let Some(fr) = frag {
@@ -177,10 +148,11 @@ fn l4_after_fragment_checks(
             return Ok(L4::NotFirstFragment);
         }
     }
-    parse_l4(family, proto, payload, frag.is_some())
+    parse_l4(family, proto, payload, at, frag.is_some())
 }
 
-fn parse_l4(family: Family, proto: u8, b: &[u8], fragmented: bool) -> Result<L4, Malformed> {
+#[inline]
+fn parse_l4(family: Family, proto: u8, b: &[u8], at: usize, fragmented: bool) -> Result<L4, Malformed> {
     // A first fragment too short for its L4 header is a tiny-fragment attack (RFC 1858).
     let short = |e| {
         if fragmented {
@@ -201,11 +173,7 @@ fn parse_l4(family: Family, proto: u8, b: &[u8], fragmented: bool) -> Result<L4,
             if doff > b.len() {
                 return Err(short(Malformed::TcpDataOffset));
             }
-            Ok(L4::Tcp {
-                sport: be16(b, 0).unwrap_or(0),
-                dport: be16(b, 2).unwrap_or(0),
-                flags: b[13],
-            })
+            Ok(L4::Tcp { sport: be16(b, 0).unwrap_or(0), dport: be16(b, 2).unwrap_or(0), flags: b[13] })
         }
         (PROTO_UDP, _) => {
             if b.len() < 8 {
@@ -216,23 +184,20 @@ fn parse_l4(family: Family, proto: u8, b: &[u8], fragmented: bool) -> Result<L4,
             if ulen < 8 || (!fragmented && ulen > b.len()) {
                 return Err(Malformed::UdpLength);
             }
-            Ok(L4::Udp {
-                sport: be16(b, 0).unwrap_or(0),
-                dport: be16(b, 2).unwrap_or(0),
-            })
+            Ok(L4::Udp { sport: be16(b, 0).unwrap_or(0), dport: be16(b, 2).unwrap_or(0) })
         }
         (PROTO_ICMP, Family::V4) | (PROTO_ICMPV6, Family::V6) => {
             if b.len() < 8 {
                 return Err(short(Malformed::Icmp));
             }
-            Ok(L4::Icmp(parse_icmp(family, b)))
+            Ok(L4::Icmp(parse_icmp(family, b, at)))
         }
         _ => Ok(L4::Other),
     }
 }
 
-/// `b` holds at least the 8-byte ICMP header.
-fn parse_icmp(family: Family, b: &[u8]) -> Icmp {
+/// `b` holds at least the 8-byte ICMP header, which starts at frame offset `at`.
+fn parse_icmp(family: Family, b: &[u8], at: usize) -> Icmp {
     let (ty, code) = (b[0], b[1]);
     let id = be16(b, 4).unwrap_or(0);
     let query = match family {
@@ -240,15 +205,11 @@ fn parse_icmp(family: Family, b: &[u8]) -> Icmp {
         Family::V6 => icmp6_query(ty),
     };
     let msg = if let Some((request_type, is_reply)) = query {
-        IcmpMsg::Query {
-            id,
-            request_type,
-            is_reply,
-        }
+        IcmpMsg::Query { id, request_type, is_reply }
     } else if is_icmp_error(family, ty) {
-        IcmpMsg::Error(parse_embedded(family, &b[8..]))
-    } else if family == Family::V6 && ty == 135 {
-        parse_neighbor_solicit(b)
+        IcmpMsg::Error { quote: (at + 8) as u16 }
+    } else if family == Family::V6 && ty == 135 && b.len() >= 24 {
+        IcmpMsg::NeighborSolicit { at: at as u16 }
     } else if family == Family::V6 && (133..=137).contains(&ty) {
         IcmpMsg::NeighborDiscovery
     } else {
@@ -257,27 +218,30 @@ fn parse_icmp(family: Family, b: &[u8]) -> Icmp {
     Icmp { ty, code, msg }
 }
 
-fn parse_neighbor_solicit(b: &[u8]) -> IcmpMsg {
-    let Some(target) = be128(b, 8) else {
-        return IcmpMsg::NeighborDiscovery;
-    };
+/// The target and source link-layer address of the neighbour solicitation at frame
+/// offset `at`; `None` if its options are malformed (RFC 4861 7.1.1: discard).
+pub fn neighbor_solicitation(frame: &[u8], at: u16) -> Option<(u128, Option<Mac>)> {
+    let b = frame.get(at as usize..)?;
+    let target = be128(b, 8)?;
     let mut source_ll = None;
     let mut pos = 24;
     while pos + 2 <= b.len() {
         let (ty, len) = (b[pos], b[pos + 1] as usize * 8);
         if len == 0 || pos + len > b.len() {
-            return IcmpMsg::NeighborDiscovery; // RFC 4861 7.1.1: silently discard
+            return None;
         }
         if ty == 1 && len >= 8 {
             source_ll = mac_at(b, pos + 2);
         }
         pos += len;
     }
-    IcmpMsg::NeighborSolicit { target, source_ll }
+    Some((target, source_ll))
 }
 
-/// The flow an ICMP error quotes; `None` when the quote is too short to tell.
-fn parse_embedded(family: Family, q: &[u8]) -> Option<Embedded> {
+/// The flow an ICMP error (of `family`, quote at frame offset `quote`) is about;
+/// `None` when the quote is too short to tell.
+pub fn quoted_flow(frame: &[u8], family: Family, quote: u16) -> Option<Embedded> {
+    let q = frame.get(quote as usize..)?;
     let (src, dst, proto, l4) = match family {
         Family::V4 => {
             if q.len() < 20 || q[0] >> 4 != 4 {
@@ -296,41 +260,20 @@ fn parse_embedded(family: Family, q: &[u8]) -> Option<Embedded> {
                 return None;
             }
             // Only the common case: the upper layer right after the fixed header.
-            (
-                Ip::v6(be128(q, 8)?),
-                Ip::v6(be128(q, 24)?),
-                q[6],
-                q.get(40..)?,
-            )
+            (Ip::v6(be128(q, 8)?), Ip::v6(be128(q, 24)?), q[6], q.get(40..)?)
         }
     };
     let l4 = match proto {
-        PROTO_TCP | PROTO_UDP if l4.len() >= 4 => EmbeddedL4::Ports {
-            sport: be16(l4, 0)?,
-            dport: be16(l4, 2)?,
-        },
+        PROTO_TCP | PROTO_UDP if l4.len() >= 4 => EmbeddedL4::Ports { sport: be16(l4, 0)?, dport: be16(l4, 2)? },
         PROTO_ICMP | PROTO_ICMPV6 if l4.len() >= 8 => {
-            let query = if family == Family::V4 {
-                icmp4_query(l4[0])
-            } else {
-                icmp6_query(l4[0])
-            };
+            let query = if family == Family::V4 { icmp4_query(l4[0]) } else { icmp6_query(l4[0]) };
             match query {
-                Some((request_type, is_reply)) => EmbeddedL4::Query {
-                    id: be16(l4, 4)?,
-                    request_type,
-                    is_reply,
-                },
+                Some((request_type, is_reply)) => EmbeddedL4::Query { id: be16(l4, 4)?, request_type, is_reply },
                 None => EmbeddedL4::None,
             }
         }
         PROTO_TCP | PROTO_UDP | PROTO_ICMP | PROTO_ICMPV6 => return None,
         _ => EmbeddedL4::None,
     };
-    Some(Embedded {
-        src,
-        dst,
-        proto,
-        l4,
-    })
+    Some(Embedded { src, dst, proto, l4 })
 }

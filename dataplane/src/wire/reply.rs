@@ -9,13 +9,7 @@ pub const NA_LEN: usize = 14 + 40 + 32;
 /// Writes an Ethernet header ending right before `l3_offset` (dropping any VLAN tags)
 /// and returns where the frame now starts.
 #[inline]
-pub fn rewrite_ethernet(
-    buf: &mut [u8],
-    l3_offset: usize,
-    dst: Mac,
-    src: Mac,
-    ethertype: u16,
-) -> usize {
+pub fn rewrite_ethernet(buf: &mut [u8], l3_offset: usize, dst: Mac, src: Mac, ethertype: u16) -> usize {
     let head = l3_offset - 14;
     buf[head..head + 6].copy_from_slice(&dst.0);
     buf[head + 6..head + 12].copy_from_slice(&src.0);
@@ -40,13 +34,7 @@ pub fn arp_reply(buf: &mut [u8], arp: &Arp, router_mac: Mac) -> usize {
 
 /// Writes a solicited neighbour advertisement "`target` is at `router_mac`" (router,
 /// solicited and override flags set) to `to`/`to_mac`. `None` if the buffer is too small.
-pub fn neighbor_advert(
-    buf: &mut [u8],
-    target: u128,
-    to: u128,
-    to_mac: Mac,
-    router_mac: Mac,
-) -> Option<usize> {
+pub fn neighbor_advert(buf: &mut [u8], target: u128, to: u128, to_mac: Mac, router_mac: Mac) -> Option<usize> {
     let f = buf.get_mut(..NA_LEN)?;
     f[0..6].copy_from_slice(&to_mac.0);
     f[6..12].copy_from_slice(&router_mac.0);

@@ -24,6 +24,23 @@ pub struct Appliance {
     /// Where `vpcgated` keeps its pid file and saved config.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state_directory: Option<String>,
+    /// The management API's socket and who may use it.
+    #[serde(default)]
+    pub api: ApiConfig,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct ApiConfig {
+    /// Unix socket path (default `/run/vpcgate/api.sock`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub socket: Option<String>,
+    /// Members of this group may change the config (root always may).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin_group: Option<String>,
+    /// Members of this group may describe, trace, audit and read stats.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_only_group: Option<String>,
 }
 
 impl Default for Appliance {
@@ -36,6 +53,7 @@ impl Default for Appliance {
             region: default_region(),
             flow_log_root: None,
             state_directory: None,
+            api: ApiConfig::default(),
         }
     }
 }
@@ -78,10 +96,7 @@ pub struct ConntrackConfig {
 
 impl Default for ConntrackConfig {
     fn default() -> Self {
-        ConntrackConfig {
-            max_entries: default_ct_entries(),
-            max_entries_per_eni: default_ct_per_eni(),
-        }
+        ConntrackConfig { max_entries: default_ct_entries(), max_entries_per_eni: default_ct_per_eni() }
     }
 }
 

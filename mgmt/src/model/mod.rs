@@ -408,12 +408,8 @@ impl Config {
     /// Parses a config document. Unknown AWS fields are kept; unknown `Appliance`
     /// fields are errors (they are ours, and a typo there must not pass silently).
     pub fn from_json(text: &str) -> Result<Config, crate::error::Ec2Error> {
-        serde_json::from_str(text).map_err(|e| {
-            crate::error::Ec2Error::new(
-                "InvalidParameterValue",
-                format!("Invalid config document: {e}"),
-            )
-        })
+        serde_json::from_str(text)
+            .map_err(|e| crate::error::Ec2Error::new("InvalidParameterValue", format!("Invalid config document: {e}")))
     }
 
     pub fn to_json(&self) -> String {

@@ -55,18 +55,10 @@ impl Harness {
 
     /// Sends one frame in on `port` at the current time.
     pub fn send(&mut self, port: &str, frame: &[u8]) -> Outcome {
-        let port = self
-            .tables
-            .port_by_name(port)
-            .unwrap_or_else(|| panic!("no port {port}"));
+        let port = self.tables.port_by_name(port).unwrap_or_else(|| panic!("no port {port}"));
         let mut buf = vec![0u8; frame.len().max(2048)];
         buf[..frame.len()].copy_from_slice(frame);
-        let mut f = Frame {
-            buf: &mut buf,
-            len: frame.len(),
-            port,
-            time: self.now,
-        };
+        let mut f = Frame { buf: &mut buf, len: frame.len(), port, time: self.now };
         self.pipeline.process_frame(&self.tables, &mut f, &mut ())
     }
 
@@ -80,8 +72,8 @@ impl Harness {
     pub fn explain(&self, port: &str, frame: &[u8]) -> Vec<String> {
         let port = self.tables.port_by_name(port).unwrap();
         let mut steps = Vec::new();
-        self.pipeline
-            .decide(&self.tables, frame, port, self.now, &mut steps);
+        let mut plan = dataplane::pipeline::Plan::default();
+        self.pipeline.decide(&self.tables, frame, port, self.now, &mut steps, &mut plan);
         steps.iter().map(|s| s.describe(&self.tables)).collect()
     }
 }

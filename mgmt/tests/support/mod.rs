@@ -1,2 +1,3 @@
 pub mod harness;
+pub mod small;
 pub mod three_tier;

@@ -9,14 +9,8 @@ use std::net::IpAddr;
 use dataplane::addr::Mac;
 use dataplane::testkit::{self, Flags, Host};
 
-pub const CONFIG: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../examples/three-tier/config.json"
-);
-pub const CAPTURES: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../examples/three-tier/captures"
-);
+pub const CONFIG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/three-tier/config.json");
+pub const CAPTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/three-tier/captures");
 
 pub fn router() -> Mac {
     Mac::parse("02:76:70:63:67:01").unwrap()
@@ -30,10 +24,7 @@ pub struct Endpoint {
 }
 
 fn ep(mac: &str, ip: &str, port: &'static str) -> Endpoint {
-    Endpoint {
-        host: Host::new(mac, ip),
-        port,
-    }
+    Endpoint { host: Host::new(mac, ip), port }
 }
 
 /// Frames from outside arrive from the upstream router's MAC.
@@ -94,33 +85,17 @@ fn to(e: &Endpoint) -> IpAddr {
 
 /// A whole TCP conversation (handshake, request, response, close) from `a` to `b`,
 /// or, when `connects` is false, a SYN and its two retransmissions.
-pub fn tcp_conversation(
-    a: &Endpoint,
-    b: &Endpoint,
-    sport: u16,
-    dport: u16,
-    connects: bool,
-) -> Vec<Arrival> {
+pub fn tcp_conversation(a: &Endpoint, b: &Endpoint, sport: u16, dport: u16, connects: bool) -> Vec<Arrival> {
     let r = router();
     let (isn_a, isn_b) = (1_000_000u32, 5_000_000u32);
-    let seg = |from: &Endpoint,
-               to_e: &Endpoint,
-               fwd: bool,
-               flags: Flags,
-               seq: u32,
-               ack: u32,
-               payload: &[u8]| {
+    let seg = |from: &Endpoint, to_e: &Endpoint, fwd: bool, flags: Flags, seq: u32, ack: u32, payload: &[u8]| {
         let (sp, dp) = if fwd { (sport, dport) } else { (dport, sport) };
         testkit::tcp(&from.host, to(to_e), r, sp, dp, flags, seq, ack, payload)
     };
     if !connects {
         return [0, 1000, 3000]
             .into_iter()
-            .map(|t| Arrival {
-                port: a.port,
-                at_ms: t,
-                frame: seg(a, b, true, Flags::SYN, isn_a, 0, &[]),
-            })
+            .map(|t| Arrival { port: a.port, at_ms: t, frame: seg(a, b, true, Flags::SYN, isn_a, 0, &[]) })
             .collect();
     }
     let req = b"GET / HTTP/1.1\r\nHost: vpcgate\r\n\r\n";
@@ -143,11 +118,7 @@ pub fn tcp_conversation(
         .enumerate()
         .map(|(i, (fwd, flags, seq, ack, payload))| {
             let (from, to_e) = if fwd { (a, b) } else { (b, a) };
-            Arrival {
-                port: from.port,
-                at_ms: i as u64 * 10,
-                frame: seg(from, to_e, fwd, flags, seq, ack, payload),
-            }
+            Arrival { port: from.port, at_ms: i as u64 * 10, frame: seg(from, to_e, fwd, flags, seq, ack, payload) }
         })
         .collect()
 }
@@ -165,13 +136,7 @@ fn pings(a: &Endpoint, b: &Endpoint) -> Vec<Arrival> {
 /// Rows 1-13b of the scenario table.
 pub fn attempts() -> Vec<Attempt> {
     use Expect::*;
-    let t = |row, file, what, expect, frames| Attempt {
-        row,
-        file,
-        what,
-        expect,
-        frames,
-    };
+    let t = |row, file, what, expect, frames| Attempt { row, file, what, expect, frames };
     vec![
         t(
             "1",
@@ -215,13 +180,7 @@ pub fn attempts() -> Vec<Attempt> {
             Refused("sg-ingress"),
             tcp_conversation(&client(), &db(), 40006, 3306, false),
         ),
-        t(
-            "7",
-            "07-web-app-8080",
-            "web -> app tcp/8080",
-            Connects,
-            tcp_conversation(&web(), &app(), 40007, 8080, true),
-        ),
+        t("7", "07-web-app-8080", "web -> app tcp/8080", Connects, tcp_conversation(&web(), &app(), 40007, 8080, true)),
         t(
             "8a",
             "08a-web-app-22",
@@ -236,13 +195,7 @@ pub fn attempts() -> Vec<Attempt> {
             Refused("sg-egress"),
             tcp_conversation(&web(), &db(), 40009, 3306, false),
         ),
-        t(
-            "9",
-            "09-app-db-3306",
-            "app -> db tcp/3306",
-            Connects,
-            tcp_conversation(&app(), &db(), 40010, 3306, true),
-        ),
+        t("9", "09-app-db-3306", "app -> db tcp/3306", Connects, tcp_conversation(&app(), &db(), 40010, 3306, true)),
         t(
             "10",
             "10-db-client-443",
@@ -264,13 +217,7 @@ pub fn attempts() -> Vec<Attempt> {
             Refused("nacl-ingress"),
             tcp_conversation(&attacker(), &web(), 40013, 80, false),
         ),
-        t(
-            "13",
-            "13-client-web-icmp",
-            "client -> web ICMP echo",
-            Refused("nacl-ingress"),
-            pings(&client(), &web()),
-        ),
+        t("13", "13-client-web-icmp", "client -> web ICMP echo", Refused("nacl-ingress"), pings(&client(), &web())),
         t(
             "13b",
             "13b-client-web-8080",
