@@ -27,10 +27,7 @@ use oracle::{Oracle, Verdict};
 const T0: u64 = 1_795_305_600_000_000_000;
 
 fn env(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .map(|v| v.parse().unwrap_or_else(|_| panic!("{name}: not a number")))
-        .unwrap_or(default)
+    std::env::var(name).ok().map(|v| v.parse().unwrap_or_else(|_| panic!("{name}: not a number"))).unwrap_or(default)
 }
 
 fn hex(frame: &[u8]) -> String {
@@ -39,11 +36,7 @@ fn hex(frame: &[u8]) -> String {
 
 fn mac(m: Option<[u8; 6]>) -> String {
     match m {
-        Some(m) => m
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect::<Vec<_>>()
-            .join(":"),
+        Some(m) => m.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":"),
         None => "-".into(),
     }
 }
@@ -85,17 +78,13 @@ fn run_one(
 ) -> Result<usize, String> {
     let sc = scenario(seed, index, frames);
     let ctx = format!("seed {seed} config {index}");
-    let mut h = guarded(&format!("{ctx}: generated config rejected"), || {
-        real_system(sc.config.clone())
-    });
+    let mut h = guarded(&format!("{ctx}: generated config rejected"), || real_system(sc.config.clone()));
     let mut o = Oracle::new(&sc.config);
     let mut n = 0usize;
     // `conntrack_allowance_available` per ENI after every frame (section 7), unless
     // VPCGATE_DIFF_CT=0.
     let ct_check = std::env::var("VPCGATE_DIFF_CT").map_or(true, |v| v != "0");
-    let mut log = std::env::var("VPCGATE_DIFF_LOG")
-        .ok()
-        .map(|p| std::fs::File::create(p).unwrap());
+    let mut log = std::env::var("VPCGATE_DIFF_LOG").ok().map(|p| std::fs::File::create(p).unwrap());
     for (k, ev) in sc.events.iter().enumerate() {
         match ev {
             Event::Advance(ns) => h.now += ns,
@@ -104,10 +93,9 @@ fn run_one(
                     use std::io::Write;
                     let _ = writeln!(log, "UPDATE {what}");
                 }
-                guarded(
-                    &format!("{ctx} event {k} ({what}): updated config rejected"),
-                    || h.update(|c| *c = (**config).clone()),
-                );
+                guarded(&format!("{ctx} event {k} ({what}): updated config rejected"), || {
+                    h.update(|c| *c = (**config).clone())
+                });
                 o.set_config(config);
             }
             Event::Send { port, frame, what } => {
@@ -119,9 +107,7 @@ fn run_one(
                         _ => true,
                     };
                 if let (true, Verdict::Forward { dst_mac, .. }) = (same, &want) {
-                    if let Err(e) =
-                        oracle::check_forwarded(frame, &real.out, *dst_mac, o.world.router_mac)
-                    {
+                    if let Err(e) = oracle::check_forwarded(frame, &real.out, *dst_mac, o.world.router_mac) {
                         return Err(format!(
                             "BAD OUTPUT FRAME\n  seed {seed}, config {index}, frame {n} (event {k}), port {port}\n  frame: {what}\n  in:  {}\n  out: {}\n  {e}",
                             hex(frame),
@@ -129,15 +115,7 @@ fn run_one(
                         ));
                     }
                 }
-                *tally
-                    .entry(
-                        want.short()
-                            .split(':')
-                            .take(2)
-                            .collect::<Vec<_>>()
-                            .join(":"),
-                    )
-                    .or_default() += 1;
+                *tally.entry(want.short().split(':').take(2).collect::<Vec<_>>().join(":")).or_default() += 1;
                 if !same {
                     let want_mac = match &want {
                         Verdict::Forward { dst_mac, .. } => Some(*dst_mac),
@@ -145,8 +123,7 @@ fn run_one(
                     };
                     // The pipeline's reasoning just before the frame: replay up to it.
                     let explain = replay_explain(&sc, k, port, frame);
-                    let path =
-                        std::env::temp_dir().join(format!("vpcgate-diff-{seed}-{index}.json"));
+                    let path = std::env::temp_dir().join(format!("vpcgate-diff-{seed}-{index}.json"));
                     let _ = std::fs::write(&path, sc.config.to_json());
                     return Err(format!(
                         "DISAGREEMENT\n  seed {seed}, config {index}, frame {n} (event {k}), port {port}\n  frame: {what}\n  bytes: {}\n  pipeline: {} (dst MAC {})\n  oracle:   {} (dst MAC {})\n  oracle's reasoning:\n    {}\n  pipeline's explanation:\n    {}\n  initial config written to {}\n  rerun: VPCGATE_DIFF_SEED={seed} VPCGATE_DIFF_ONLY={index} VPCGATE_DIFF_FRAMES={frames}",
@@ -178,19 +155,9 @@ fn run_one(
                         .enis
                         .iter()
                         .flatten()
-                        .map(|e| {
-                            format!(
-                                "{}/{}",
-                                h.pipeline.conntrack_available(&h.tables, e.key),
-                                o.available(&e.id)
-                            )
-                        })
+                        .map(|e| format!("{}/{}", h.pipeline.conntrack_available(&h.tables, e.key), o.available(&e.id)))
                         .collect();
-                    let _ = writeln!(
-                        log,
-                        "      available (pipeline/oracle): {}",
-                        avail.join(" ")
-                    );
+                    let _ = writeln!(log, "      available (pipeline/oracle): {}", avail.join(" "));
                 }
                 if ct_check {
                     for e in h.tables.enis.iter().flatten() {
@@ -234,9 +201,7 @@ fn pipeline_agrees_with_the_oracle_on_random_configs_and_traffic() {
     let seed = env("VPCGATE_DIFF_SEED", 0x7670_6367_6174_6531);
     let configs = env("VPCGATE_DIFF_CONFIGS", 60);
     let frames = env("VPCGATE_DIFF_FRAMES", 500) as usize;
-    let only = std::env::var("VPCGATE_DIFF_ONLY")
-        .ok()
-        .map(|v| v.parse::<u64>().unwrap());
+    let only = std::env::var("VPCGATE_DIFF_ONLY").ok().map(|v| v.parse::<u64>().unwrap());
     let start = Instant::now();
     let mut total = 0usize;
     let mut tally = BTreeMap::new();
@@ -291,12 +256,7 @@ mod rows {
 
     impl Pair {
         pub fn new(cfg: Config) -> Pair {
-            Pair {
-                h: real_system(cfg.clone()),
-                o: Oracle::new(&cfg),
-                cfg,
-                log: Vec::new(),
-            }
+            Pair { h: real_system(cfg.clone()), o: Oracle::new(&cfg), cfg, log: Vec::new() }
         }
 
         /// Sends a frame to both; panics if they disagree; returns the verdict.
@@ -308,15 +268,9 @@ mod rows {
                 Verdict::Forward { dst_mac, .. } => Some(*dst_mac),
                 _ => None,
             };
-            self.log.push(format!(
-                "{port}: {} / oracle {}",
-                real.verdict,
-                want.short()
-            ));
+            self.log.push(format!("{port}: {} / oracle {}", real.verdict, want.short()));
             if let Some(m) = want_mac {
-                if let Err(e) =
-                    oracle::check_forwarded(frame, &real.out, m, self.o.world.router_mac)
-                {
+                if let Err(e) = oracle::check_forwarded(frame, &real.out, m, self.o.world.router_mac) {
                     panic!("bad output frame {}: {e}", hex(&real.out));
                 }
             }
@@ -423,23 +377,14 @@ mod rows {
                     primary: true,
                     extra: Default::default(),
                 }],
-                ipv6_addresses: vec![Ipv6Address {
-                    ipv6_address: ip6.into(),
-                    extra: Default::default(),
-                }],
-                groups: vec![GroupIdentifier {
-                    group_id: format!("sg-0000000{n}"),
-                    group_name: None,
-                }],
+                ipv6_addresses: vec![Ipv6Address { ipv6_address: ip6.into(), extra: Default::default() }],
+                groups: vec![GroupIdentifier { group_id: format!("sg-0000000{n}"), group_name: None }],
                 source_dest_check: true,
                 ..Default::default()
             });
         }
         c.appliance.router_mac = ROUTER.into();
-        for (name, enis) in [
-            ("pa", vec!["eni-0000000a", "eni-0000000b"]),
-            ("pc", vec!["eni-0000000c"]),
-        ] {
+        for (name, enis) in [("pa", vec!["eni-0000000a", "eni-0000000b"]), ("pc", vec!["eni-0000000c"])] {
             c.appliance.ports.push(PortConfig {
                 name: name.into(),
                 interface: format!("vg-{name}"),
@@ -486,37 +431,20 @@ mod rows {
     }
 
     pub fn perm(proto: &str, from: Option<i64>, to: Option<i64>, cidr: &str) -> IpPermission {
-        let mut p = IpPermission {
-            ip_protocol: proto.into(),
-            from_port: from,
-            to_port: to,
-            ..Default::default()
-        };
+        let mut p = IpPermission { ip_protocol: proto.into(), from_port: from, to_port: to, ..Default::default() };
         if cidr.starts_with("sg-") {
-            p.user_id_group_pairs.push(UserIdGroupPair {
-                group_id: Some(cidr.into()),
-                ..Default::default()
-            });
+            p.user_id_group_pairs.push(UserIdGroupPair { group_id: Some(cidr.into()), ..Default::default() });
         } else if cidr.contains(':') {
-            p.ipv6_ranges.push(Ipv6Range {
-                cidr_ipv6: cidr.into(),
-                description: None,
-            });
+            p.ipv6_ranges.push(Ipv6Range { cidr_ipv6: cidr.into(), description: None });
         } else {
-            p.ip_ranges.push(IpRange {
-                cidr_ip: cidr.into(),
-                description: None,
-            });
+            p.ip_ranges.push(IpRange { cidr_ip: cidr.into(), description: None });
         }
         p
     }
 
     pub fn sg<'a>(c: &'a mut Config, n: &str) -> &'a mut SecurityGroup {
         let id = format!("sg-0000000{n}");
-        c.security_groups
-            .iter_mut()
-            .find(|g| g.group_id == id)
-            .unwrap()
+        c.security_groups.iter_mut().find(|g| g.group_id == id).unwrap()
     }
 
     pub fn tcp(from: &Host, to: &str, sport: u16, dport: u16, flags: Flags) -> Vec<u8> {
@@ -543,13 +471,7 @@ mod rows {
         testkit::other(from, ip(to), router(), proto, &[0u8; 20])
     }
 
-    pub fn entry(
-        number: i64,
-        egress: bool,
-        proto: &str,
-        cidr: &str,
-        allow: bool,
-    ) -> NetworkAclEntry {
+    pub fn entry(number: i64, egress: bool, proto: &str, cidr: &str, allow: bool) -> NetworkAclEntry {
         let mut e = NetworkAclEntry {
             rule_number: number,
             protocol: proto.into(),
@@ -563,16 +485,10 @@ mod rows {
             e.cidr_block = Some(cidr.into());
         }
         if proto == "6" || proto == "17" {
-            e.port_range = Some(PortRange {
-                from: Some(0),
-                to: Some(65535),
-            });
+            e.port_range = Some(PortRange { from: Some(0), to: Some(65535) });
         }
         if proto == "1" || (proto == "58" && cidr.contains(':')) {
-            e.icmp_type_code = Some(IcmpTypeCode {
-                r#type: Some(-1),
-                code: Some(-1),
-            });
+            e.icmp_type_code = Some(IcmpTypeCode { r#type: Some(-1), code: Some(-1) });
         }
         e
     }
@@ -601,12 +517,9 @@ mod rows {
         for n in ["a", "b", "c"] {
             let g = sg(c, n);
             g.ip_permissions.push(perm("-1", None, None, "10.0.0.0/16"));
-            g.ip_permissions
-                .push(perm("-1", None, None, "2600:1f18:1:100::/56"));
-            g.ip_permissions_egress
-                .push(perm("-1", None, None, "10.0.0.0/16"));
-            g.ip_permissions_egress
-                .push(perm("-1", None, None, "2600:1f18:1:100::/56"));
+            g.ip_permissions.push(perm("-1", None, None, "2600:1f18:1:100::/56"));
+            g.ip_permissions_egress.push(perm("-1", None, None, "10.0.0.0/16"));
+            g.ip_permissions_egress.push(perm("-1", None, None, "2600:1f18:1:100::/56"));
         }
     }
 }
@@ -622,16 +535,8 @@ use rows::*;
 fn tcp_handshake_completes_on_the_next_ack_either_direction() {
     let mut cfg = base();
     cfg.network_interfaces[0].connection_tracking_configuration =
-        Some(ConnectionTrackingConfiguration {
-            tcp_established_timeout: Some(120),
-            ..Default::default()
-        });
-    sg(&mut cfg, "a").ip_permissions_egress.push(perm(
-        "tcp",
-        Some(0),
-        Some(65535),
-        "203.0.113.0/24",
-    ));
+        Some(ConnectionTrackingConfiguration { tcp_established_timeout: Some(120), ..Default::default() });
+    sg(&mut cfg, "a").ip_permissions_egress.push(perm("tcp", Some(0), Some(65535), "203.0.113.0/24"));
     // the NACL of a's subnet refuses everything from the outside host
     cfg.network_acls.push(NetworkAcl {
         network_acl_id: "acl-0000000a".into(),
@@ -654,50 +559,30 @@ fn tcp_handshake_completes_on_the_next_ack_either_direction() {
     });
     let mut t = Pair::new(cfg);
     let x = "203.0.113.10";
-    assert_eq!(
-        t.send("pa", &tcp(&a(), x, 80, 40000, Flags::SYN_ACK)),
-        "forward:up"
-    );
-    assert_eq!(
-        t.send("up", &tcp(&ext(), "10.0.1.10", 40000, 80, Flags::FIN_ACK)),
-        "reject:nacl-ingress"
-    );
-    assert_eq!(
-        t.send("pa", &tcp(&a(), x, 80, 40000, Flags::PSH_ACK)),
-        "forward:up"
-    );
-    assert_eq!(
-        t.send("pa", &tcp(&a(), x, 80, 40000, Flags::FIN_ACK)),
-        "forward:up"
-    );
+    assert_eq!(t.send("pa", &tcp(&a(), x, 80, 40000, Flags::SYN_ACK)), "forward:up");
+    assert_eq!(t.send("up", &tcp(&ext(), "10.0.1.10", 40000, 80, Flags::FIN_ACK)), "reject:nacl-ingress");
+    assert_eq!(t.send("pa", &tcp(&a(), x, 80, 40000, Flags::PSH_ACK)), "forward:up");
+    assert_eq!(t.send("pa", &tcp(&a(), x, 80, 40000, Flags::FIN_ACK)), "forward:up");
     // established (120 s), not handshake (60 s) nor closing (10 s)
     t.advance_secs(100);
     t.update(|c| sg(c, "a").ip_permissions_egress.clear());
-    assert_eq!(
-        t.send("pa", &tcp(&a(), x, 80, 40000, Flags::ACK)),
-        "forward:up"
-    );
+    assert_eq!(t.send("pa", &tcp(&a(), x, 80, 40000, Flags::ACK)), "forward:up");
 }
 
 const SEC: u64 = 1_000_000_000;
 
 fn with_ct(c: &mut Config, eni: usize, tcp: Option<i64>, udp: Option<i64>, stream: Option<i64>) {
-    c.network_interfaces[eni].connection_tracking_configuration =
-        Some(ConnectionTrackingConfiguration {
-            tcp_established_timeout: tcp,
-            udp_timeout: udp,
-            udp_stream_timeout: stream,
-        });
+    c.network_interfaces[eni].connection_tracking_configuration = Some(ConnectionTrackingConfiguration {
+        tcp_established_timeout: tcp,
+        udp_timeout: udp,
+        udp_stream_timeout: stream,
+    });
 }
 
 /// a may send anything to c and c take anything from a (by /32, so tracked).
 fn a_to_c_allowed(c: &mut Config) {
-    sg(c, "a")
-        .ip_permissions_egress
-        .push(perm("-1", None, None, "10.0.2.10/32"));
-    sg(c, "c")
-        .ip_permissions
-        .push(perm("-1", None, None, "10.0.1.10/32"));
+    sg(c, "a").ip_permissions_egress.push(perm("-1", None, None, "10.0.2.10/32"));
+    sg(c, "c").ip_permissions.push(perm("-1", None, None, "10.0.1.10/32"));
 }
 
 fn revoke_all(c: &mut Config) {
@@ -712,65 +597,30 @@ fn revoke_all(c: &mut Config) {
 #[test]
 fn sg_reference_matches_every_address_of_every_member() {
     let mut cfg = base();
-    cfg.network_interfaces[0]
-        .private_ip_addresses
-        .push(PrivateIpAddress {
-            private_ip_address: "10.0.1.11".into(),
-            primary: false,
-            extra: Default::default(),
-        });
+    cfg.network_interfaces[0].private_ip_addresses.push(PrivateIpAddress {
+        private_ip_address: "10.0.1.11".into(),
+        primary: false,
+        extra: Default::default(),
+    });
     for n in ["a", "b"] {
-        sg(&mut cfg, n)
-            .ip_permissions_egress
-            .push(perm("-1", None, None, "0.0.0.0/0"));
-        sg(&mut cfg, n)
-            .ip_permissions_egress
-            .push(perm("-1", None, None, "::/0"));
+        sg(&mut cfg, n).ip_permissions_egress.push(perm("-1", None, None, "0.0.0.0/0"));
+        sg(&mut cfg, n).ip_permissions_egress.push(perm("-1", None, None, "::/0"));
     }
-    sg(&mut cfg, "c")
-        .ip_permissions
-        .push(perm("tcp", Some(22), Some(22), "sg-0000000a"));
+    sg(&mut cfg, "c").ip_permissions.push(perm("tcp", Some(22), Some(22), "sg-0000000a"));
     let mut t = Pair::new(cfg);
     let a2 = host(mac_of("a"), "10.0.1.11");
-    assert_eq!(
-        t.send("pa", &tcp(&a(), "10.0.2.10", 40001, 22, Flags::SYN)),
-        "forward:pc"
-    );
-    assert_eq!(
-        t.send("pa", &tcp(&a2, "10.0.2.10", 40002, 22, Flags::SYN)),
-        "forward:pc"
-    );
-    assert_eq!(
-        t.send(
-            "pa",
-            &tcp(&a6(), "2600:1f18:1:102::10", 40003, 22, Flags::SYN)
-        ),
-        "forward:pc"
-    );
-    assert_eq!(
-        t.send("pa", &tcp(&b(), "10.0.2.10", 40004, 22, Flags::SYN)),
-        "reject:sg-ingress"
-    );
+    assert_eq!(t.send("pa", &tcp(&a(), "10.0.2.10", 40001, 22, Flags::SYN)), "forward:pc");
+    assert_eq!(t.send("pa", &tcp(&a2, "10.0.2.10", 40002, 22, Flags::SYN)), "forward:pc");
+    assert_eq!(t.send("pa", &tcp(&a6(), "2600:1f18:1:102::10", 40003, 22, Flags::SYN)), "forward:pc");
+    assert_eq!(t.send("pa", &tcp(&b(), "10.0.2.10", 40004, 22, Flags::SYN)), "reject:sg-ingress");
     t.update(|c| {
-        c.network_interfaces[1].groups.push(GroupIdentifier {
-            group_id: "sg-0000000a".into(),
-            group_name: None,
-        })
+        c.network_interfaces[1].groups.push(GroupIdentifier { group_id: "sg-0000000a".into(), group_name: None })
     });
-    assert_eq!(
-        t.send("pa", &tcp(&b(), "10.0.2.10", 40005, 22, Flags::SYN)),
-        "forward:pc"
-    );
+    assert_eq!(t.send("pa", &tcp(&b(), "10.0.2.10", 40005, 22, Flags::SYN)), "forward:pc");
     t.update(|c| c.network_interfaces[0].groups[0].group_id = "sg-0000000b".into());
     // a left the group: a new flow is refused, the tracked one goes on
-    assert_eq!(
-        t.send("pa", &tcp(&a(), "10.0.2.10", 40006, 22, Flags::SYN)),
-        "reject:sg-ingress"
-    );
-    assert_eq!(
-        t.send("pa", &tcp(&a(), "10.0.2.10", 40001, 22, Flags::ACK)),
-        "forward:pc"
-    );
+    assert_eq!(t.send("pa", &tcp(&a(), "10.0.2.10", 40006, 22, Flags::SYN)), "reject:sg-ingress");
+    assert_eq!(t.send("pa", &tcp(&a(), "10.0.2.10", 40001, 22, Flags::ACK)), "forward:pc");
 }
 
 /// 7.1 "Config completion" and 1.2 / 3.2: no default SG or NACL in the document: the
@@ -780,36 +630,16 @@ fn missing_defaults_are_completed_and_groupless_enis_get_the_default_sg() {
     let mut cfg = base();
     cfg.network_interfaces[0].groups.clear();
     cfg.network_interfaces[1].groups.clear();
-    sg(&mut cfg, "c")
-        .ip_permissions_egress
-        .push(perm("-1", None, None, "0.0.0.0/0"));
+    sg(&mut cfg, "c").ip_permissions_egress.push(perm("-1", None, None, "0.0.0.0/0"));
     let mut t = Pair::new(cfg);
     // default SG: all inbound from itself, all outbound to 0.0.0.0/0 and ::/0
-    assert_eq!(
-        t.send("pa", &udp(&b(), "10.0.1.10", 5000, 6000)),
-        "forward:pa"
-    );
-    assert_eq!(
-        t.send("pa", &udp(&a(), "203.0.113.10", 5000, 53)),
-        "forward:up"
-    );
-    assert_eq!(
-        t.send("pa", &udp(&a6(), "2001:db8::1", 5000, 53)),
-        "forward:up"
-    );
-    assert_eq!(
-        t.send("pc", &udp(&c(), "10.0.1.10", 5000, 6000)),
-        "reject:sg-ingress"
-    );
-    assert_eq!(
-        t.send("up", &udp(&ext(), "10.0.1.10", 7000, 22)),
-        "reject:sg-ingress"
-    );
+    assert_eq!(t.send("pa", &udp(&b(), "10.0.1.10", 5000, 6000)), "forward:pa");
+    assert_eq!(t.send("pa", &udp(&a(), "203.0.113.10", 5000, 53)), "forward:up");
+    assert_eq!(t.send("pa", &udp(&a6(), "2001:db8::1", 5000, 53)), "forward:up");
+    assert_eq!(t.send("pc", &udp(&c(), "10.0.1.10", 5000, 6000)), "reject:sg-ingress");
+    assert_eq!(t.send("up", &udp(&ext(), "10.0.1.10", 7000, 22)), "reject:sg-ingress");
     // the reply to a's query comes back by conntrack; default NACL allows all
-    assert_eq!(
-        t.send("up", &udp(&ext(), "10.0.1.10", 53, 5000)),
-        "forward:pa"
-    );
+    assert_eq!(t.send("up", &udp(&ext(), "10.0.1.10", 53, 5000)), "forward:pa");
 }
 
 /// 7 "TCP timeouts" / "TCP state for timeouts": handshake 60 s.
@@ -818,21 +648,12 @@ fn tcp_handshake_entries_expire_after_60_seconds() {
     let mut cfg = base();
     a_to_c_allowed(&mut cfg);
     let mut t = Pair::new(cfg);
-    assert_eq!(
-        t.send("pa", &tcp(&a(), "10.0.2.10", 40000, 80, Flags::SYN)),
-        "forward:pc"
-    );
+    assert_eq!(t.send("pa", &tcp(&a(), "10.0.2.10", 40000, 80, Flags::SYN)), "forward:pc");
     t.update(revoke_all);
     t.advance_secs(60); // idle == timeout: not expired
-    assert_eq!(
-        t.send("pa", &tcp(&a(), "10.0.2.10", 40000, 80, Flags::SYN)),
-        "forward:pc"
-    );
+    assert_eq!(t.send("pa", &tcp(&a(), "10.0.2.10", 40000, 80, Flags::SYN)), "forward:pc");
     t.advance_ns(60 * SEC + 1);
-    assert_eq!(
-        t.send("pa", &tcp(&a(), "10.0.2.10", 40000, 80, Flags::SYN)),
-        "reject:sg-egress"
-    );
+    assert_eq!(t.send("pa", &tcp(&a(), "10.0.2.10", 40000, 80, Flags::SYN)), "reject:sg-egress");
 }
 
 /// 7 "TCP timeouts": after FIN both ways, or any RST, 10 s.
@@ -856,21 +677,10 @@ fn tcp_closed_entries_expire_after_10_seconds() {
         (false, Flags::FIN_ACK),
         (true, Flags::ACK),
     ] {
-        assert_eq!(
-            s(&mut t, fwd, f, 40000),
-            if fwd { "forward:pc" } else { "forward:pa" }
-        );
+        assert_eq!(s(&mut t, fwd, f, 40000), if fwd { "forward:pc" } else { "forward:pa" });
     }
-    for (fwd, f) in [
-        (true, Flags::SYN),
-        (false, Flags::SYN_ACK),
-        (true, Flags::ACK),
-        (false, Flags::RST),
-    ] {
-        assert_eq!(
-            s(&mut t, fwd, f, 40001),
-            if fwd { "forward:pc" } else { "forward:pa" }
-        );
+    for (fwd, f) in [(true, Flags::SYN), (false, Flags::SYN_ACK), (true, Flags::ACK), (false, Flags::RST)] {
+        assert_eq!(s(&mut t, fwd, f, 40001), if fwd { "forward:pc" } else { "forward:pa" });
     }
     t.update(revoke_all);
     t.advance_secs(10);
@@ -889,34 +699,16 @@ fn tcp_established_timeout_is_per_eni_and_ends_expire_apart() {
     a_to_c_allowed(&mut cfg);
     with_ct(&mut cfg, 0, Some(90), None, None);
     let mut t = Pair::new(cfg);
-    assert_eq!(
-        t.send("pa", &tcp(&a(), "10.0.2.10", 40000, 80, Flags::SYN)),
-        "forward:pc"
-    );
-    assert_eq!(
-        t.send("pc", &tcp(&c(), "10.0.1.10", 80, 40000, Flags::SYN_ACK)),
-        "forward:pa"
-    );
-    assert_eq!(
-        t.send("pa", &tcp(&a(), "10.0.2.10", 40000, 80, Flags::ACK)),
-        "forward:pc"
-    );
+    assert_eq!(t.send("pa", &tcp(&a(), "10.0.2.10", 40000, 80, Flags::SYN)), "forward:pc");
+    assert_eq!(t.send("pc", &tcp(&c(), "10.0.1.10", 80, 40000, Flags::SYN_ACK)), "forward:pa");
+    assert_eq!(t.send("pa", &tcp(&a(), "10.0.2.10", 40000, 80, Flags::ACK)), "forward:pc");
     t.update(revoke_all);
     t.advance_secs(90);
-    assert_eq!(
-        t.send("pa", &tcp(&a(), "10.0.2.10", 40000, 80, Flags::ACK)),
-        "forward:pc"
-    );
+    assert_eq!(t.send("pa", &tcp(&a(), "10.0.2.10", 40000, 80, Flags::ACK)), "forward:pc");
     t.advance_ns(90 * SEC + 1);
     // a's end (90 s) has expired; c's (432000 s) has not
-    assert_eq!(
-        t.send("pc", &tcp(&c(), "10.0.1.10", 80, 40000, Flags::ACK)),
-        "reject:sg-ingress"
-    );
-    assert_eq!(
-        t.send("pa", &tcp(&a(), "10.0.2.10", 40000, 80, Flags::ACK)),
-        "reject:sg-egress"
-    );
+    assert_eq!(t.send("pc", &tcp(&c(), "10.0.1.10", 80, 40000, Flags::ACK)), "reject:sg-ingress");
+    assert_eq!(t.send("pa", &tcp(&a(), "10.0.2.10", 40000, 80, Flags::ACK)), "reject:sg-egress");
 }
 
 /// 7 "UDP timeouts" and 7.1 "UDP stream": UdpTimeout until each direction carried 2
@@ -957,49 +749,22 @@ fn icmp_queries_30_seconds_other_protocols_600() {
     let mut cfg = base();
     a_to_c_allowed(&mut cfg);
     let mut t = Pair::new(cfg);
-    assert_eq!(
-        t.send("pa", &echo(&a(), "10.0.2.10", 7, false)),
-        "forward:pc"
-    );
-    assert_eq!(
-        t.send("pa", &icmp(&a(), "10.0.2.10", 13, 0, [0, 9, 0, 0])),
-        "forward:pc"
-    );
+    assert_eq!(t.send("pa", &echo(&a(), "10.0.2.10", 7, false)), "forward:pc");
+    assert_eq!(t.send("pa", &icmp(&a(), "10.0.2.10", 13, 0, [0, 9, 0, 0])), "forward:pc");
     assert_eq!(t.send("pa", &other(&a(), "10.0.2.10", 47)), "forward:pc");
     t.update(revoke_all);
     t.advance_secs(30);
-    assert_eq!(
-        t.send("pc", &echo(&c(), "10.0.1.10", 7, true)),
-        "forward:pa"
-    );
-    assert_eq!(
-        t.send("pc", &echo(&c(), "10.0.1.10", 8, true)),
-        "reject:sg-egress"
-    );
-    assert_eq!(
-        t.send("pc", &icmp(&c(), "10.0.1.10", 14, 0, [0, 9, 0, 0])),
-        "forward:pa"
-    );
-    assert_eq!(
-        t.send("pc", &icmp(&c(), "10.0.1.10", 0, 0, [0, 9, 0, 0])),
-        "reject:sg-egress"
-    );
+    assert_eq!(t.send("pc", &echo(&c(), "10.0.1.10", 7, true)), "forward:pa");
+    assert_eq!(t.send("pc", &echo(&c(), "10.0.1.10", 8, true)), "reject:sg-egress");
+    assert_eq!(t.send("pc", &icmp(&c(), "10.0.1.10", 14, 0, [0, 9, 0, 0])), "forward:pa");
+    assert_eq!(t.send("pc", &icmp(&c(), "10.0.1.10", 0, 0, [0, 9, 0, 0])), "reject:sg-egress");
     t.advance_ns(30 * SEC + 1);
-    assert_eq!(
-        t.send("pc", &echo(&c(), "10.0.1.10", 7, true)),
-        "reject:sg-egress"
-    );
+    assert_eq!(t.send("pc", &echo(&c(), "10.0.1.10", 7, true)), "reject:sg-egress");
     t.advance_secs(539); // 599 s + 1 ns after the first packet
     assert_eq!(t.send("pc", &other(&c(), "10.0.1.10", 47)), "forward:pa");
-    assert_eq!(
-        t.send("pc", &other(&c(), "10.0.1.10", 50)),
-        "reject:sg-egress"
-    );
+    assert_eq!(t.send("pc", &other(&c(), "10.0.1.10", 50)), "reject:sg-egress");
     t.advance_ns(600 * SEC + 1);
-    assert_eq!(
-        t.send("pa", &other(&a(), "10.0.2.10", 47)),
-        "reject:sg-egress"
-    );
+    assert_eq!(t.send("pa", &other(&a(), "10.0.2.10", 47)), "reject:sg-egress");
 }
 
 /// 7 "ICMP errors" and 7.1 "ICMP that is not a query": an error about a tracked flow
@@ -1008,42 +773,20 @@ fn icmp_queries_30_seconds_other_protocols_600() {
 #[test]
 fn icmp_errors_about_tracked_flows_are_related() {
     let mut cfg = base();
-    sg(&mut cfg, "a")
-        .ip_permissions_egress
-        .push(perm("tcp", Some(0), Some(65535), "0.0.0.0/0"));
-    sg(&mut cfg, "a")
-        .ip_permissions_egress
-        .push(perm("icmp", Some(5), Some(-1), "0.0.0.0/0"));
+    sg(&mut cfg, "a").ip_permissions_egress.push(perm("tcp", Some(0), Some(65535), "0.0.0.0/0"));
+    sg(&mut cfg, "a").ip_permissions_egress.push(perm("icmp", Some(5), Some(-1), "0.0.0.0/0"));
     let mut t = Pair::new(cfg);
     let syn = tcp(&a(), "203.0.113.10", 40000, 443, Flags::SYN);
     assert_eq!(t.send("pa", &syn), "forward:up");
-    assert_eq!(
-        t.send("up", &icmp_error(&ext(), "10.0.1.10", 3, 4, &syn)),
-        "forward:pa"
-    );
-    assert_eq!(
-        t.send("up", &icmp_error(&ext(), "10.0.1.10", 11, 0, &syn)),
-        "forward:pa"
-    );
+    assert_eq!(t.send("up", &icmp_error(&ext(), "10.0.1.10", 3, 4, &syn)), "forward:pa");
+    assert_eq!(t.send("up", &icmp_error(&ext(), "10.0.1.10", 11, 0, &syn)), "forward:pa");
     // parameter problem is not one of the three kinds: judged by the rules
-    assert_eq!(
-        t.send("up", &icmp_error(&ext(), "10.0.1.10", 12, 0, &syn)),
-        "reject:sg-ingress"
-    );
+    assert_eq!(t.send("up", &icmp_error(&ext(), "10.0.1.10", 12, 0, &syn)), "reject:sg-ingress");
     let other_flow = tcp(&a(), "203.0.113.10", 40001, 443, Flags::SYN);
-    assert_eq!(
-        t.send("up", &icmp_error(&ext(), "10.0.1.10", 3, 4, &other_flow)),
-        "reject:sg-ingress"
-    );
+    assert_eq!(t.send("up", &icmp_error(&ext(), "10.0.1.10", 3, 4, &other_flow)), "reject:sg-ingress");
     // a redirect allowed by the rules creates nothing
-    assert_eq!(
-        t.send("pa", &icmp(&a(), "203.0.113.10", 5, 1, [0; 4])),
-        "forward:up"
-    );
-    assert_eq!(
-        t.send("up", &icmp(&ext(), "10.0.1.10", 5, 1, [0; 4])),
-        "reject:sg-ingress"
-    );
+    assert_eq!(t.send("pa", &icmp(&a(), "203.0.113.10", 5, 1, [0; 4])), "forward:up");
+    assert_eq!(t.send("up", &icmp(&ext(), "10.0.1.10", 5, 1, [0; 4])), "reject:sg-ingress");
     // NACLs judge the error as ICMP of its type
     t.update(|c| {
         nacl(
@@ -1056,10 +799,7 @@ fn icmp_errors_about_tracked_flows_are_related() {
             ],
         )
     });
-    assert_eq!(
-        t.send("up", &icmp_error(&ext(), "10.0.1.10", 3, 4, &syn)),
-        "reject:nacl-ingress"
-    );
+    assert_eq!(t.send("up", &icmp_error(&ext(), "10.0.1.10", 3, 4, &syn)), "reject:nacl-ingress");
 }
 
 /// 7 "Conntrack capacity": when full, a packet needing a new entry is dropped;
@@ -1069,35 +809,15 @@ fn conntrack_full_drops_only_packets_needing_a_new_entry() {
     let mut cfg = base();
     cfg.appliance.conntrack.max_entries = 2;
     cfg.appliance.conntrack.max_entries_per_eni = 2;
-    sg(&mut cfg, "a")
-        .ip_permissions_egress
-        .push(perm("udp", Some(53), Some(53), "0.0.0.0/0"));
+    sg(&mut cfg, "a").ip_permissions_egress.push(perm("udp", Some(53), Some(53), "0.0.0.0/0"));
     let mut t = Pair::new(cfg);
-    assert_eq!(
-        t.send("pa", &udp(&a(), "203.0.113.10", 5001, 53)),
-        "forward:up"
-    );
-    assert_eq!(
-        t.send("pa", &udp(&a(), "203.0.113.10", 5002, 53)),
-        "forward:up"
-    );
-    assert_eq!(
-        t.send("pa", &udp(&a(), "203.0.113.10", 5003, 53)),
-        "drop:conntrack-full"
-    );
-    assert_eq!(
-        t.send("up", &udp(&ext(), "10.0.1.10", 53, 5001)),
-        "forward:pa"
-    );
-    assert_eq!(
-        t.send("pa", &udp(&a(), "203.0.113.10", 5002, 53)),
-        "forward:up"
-    );
+    assert_eq!(t.send("pa", &udp(&a(), "203.0.113.10", 5001, 53)), "forward:up");
+    assert_eq!(t.send("pa", &udp(&a(), "203.0.113.10", 5002, 53)), "forward:up");
+    assert_eq!(t.send("pa", &udp(&a(), "203.0.113.10", 5003, 53)), "drop:conntrack-full");
+    assert_eq!(t.send("up", &udp(&ext(), "10.0.1.10", 53, 5001)), "forward:pa");
+    assert_eq!(t.send("pa", &udp(&a(), "203.0.113.10", 5002, 53)), "forward:up");
     // refused before capacity matters
-    assert_eq!(
-        t.send("pa", &udp(&a(), "203.0.113.10", 5004, 54)),
-        "reject:sg-egress"
-    );
+    assert_eq!(t.send("pa", &udp(&a(), "203.0.113.10", 5004, 54)), "reject:sg-egress");
 }
 
 /// 7 "Untracked flows", 7.1 "Untracked, both directions", 2.3, three-tier row 15:
@@ -1105,57 +825,26 @@ fn conntrack_full_drops_only_packets_needing_a_new_entry() {
 #[test]
 fn untracked_flows_stop_when_their_rule_is_revoked() {
     let mut cfg = base();
-    sg(&mut cfg, "c")
-        .ip_permissions
-        .push(perm("tcp", Some(80), Some(80), "0.0.0.0/0"));
-    sg(&mut cfg, "c")
-        .ip_permissions_egress
-        .push(perm("-1", None, None, "0.0.0.0/0"));
+    sg(&mut cfg, "c").ip_permissions.push(perm("tcp", Some(80), Some(80), "0.0.0.0/0"));
+    sg(&mut cfg, "c").ip_permissions_egress.push(perm("-1", None, None, "0.0.0.0/0"));
     let mut t = Pair::new(cfg);
     let before = t.o.available("eni-0000000c");
-    assert_eq!(
-        t.send("up", &tcp(&ext(), "10.0.2.10", 40000, 80, Flags::SYN)),
-        "forward:pc"
-    );
+    assert_eq!(t.send("up", &tcp(&ext(), "10.0.2.10", 40000, 80, Flags::SYN)), "forward:pc");
     // the answer: out on a /0 all-ports rule, its source port allowed in by a /0 rule
-    assert_eq!(
-        t.send("pc", &tcp(&c(), "203.0.113.10", 80, 40000, Flags::SYN_ACK)),
-        "forward:up"
-    );
+    assert_eq!(t.send("pc", &tcp(&c(), "203.0.113.10", 80, 40000, Flags::SYN_ACK)), "forward:up");
     assert_eq!(t.o.available("eni-0000000c"), before, "untracked: no entry");
     t.update(|c| sg(c, "c").ip_permissions.clear());
-    assert_eq!(
-        t.send("up", &tcp(&ext(), "10.0.2.10", 40000, 80, Flags::ACK)),
-        "reject:sg-ingress"
-    );
+    assert_eq!(t.send("up", &tcp(&ext(), "10.0.2.10", 40000, 80, Flags::ACK)), "reject:sg-ingress");
     // the other family is judged separately: IPv6 has no /0 rule, so it is tracked
     t.update(|c| {
-        sg(c, "c")
-            .ip_permissions
-            .push(perm("tcp", Some(80), Some(80), "0.0.0.0/0"));
-        sg(c, "c")
-            .ip_permissions
-            .push(perm("tcp", Some(80), Some(80), "2001:db8::/32"));
-        sg(c, "c")
-            .ip_permissions_egress
-            .push(perm("-1", None, None, "2001:db8::/32"));
+        sg(c, "c").ip_permissions.push(perm("tcp", Some(80), Some(80), "0.0.0.0/0"));
+        sg(c, "c").ip_permissions.push(perm("tcp", Some(80), Some(80), "2001:db8::/32"));
+        sg(c, "c").ip_permissions_egress.push(perm("-1", None, None, "2001:db8::/32"));
     });
     let x6 = host(GW, "2001:db8::7");
-    assert_eq!(
-        t.send(
-            "up",
-            &tcp(&x6, "2600:1f18:1:102::10", 40000, 80, Flags::SYN)
-        ),
-        "forward:pc"
-    );
+    assert_eq!(t.send("up", &tcp(&x6, "2600:1f18:1:102::10", 40000, 80, Flags::SYN)), "forward:pc");
     t.update(|c| sg(c, "c").ip_permissions.clear());
-    assert_eq!(
-        t.send(
-            "up",
-            &tcp(&x6, "2600:1f18:1:102::10", 40000, 80, Flags::ACK)
-        ),
-        "forward:pc"
-    );
+    assert_eq!(t.send("up", &tcp(&x6, "2600:1f18:1:102::10", 40000, 80, Flags::ACK)), "forward:pc");
 }
 
 /// 2.3 and three-tier row 14: a tracked flow survives the revocation of its rule; and
@@ -1163,87 +852,43 @@ fn untracked_flows_stop_when_their_rule_is_revoked() {
 #[test]
 fn tracked_flows_survive_revocation_and_stay_tracked_when_rules_open() {
     let mut cfg = base();
-    sg(&mut cfg, "c")
-        .ip_permissions
-        .push(perm("tcp", Some(80), Some(80), "203.0.113.0/24"));
+    sg(&mut cfg, "c").ip_permissions.push(perm("tcp", Some(80), Some(80), "203.0.113.0/24"));
     let mut t = Pair::new(cfg);
-    assert_eq!(
-        t.send("up", &tcp(&ext(), "10.0.2.10", 40000, 80, Flags::SYN)),
-        "forward:pc"
-    );
-    assert_eq!(
-        t.send("pc", &tcp(&c(), "203.0.113.10", 80, 40000, Flags::SYN_ACK)),
-        "forward:up"
-    );
+    assert_eq!(t.send("up", &tcp(&ext(), "10.0.2.10", 40000, 80, Flags::SYN)), "forward:pc");
+    assert_eq!(t.send("pc", &tcp(&c(), "203.0.113.10", 80, 40000, Flags::SYN_ACK)), "forward:up");
     t.update(|c| {
-        sg(c, "c")
-            .ip_permissions
-            .push(perm("tcp", Some(80), Some(80), "0.0.0.0/0"));
-        sg(c, "c")
-            .ip_permissions_egress
-            .push(perm("-1", None, None, "0.0.0.0/0"));
+        sg(c, "c").ip_permissions.push(perm("tcp", Some(80), Some(80), "0.0.0.0/0"));
+        sg(c, "c").ip_permissions_egress.push(perm("-1", None, None, "0.0.0.0/0"));
     });
-    assert_eq!(
-        t.send("up", &tcp(&ext(), "10.0.2.10", 40000, 80, Flags::ACK)),
-        "forward:pc"
-    );
+    assert_eq!(t.send("up", &tcp(&ext(), "10.0.2.10", 40000, 80, Flags::ACK)), "forward:pc");
     t.update(revoke_all);
-    assert_eq!(
-        t.send("up", &tcp(&ext(), "10.0.2.10", 40000, 80, Flags::PSH_ACK)),
-        "forward:pc"
-    );
-    assert_eq!(
-        t.send("pc", &tcp(&c(), "203.0.113.10", 80, 40000, Flags::PSH_ACK)),
-        "forward:up"
-    );
-    assert_eq!(
-        t.send("up", &tcp(&ext(), "10.0.2.10", 40001, 80, Flags::SYN)),
-        "reject:sg-ingress"
-    );
+    assert_eq!(t.send("up", &tcp(&ext(), "10.0.2.10", 40000, 80, Flags::PSH_ACK)), "forward:pc");
+    assert_eq!(t.send("pc", &tcp(&c(), "203.0.113.10", 80, 40000, Flags::PSH_ACK)), "forward:up");
+    assert_eq!(t.send("up", &tcp(&ext(), "10.0.2.10", 40001, 80, Flags::SYN)), "reject:sg-ingress");
 }
 
 /// 7 "Source/destination check": per ENI, default on.
 #[test]
 fn source_destination_check_is_per_eni() {
     let mut cfg = base();
-    sg(&mut cfg, "a")
-        .ip_permissions_egress
-        .push(perm("-1", None, None, "0.0.0.0/0"));
+    sg(&mut cfg, "a").ip_permissions_egress.push(perm("-1", None, None, "0.0.0.0/0"));
     let mut t = Pair::new(cfg);
     let spoof = host(mac_of("a"), "10.0.1.99");
-    assert_eq!(
-        t.send("pa", &udp(&spoof, "203.0.113.10", 1, 2)),
-        "drop:src-dst-check"
-    );
+    assert_eq!(t.send("pa", &udp(&spoof, "203.0.113.10", 1, 2)), "drop:src-dst-check");
     let spoof_b = host(mac_of("a"), "10.0.1.20");
-    assert_eq!(
-        t.send("pa", &udp(&spoof_b, "203.0.113.10", 1, 2)),
-        "drop:src-dst-check"
-    );
+    assert_eq!(t.send("pa", &udp(&spoof_b, "203.0.113.10", 1, 2)), "drop:src-dst-check");
     t.update(|c| c.network_interfaces[0].source_dest_check = false);
-    assert_eq!(
-        t.send("pa", &udp(&spoof, "203.0.113.10", 1, 2)),
-        "forward:up"
-    );
-    assert_eq!(
-        t.send("pa", &udp(&spoof_b, "203.0.113.10", 1, 2)),
-        "forward:up"
-    );
+    assert_eq!(t.send("pa", &udp(&spoof, "203.0.113.10", 1, 2)), "forward:up");
+    assert_eq!(t.send("pa", &udp(&spoof_b, "203.0.113.10", 1, 2)), "forward:up");
 }
 
 /// 7 "Fragments" and 7.1 "Fragments (details)".
 #[test]
 fn later_fragments_take_the_first_fragments_verdict_for_30_seconds() {
     let mut cfg = base();
-    sg(&mut cfg, "a")
-        .ip_permissions_egress
-        .push(perm("udp", Some(53), Some(53), "0.0.0.0/0"));
-    sg(&mut cfg, "a")
-        .ip_permissions_egress
-        .push(perm("udp", Some(53), Some(53), "::/0"));
-    sg(&mut cfg, "a")
-        .ip_permissions_egress
-        .push(perm("tcp", Some(0), Some(65535), "0.0.0.0/0"));
+    sg(&mut cfg, "a").ip_permissions_egress.push(perm("udp", Some(53), Some(53), "0.0.0.0/0"));
+    sg(&mut cfg, "a").ip_permissions_egress.push(perm("udp", Some(53), Some(53), "::/0"));
+    sg(&mut cfg, "a").ip_permissions_egress.push(perm("tcp", Some(0), Some(65535), "0.0.0.0/0"));
     let mut t = Pair::new(cfg);
     let r = router();
     let big = testkit::udp(&a(), ip("203.0.113.10"), r, 5000, 53, &[7u8; 100]);
@@ -1271,25 +916,11 @@ fn later_fragments_take_the_first_fragments_verdict_for_30_seconds() {
     assert_eq!(t.send("pa", &h[0]), "forward:up");
     assert_eq!(t.send("pa", &h[2]), "forward:up");
     // an atomic fragment (offset 0, no more) is a whole datagram
-    let atomic = testkit::fragment(
-        &testkit::udp(&a6(), ip("2001:db8::1"), r, 5000, 53, &[1; 8]),
-        64,
-        9,
-    );
+    let atomic = testkit::fragment(&testkit::udp(&a6(), ip("2001:db8::1"), r, 5000, 53, &[1; 8]), 64, 9);
     assert_eq!(atomic.len(), 1);
     assert_eq!(t.send("pa", &atomic[0]), "forward:up");
     // TCP: a tiny first fragment and a later fragment at offset 8 bytes are malformed
-    let seg = testkit::tcp(
-        &a(),
-        ip("203.0.113.10"),
-        r,
-        40000,
-        443,
-        Flags::PSH_ACK,
-        1,
-        1,
-        &[0u8; 40],
-    );
+    let seg = testkit::tcp(&a(), ip("203.0.113.10"), r, 40000, 443, Flags::PSH_ACK, 1, 1, &[0u8; 40]);
     let k = testkit::fragment(&seg, 8, 79);
     assert_eq!(t.send("pa", &k[0]), "drop:malformed");
     assert_eq!(t.send("pa", &k[1]), "drop:malformed");
@@ -1312,14 +943,7 @@ fn malformed_frames_are_dropped_first() {
     doff[14 + 20 + 12] = 0x40;
     let mut v6len = udp(&a6(), "2600:1f18:1:102::10", 1, 2);
     v6len[18..20].copy_from_slice(&900u16.to_be_bytes());
-    for f in [
-        &bad_ihl,
-        &long,
-        &doff,
-        &v6len,
-        &good[..20].to_vec(),
-        &good[..10].to_vec(),
-    ] {
+    for f in [&bad_ihl, &long, &doff, &v6len, &good[..20].to_vec(), &good[..10].to_vec()] {
         assert_eq!(t.send("pa", f), "drop:malformed");
     }
     assert_eq!(t.send("pa", &good), "drop:unknown-source");
@@ -1330,84 +954,29 @@ fn malformed_frames_are_dropped_first() {
 fn arp_and_neighbour_solicitations_are_answered_for_vpc_addresses() {
     let mut t = Pair::new(base());
     for target in ["10.0.2.10", "10.0.1.1", "10.0.9.9"] {
-        assert_eq!(
-            t.send("pa", &testkit::arp_request(&a(), target.parse().unwrap())),
-            "reply"
-        );
+        assert_eq!(t.send("pa", &testkit::arp_request(&a(), target.parse().unwrap())), "reply");
     }
-    assert_eq!(
-        t.send(
-            "pa",
-            &testkit::arp_request(&a(), "8.8.8.8".parse().unwrap())
-        ),
-        "drop:arp-ignored"
-    );
+    assert_eq!(t.send("pa", &testkit::arp_request(&a(), "8.8.8.8".parse().unwrap())), "drop:arp-ignored");
     let probe = host(mac_of("a"), "0.0.0.0");
-    assert_eq!(
-        t.send(
-            "pa",
-            &testkit::arp_request(&probe, "10.0.1.10".parse().unwrap())
-        ),
-        "drop:arp-ignored"
-    );
-    assert_eq!(
-        t.send(
-            "pa",
-            &testkit::arp_request(&a(), "10.0.1.10".parse().unwrap())
-        ),
-        "drop:arp-ignored"
-    );
+    assert_eq!(t.send("pa", &testkit::arp_request(&probe, "10.0.1.10".parse().unwrap())), "drop:arp-ignored");
+    assert_eq!(t.send("pa", &testkit::arp_request(&a(), "10.0.1.10".parse().unwrap())), "drop:arp-ignored");
     let mut reply = testkit::arp_request(&a(), "10.0.1.1".parse().unwrap());
     reply[21] = 2;
     assert_eq!(t.send("pa", &reply), "drop:arp-ignored");
     let stranger = host("02:00:00:00:09:09", "10.0.1.10");
-    assert_eq!(
-        t.send(
-            "pa",
-            &testkit::arp_request(&stranger, "10.0.1.1".parse().unwrap())
-        ),
-        "drop:unknown-source"
-    );
+    assert_eq!(t.send("pa", &testkit::arp_request(&stranger, "10.0.1.1".parse().unwrap())), "drop:unknown-source");
     // the uplink: answered for VPC addresses only
-    assert_eq!(
-        t.send(
-            "up",
-            &testkit::arp_request(&ext(), "10.0.1.10".parse().unwrap())
-        ),
-        "reply"
-    );
-    assert_eq!(
-        t.send(
-            "up",
-            &testkit::arp_request(&ext(), "203.0.113.1".parse().unwrap())
-        ),
-        "drop:arp-ignored"
-    );
+    assert_eq!(t.send("up", &testkit::arp_request(&ext(), "10.0.1.10".parse().unwrap())), "reply");
+    assert_eq!(t.send("up", &testkit::arp_request(&ext(), "203.0.113.1".parse().unwrap())), "drop:arp-ignored");
     // neighbour discovery
     let ll = host(mac_of("a"), "fe80::1:2:3:4");
     for target in ["2600:1f18:1:102::10", "fe80::1", "fe80::76:70ff:fe63:6701"] {
-        assert_eq!(
-            t.send(
-                "pa",
-                &testkit::neighbor_solicit(&ll, target.parse().unwrap())
-            ),
-            "reply",
-            "{target}"
-        );
+        assert_eq!(t.send("pa", &testkit::neighbor_solicit(&ll, target.parse().unwrap())), "reply", "{target}");
     }
-    assert_eq!(
-        t.send(
-            "pa",
-            &testkit::neighbor_solicit(&ll, "2001:db8::1".parse().unwrap())
-        ),
-        "drop:nd-ignored"
-    );
+    assert_eq!(t.send("pa", &testkit::neighbor_solicit(&ll, "2001:db8::1".parse().unwrap())), "drop:nd-ignored");
     let dad = host(mac_of("a"), "::");
     assert_eq!(
-        t.send(
-            "pa",
-            &testkit::neighbor_solicit(&dad, "2600:1f18:1:101::10".parse().unwrap())
-        ),
+        t.send("pa", &testkit::neighbor_solicit(&dad, "2600:1f18:1:101::10".parse().unwrap())),
         "drop:nd-ignored"
     );
     let mut hop = testkit::neighbor_solicit(&ll, "fe80::1".parse().unwrap());
@@ -1422,9 +991,7 @@ fn arp_and_neighbour_solicitations_are_answered_for_vpc_addresses() {
 #[test]
 fn unowned_and_special_destinations_are_no_route() {
     let mut cfg = base();
-    sg(&mut cfg, "a")
-        .ip_permissions_egress
-        .push(perm("-1", None, None, "0.0.0.0/0"));
+    sg(&mut cfg, "a").ip_permissions_egress.push(perm("-1", None, None, "0.0.0.0/0"));
     let mut t = Pair::new(cfg);
     for d in [
         "10.0.1.1",
@@ -1444,24 +1011,12 @@ fn unowned_and_special_destinations_are_no_route() {
     for d in ["ff02::1", "fe80::1", "::1", "2600:1f18:1:1ff::1"] {
         assert_eq!(t.send("pa", &udp(&a6(), d, 1, 53)), "drop:no-route", "{d}");
     }
-    assert_eq!(
-        t.send("up", &udp(&ext(), "10.0.1.99", 1, 53)),
-        "drop:no-route"
-    );
-    assert_eq!(
-        t.send("up", &udp(&ext(), "198.51.100.1", 1, 53)),
-        "drop:no-route"
-    );
-    assert_eq!(
-        t.send("pa", &udp(&a(), "198.51.100.1", 1, 53)),
-        "forward:up"
-    );
+    assert_eq!(t.send("up", &udp(&ext(), "10.0.1.99", 1, 53)), "drop:no-route");
+    assert_eq!(t.send("up", &udp(&ext(), "198.51.100.1", 1, 53)), "drop:no-route");
+    assert_eq!(t.send("pa", &udp(&a(), "198.51.100.1", 1, 53)), "forward:up");
     // no uplink: nowhere to go
     t.update(|c| c.appliance.ports.retain(|p| !p.uplink));
-    assert_eq!(
-        t.send("pa", &udp(&a(), "198.51.100.1", 1, 53)),
-        "drop:no-route"
-    );
+    assert_eq!(t.send("pa", &udp(&a(), "198.51.100.1", 1, 53)), "drop:no-route");
 }
 
 /// 7 "Order of non-policy drops" and 7.1 "Drop order".
@@ -1470,40 +1025,20 @@ fn non_policy_drops_come_in_the_stated_order() {
     let mut t = Pair::new(base());
     // unknown MAC beats source/destination check
     let stranger = host("02:00:00:00:09:09", "10.0.1.99");
-    assert_eq!(
-        t.send("pa", &udp(&stranger, "10.0.1.2", 1, 2)),
-        "drop:unknown-source"
-    );
+    assert_eq!(t.send("pa", &udp(&stranger, "10.0.1.2", 1, 2)), "drop:unknown-source");
     // an ENI's MAC on the wrong port is unknown there
-    assert_eq!(
-        t.send("pc", &udp(&a(), "10.0.2.99", 1, 2)),
-        "drop:unknown-source"
-    );
+    assert_eq!(t.send("pc", &udp(&a(), "10.0.2.99", 1, 2)), "drop:unknown-source");
     // source/destination check beats no-route
     let spoof = host(mac_of("a"), "10.0.1.99");
-    assert_eq!(
-        t.send("pa", &udp(&spoof, "10.0.1.2", 1, 2)),
-        "drop:src-dst-check"
-    );
+    assert_eq!(t.send("pa", &udp(&spoof, "10.0.1.2", 1, 2)), "drop:src-dst-check");
     // uplink spoofing beats no-route
     let inside = host(GW, "10.0.3.3");
-    assert_eq!(
-        t.send("up", &udp(&inside, "10.0.1.99", 1, 2)),
-        "drop:unknown-source"
-    );
+    assert_eq!(t.send("up", &udp(&inside, "10.0.1.99", 1, 2)), "drop:unknown-source");
     // no-route beats the fragment memory and the policy
-    let f = testkit::fragment(
-        &testkit::udp(&a(), ip("10.0.1.3"), router(), 1, 2, &[0; 64]),
-        32,
-        5,
-    );
+    let f = testkit::fragment(&testkit::udp(&a(), ip("10.0.1.3"), router(), 1, 2, &[0; 64]), 32, 5);
     assert_eq!(t.send("pa", &f[1]), "drop:no-route");
     // the fragment memory comes before the policy: refused everywhere, still orphan
-    let g = testkit::fragment(
-        &testkit::udp(&a(), ip("10.0.2.10"), router(), 1, 2, &[0; 64]),
-        32,
-        6,
-    );
+    let g = testkit::fragment(&testkit::udp(&a(), ip("10.0.2.10"), router(), 1, 2, &[0; 64]), 32, 6);
     assert_eq!(t.send("pa", &g[1]), "drop:fragment-orphan");
 }
 
@@ -1517,33 +1052,15 @@ fn tcp_without_an_entry_is_judged_by_the_rules() {
     with_ct(&mut cfg, 0, Some(3600), None, None);
     with_ct(&mut cfg, 2, Some(3600), None, None);
     let mut t = Pair::new(cfg);
-    assert_eq!(
-        t.send("pa", &tcp(&a(), "10.0.2.10", 40000, 80, Flags::ACK)),
-        "forward:pc"
-    );
-    assert_eq!(
-        t.send("pa", &tcp(&a(), "10.0.2.10", 40001, 80, Flags::SYN_ACK)),
-        "forward:pc"
-    );
-    assert_eq!(
-        t.send("pc", &tcp(&c(), "10.0.1.10", 80, 40001, Flags::ACK)),
-        "forward:pa"
-    );
+    assert_eq!(t.send("pa", &tcp(&a(), "10.0.2.10", 40000, 80, Flags::ACK)), "forward:pc");
+    assert_eq!(t.send("pa", &tcp(&a(), "10.0.2.10", 40001, 80, Flags::SYN_ACK)), "forward:pc");
+    assert_eq!(t.send("pc", &tcp(&c(), "10.0.1.10", 80, 40001, Flags::ACK)), "forward:pa");
     t.update(revoke_all);
-    assert_eq!(
-        t.send("pc", &tcp(&c(), "10.0.1.10", 80, 40000, Flags::PSH_ACK)),
-        "forward:pa"
-    );
+    assert_eq!(t.send("pc", &tcp(&c(), "10.0.1.10", 80, 40000, Flags::PSH_ACK)), "forward:pa");
     t.advance_ns(60 * SEC + 1);
     // the mid-stream entry was still in the handshake state; the other completed
-    assert_eq!(
-        t.send("pa", &tcp(&a(), "10.0.2.10", 40000, 80, Flags::ACK)),
-        "reject:sg-egress"
-    );
-    assert_eq!(
-        t.send("pa", &tcp(&a(), "10.0.2.10", 40001, 80, Flags::ACK)),
-        "forward:pc"
-    );
+    assert_eq!(t.send("pa", &tcp(&a(), "10.0.2.10", 40000, 80, Flags::ACK)), "reject:sg-egress");
+    assert_eq!(t.send("pa", &tcp(&a(), "10.0.2.10", 40001, 80, Flags::ACK)), "forward:pc");
 }
 
 /// 7 "Conntrack updates": an entry is created or refreshed only when the frame is
@@ -1551,56 +1068,30 @@ fn tcp_without_an_entry_is_judged_by_the_rules() {
 #[test]
 fn entries_are_created_and_refreshed_only_by_forwarded_frames() {
     let mut cfg = base();
-    sg(&mut cfg, "a")
-        .ip_permissions_egress
-        .push(perm("-1", None, None, "10.0.0.0/16"));
-    sg(&mut cfg, "c")
-        .ip_permissions_egress
-        .push(perm("-1", None, None, "10.0.0.0/16"));
+    sg(&mut cfg, "a").ip_permissions_egress.push(perm("-1", None, None, "10.0.0.0/16"));
+    sg(&mut cfg, "c").ip_permissions_egress.push(perm("-1", None, None, "10.0.0.0/16"));
     let mut t = Pair::new(cfg);
     let before = t.o.available("eni-0000000a");
-    assert_eq!(
-        t.send("pa", &udp(&a(), "10.0.2.10", 5000, 53)),
-        "reject:sg-ingress"
-    );
+    assert_eq!(t.send("pa", &udp(&a(), "10.0.2.10", 5000, 53)), "reject:sg-ingress");
     assert_eq!(t.o.available("eni-0000000a"), before);
     // so c's answer finds no entry at a
-    assert_eq!(
-        t.send("pc", &udp(&c(), "10.0.1.10", 53, 5000)),
-        "reject:sg-ingress"
-    );
+    assert_eq!(t.send("pc", &udp(&c(), "10.0.1.10", 53, 5000)), "reject:sg-ingress");
     // refresh: a NACL-refused packet does not keep an entry alive
-    t.update(|c| {
-        sg(c, "c")
-            .ip_permissions
-            .push(perm("-1", None, None, "10.0.1.10/32"))
-    });
-    assert_eq!(
-        t.send("pa", &udp(&a(), "10.0.2.10", 5001, 53)),
-        "forward:pc"
-    );
+    t.update(|c| sg(c, "c").ip_permissions.push(perm("-1", None, None, "10.0.1.10/32")));
+    assert_eq!(t.send("pa", &udp(&a(), "10.0.2.10", 5001, 53)), "forward:pc");
     t.update(|c| {
         revoke_all(c);
         nacl(
             c,
             "subnet-00000002",
-            vec![
-                entry(10, false, "-1", "0.0.0.0/0", false),
-                entry(10, true, "-1", "0.0.0.0/0", true),
-            ],
+            vec![entry(10, false, "-1", "0.0.0.0/0", false), entry(10, true, "-1", "0.0.0.0/0", true)],
         );
     });
     t.advance_secs(20);
-    assert_eq!(
-        t.send("pa", &udp(&a(), "10.0.2.10", 5001, 53)),
-        "reject:nacl-ingress"
-    );
+    assert_eq!(t.send("pa", &udp(&a(), "10.0.2.10", 5001, 53)), "reject:nacl-ingress");
     t.update(|c| c.network_acls.clear());
     t.advance_ns(10 * SEC + 1);
-    assert_eq!(
-        t.send("pa", &udp(&a(), "10.0.2.10", 5001, 53)),
-        "reject:sg-egress"
-    );
+    assert_eq!(t.send("pa", &udp(&a(), "10.0.2.10", 5001, 53)), "reject:sg-egress");
 }
 
 /// 7.1 "ICMP query replies without an entry": judged as what they are; if forwarded
@@ -1608,30 +1099,14 @@ fn entries_are_created_and_refreshed_only_by_forwarded_frames() {
 #[test]
 fn icmp_query_replies_without_an_entry_create_one() {
     let mut cfg = base();
-    sg(&mut cfg, "c")
-        .ip_permissions_egress
-        .push(perm("icmp", Some(0), Some(-1), "10.0.1.10/32"));
-    sg(&mut cfg, "a")
-        .ip_permissions
-        .push(perm("icmp", Some(0), Some(0), "10.0.2.10/32"));
+    sg(&mut cfg, "c").ip_permissions_egress.push(perm("icmp", Some(0), Some(-1), "10.0.1.10/32"));
+    sg(&mut cfg, "a").ip_permissions.push(perm("icmp", Some(0), Some(0), "10.0.2.10/32"));
     let mut t = Pair::new(cfg);
-    assert_eq!(
-        t.send("pc", &echo(&c(), "10.0.1.10", 5, false)),
-        "reject:sg-egress"
-    );
-    assert_eq!(
-        t.send("pc", &echo(&c(), "10.0.1.10", 5, true)),
-        "forward:pa"
-    );
+    assert_eq!(t.send("pc", &echo(&c(), "10.0.1.10", 5, false)), "reject:sg-egress");
+    assert_eq!(t.send("pc", &echo(&c(), "10.0.1.10", 5, true)), "forward:pa");
     t.update(revoke_all);
-    assert_eq!(
-        t.send("pa", &echo(&a(), "10.0.2.10", 5, false)),
-        "forward:pc"
-    );
-    assert_eq!(
-        t.send("pa", &echo(&a(), "10.0.2.10", 6, false)),
-        "reject:sg-egress"
-    );
+    assert_eq!(t.send("pa", &echo(&a(), "10.0.2.10", 5, false)), "forward:pc");
+    assert_eq!(t.send("pa", &echo(&a(), "10.0.2.10", 6, false)), "reject:sg-egress");
 }
 
 /// 7.1 "Conntrack capacity accounting": an expired entry frees its capacity at the
@@ -1642,39 +1117,19 @@ fn capacity_is_reclaimed_at_the_first_whole_second_after_expiry() {
     let mut cfg = base();
     cfg.appliance.conntrack.max_entries = 1;
     cfg.appliance.conntrack.max_entries_per_eni = 1;
-    sg(&mut cfg, "a")
-        .ip_permissions_egress
-        .push(perm("udp", Some(53), Some(53), "0.0.0.0/0"));
+    sg(&mut cfg, "a").ip_permissions_egress.push(perm("udp", Some(53), Some(53), "0.0.0.0/0"));
     let mut t = Pair::new(cfg);
     t.advance_ns(SEC / 2); // W + 0.5 s
-    assert_eq!(
-        t.send("pa", &udp(&a(), "203.0.113.10", 5001, 53)),
-        "forward:up"
-    );
+    assert_eq!(t.send("pa", &udp(&a(), "203.0.113.10", 5001, 53)), "forward:up");
     t.advance_ns(30 * SEC + SEC / 10); // W + 30.6: expired, reclaimed at W + 31
-    assert_eq!(
-        t.send("pa", &udp(&a(), "203.0.113.10", 5002, 53)),
-        "drop:conntrack-full"
-    );
-    assert_eq!(
-        t.send("pa", &udp(&a(), "203.0.113.10", 5001, 53)),
-        "forward:up"
-    );
+    assert_eq!(t.send("pa", &udp(&a(), "203.0.113.10", 5002, 53)), "drop:conntrack-full");
+    assert_eq!(t.send("pa", &udp(&a(), "203.0.113.10", 5001, 53)), "forward:up");
     t.advance_ns(30 * SEC + SEC / 10); // W + 60.7, the entry (last W + 30.6) expired at W + 60.6
-    assert_eq!(
-        t.send("pa", &udp(&a(), "203.0.113.10", 5002, 53)),
-        "drop:conntrack-full"
-    );
+    assert_eq!(t.send("pa", &udp(&a(), "203.0.113.10", 5002, 53)), "drop:conntrack-full");
     t.advance_ns(3 * SEC / 10 - 1); // W + 61.0 - 1 ns
-    assert_eq!(
-        t.send("pa", &udp(&a(), "203.0.113.10", 5002, 53)),
-        "drop:conntrack-full"
-    );
+    assert_eq!(t.send("pa", &udp(&a(), "203.0.113.10", 5002, 53)), "drop:conntrack-full");
     t.advance_ns(1); // W + 61
-    assert_eq!(
-        t.send("pa", &udp(&a(), "203.0.113.10", 5002, 53)),
-        "forward:up"
-    );
+    assert_eq!(t.send("pa", &udp(&a(), "203.0.113.10", 5002, 53)), "forward:up");
 }
 
 /// 7.1 "Conntrack capacity accounting": a frame that needs entries at two ENIs needs
@@ -1685,26 +1140,12 @@ fn new_entries_at_two_enis_are_all_or_nothing() {
     cfg.appliance.conntrack.max_entries = 3;
     cfg.appliance.conntrack.max_entries_per_eni = 2;
     a_to_c_allowed(&mut cfg);
-    sg(&mut cfg, "a")
-        .ip_permissions_egress
-        .push(perm("udp", Some(53), Some(53), "0.0.0.0/0"));
+    sg(&mut cfg, "a").ip_permissions_egress.push(perm("udp", Some(53), Some(53), "0.0.0.0/0"));
     let mut t = Pair::new(cfg);
-    assert_eq!(
-        t.send("pa", &udp(&a(), "10.0.2.10", 5001, 53)),
-        "forward:pc"
-    );
-    assert_eq!(
-        t.send("pa", &udp(&a(), "10.0.2.10", 5002, 53)),
-        "drop:conntrack-full"
-    );
-    assert_eq!(
-        t.send("pa", &udp(&a(), "203.0.113.10", 5003, 53)),
-        "forward:up"
-    );
-    assert_eq!(
-        t.send("pa", &udp(&a(), "203.0.113.10", 5004, 53)),
-        "drop:conntrack-full"
-    );
+    assert_eq!(t.send("pa", &udp(&a(), "10.0.2.10", 5001, 53)), "forward:pc");
+    assert_eq!(t.send("pa", &udp(&a(), "10.0.2.10", 5002, 53)), "drop:conntrack-full");
+    assert_eq!(t.send("pa", &udp(&a(), "203.0.113.10", 5003, 53)), "forward:up");
+    assert_eq!(t.send("pa", &udp(&a(), "203.0.113.10", 5004, 53)), "drop:conntrack-full");
 }
 
 /// 7.1 "Per-ENI conntrack share": MaxEntriesPerEni; timeout changes apply to
@@ -1715,33 +1156,19 @@ fn per_eni_share_and_timeout_changes_apply_at_once() {
     cfg.appliance.conntrack.max_entries = 10;
     cfg.appliance.conntrack.max_entries_per_eni = 1;
     for n in ["a", "b"] {
-        sg(&mut cfg, n)
-            .ip_permissions_egress
-            .push(perm("udp", Some(53), Some(53), "0.0.0.0/0"));
+        sg(&mut cfg, n).ip_permissions_egress.push(perm("udp", Some(53), Some(53), "0.0.0.0/0"));
     }
     with_ct(&mut cfg, 0, None, Some(60), None);
     let mut t = Pair::new(cfg);
-    assert_eq!(
-        t.send("pa", &udp(&a(), "203.0.113.10", 5001, 53)),
-        "forward:up"
-    );
-    assert_eq!(
-        t.send("pa", &udp(&a(), "203.0.113.10", 5002, 53)),
-        "drop:conntrack-full"
-    );
-    assert_eq!(
-        t.send("pa", &udp(&b(), "203.0.113.10", 5002, 53)),
-        "forward:up"
-    );
+    assert_eq!(t.send("pa", &udp(&a(), "203.0.113.10", 5001, 53)), "forward:up");
+    assert_eq!(t.send("pa", &udp(&a(), "203.0.113.10", 5002, 53)), "drop:conntrack-full");
+    assert_eq!(t.send("pa", &udp(&b(), "203.0.113.10", 5002, 53)), "forward:up");
     t.advance_secs(40);
     t.update(|c| {
         revoke_all(c);
         with_ct(c, 0, None, Some(30), None);
     });
-    assert_eq!(
-        t.send("pa", &udp(&a(), "203.0.113.10", 5001, 53)),
-        "reject:sg-egress"
-    );
+    assert_eq!(t.send("pa", &udp(&a(), "203.0.113.10", 5001, 53)), "reject:sg-egress");
 }
 
 /// 7.1 "Routing": a destination outside the sender's VPC goes to the uplink, even in
@@ -1749,11 +1176,7 @@ fn per_eni_share_and_timeout_changes_apply_at_once() {
 #[test]
 fn other_vpcs_are_reached_through_the_uplink() {
     let mut cfg = base();
-    cfg.vpcs.push(Vpc {
-        vpc_id: "vpc-00000002".into(),
-        cidr_block: Some("10.1.0.0/16".into()),
-        ..Default::default()
-    });
+    cfg.vpcs.push(Vpc { vpc_id: "vpc-00000002".into(), cidr_block: Some("10.1.0.0/16".into()), ..Default::default() });
     cfg.subnets.push(Subnet {
         subnet_id: "subnet-00000003".into(),
         vpc_id: "vpc-00000002".into(),
@@ -1769,43 +1192,28 @@ fn other_vpcs_are_reached_through_the_uplink() {
         source_dest_check: true,
         ..Default::default()
     });
-    cfg.appliance.ports[1]
-        .network_interface_ids
-        .push("eni-0000000d".into());
-    sg(&mut cfg, "a")
-        .ip_permissions_egress
-        .push(perm("-1", None, None, "0.0.0.0/0"));
+    cfg.appliance.ports[1].network_interface_ids.push("eni-0000000d".into());
+    sg(&mut cfg, "a").ip_permissions_egress.push(perm("-1", None, None, "0.0.0.0/0"));
     let mut t = Pair::new(cfg);
     assert_eq!(t.send("pa", &udp(&a(), "10.1.1.10", 1, 2)), "forward:up");
     // and from the uplink, an ENI of either VPC is reachable
     let d = host("02:00:00:00:03:0a", "10.1.1.10");
     assert_eq!(t.send("pc", &udp(&d, "10.0.1.10", 1, 2)), "forward:up");
-    assert_eq!(
-        t.send("up", &udp(&ext(), "10.1.1.10", 1, 2)),
-        "reject:sg-ingress"
-    );
+    assert_eq!(t.send("up", &udp(&ext(), "10.1.1.10", 1, 2)), "reject:sg-ingress");
 }
 
 /// 7.1 "VLAN tags": up to two tags accepted on input.
 #[test]
 fn vlan_tagged_frames_are_accepted() {
     let mut cfg = base();
-    sg(&mut cfg, "a")
-        .ip_permissions_egress
-        .push(perm("-1", None, None, "0.0.0.0/0"));
+    sg(&mut cfg, "a").ip_permissions_egress.push(perm("-1", None, None, "0.0.0.0/0"));
     let mut t = Pair::new(cfg);
     let f = udp(&a(), "203.0.113.10", 1, 2);
     let one = testkit::vlan_tag(&f, 10);
     let two = testkit::vlan_tag(&one, 20);
     assert_eq!(t.send("pa", &one), "forward:up");
     assert_eq!(t.send("pa", &two), "forward:up");
-    assert_eq!(
-        t.send(
-            "pa",
-            &testkit::vlan_tag(&testkit::arp_request(&a(), "10.0.1.1".parse().unwrap()), 5)
-        ),
-        "reply"
-    );
+    assert_eq!(t.send("pa", &testkit::vlan_tag(&testkit::arp_request(&a(), "10.0.1.1".parse().unwrap()), 5)), "reply");
 }
 
 /// 3.1 / 3.2: NACLs are ordered, first match wins, per direction and IP family, and
@@ -1814,19 +1222,12 @@ fn vlan_tagged_frames_are_accepted() {
 fn nacls_first_match_per_family_between_subnets_only() {
     let mut cfg = base();
     open_inside(&mut cfg);
-    sg(&mut cfg, "c")
-        .ip_permissions
-        .push(perm("-1", None, None, "0.0.0.0/0"));
-    sg(&mut cfg, "c")
-        .ip_permissions
-        .push(perm("-1", None, None, "::/0"));
+    sg(&mut cfg, "c").ip_permissions.push(perm("-1", None, None, "0.0.0.0/0"));
+    sg(&mut cfg, "c").ip_permissions.push(perm("-1", None, None, "::/0"));
     nacl(
         &mut cfg,
         "subnet-00000001",
-        vec![
-            entry(100, true, "-1", "0.0.0.0/0", false),
-            entry(100, false, "-1", "0.0.0.0/0", false),
-        ],
+        vec![entry(100, true, "-1", "0.0.0.0/0", false), entry(100, false, "-1", "0.0.0.0/0", false)],
     );
     nacl(
         &mut cfg,
@@ -1841,24 +1242,12 @@ fn nacls_first_match_per_family_between_subnets_only() {
     );
     let mut t = Pair::new(cfg);
     assert_eq!(t.send("pa", &udp(&a(), "10.0.1.20", 1, 2)), "forward:pa");
-    assert_eq!(
-        t.send("pa", &udp(&a(), "10.0.2.10", 1, 2)),
-        "reject:nacl-egress"
-    );
-    assert_eq!(
-        t.send("pc", &udp(&c(), "10.0.1.10", 1, 2)),
-        "reject:nacl-ingress"
-    );
-    assert_eq!(
-        t.send("up", &tcp(&ext(), "10.0.2.10", 1, 2, Flags::SYN)),
-        "reject:nacl-ingress"
-    );
+    assert_eq!(t.send("pa", &udp(&a(), "10.0.2.10", 1, 2)), "reject:nacl-egress");
+    assert_eq!(t.send("pc", &udp(&c(), "10.0.1.10", 1, 2)), "reject:nacl-ingress");
+    assert_eq!(t.send("up", &tcp(&ext(), "10.0.2.10", 1, 2, Flags::SYN)), "reject:nacl-ingress");
     assert_eq!(t.send("up", &udp(&ext(), "10.0.2.10", 1, 2)), "forward:pc");
     let x6 = host(GW, "2001:db8::7");
-    assert_eq!(
-        t.send("up", &udp(&x6, "2600:1f18:1:102::10", 1, 2)),
-        "reject:nacl-ingress"
-    );
+    assert_eq!(t.send("up", &udp(&x6, "2600:1f18:1:102::10", 1, 2)), "reject:nacl-ingress");
 }
 
 /// 1.1: protocol -1 and numbers other than tcp/udp/icmp/icmpv6 allow every port;
@@ -1867,50 +1256,21 @@ fn nacls_first_match_per_family_between_subnets_only() {
 fn sg_rule_fields_follow_section_1_1() {
     let mut cfg = base();
     let g = sg(&mut cfg, "a");
-    g.ip_permissions_egress
-        .push(perm("47", Some(10), Some(20), "0.0.0.0/0"));
-    g.ip_permissions_egress
-        .push(perm("6", Some(8000), Some(8010), "0.0.0.0/0"));
-    g.ip_permissions_egress
-        .push(perm("icmp", Some(8), Some(-1), "0.0.0.0/0"));
-    g.ip_permissions_egress
-        .push(perm("icmp", Some(3), Some(4), "0.0.0.0/0"));
-    g.ip_permissions_egress
-        .push(perm("icmpv6", None, None, "::/0"));
+    g.ip_permissions_egress.push(perm("47", Some(10), Some(20), "0.0.0.0/0"));
+    g.ip_permissions_egress.push(perm("6", Some(8000), Some(8010), "0.0.0.0/0"));
+    g.ip_permissions_egress.push(perm("icmp", Some(8), Some(-1), "0.0.0.0/0"));
+    g.ip_permissions_egress.push(perm("icmp", Some(3), Some(4), "0.0.0.0/0"));
+    g.ip_permissions_egress.push(perm("icmpv6", None, None, "::/0"));
     let mut t = Pair::new(cfg);
     assert_eq!(t.send("pa", &other(&a(), "203.0.113.10", 47)), "forward:up");
-    assert_eq!(
-        t.send("pa", &other(&a(), "203.0.113.10", 50)),
-        "reject:sg-egress"
-    );
-    assert_eq!(
-        t.send("pa", &tcp(&a(), "203.0.113.10", 1, 8005, Flags::SYN)),
-        "forward:up"
-    );
-    assert_eq!(
-        t.send("pa", &tcp(&a(), "203.0.113.10", 8005, 8011, Flags::SYN)),
-        "reject:sg-egress"
-    );
-    assert_eq!(
-        t.send("pa", &echo(&a(), "203.0.113.10", 1, false)),
-        "forward:up"
-    );
-    assert_eq!(
-        t.send("pa", &icmp(&a(), "203.0.113.10", 3, 4, [0; 4])),
-        "forward:up"
-    );
-    assert_eq!(
-        t.send("pa", &icmp(&a(), "203.0.113.10", 3, 3, [0; 4])),
-        "reject:sg-egress"
-    );
-    assert_eq!(
-        t.send("pa", &icmp(&a6(), "2001:db8::1", 2, 0, [0; 4])),
-        "forward:up"
-    );
-    assert_eq!(
-        t.send("pa", &echo(&a6(), "2001:db8::1", 1, false)),
-        "forward:up"
-    );
+    assert_eq!(t.send("pa", &other(&a(), "203.0.113.10", 50)), "reject:sg-egress");
+    assert_eq!(t.send("pa", &tcp(&a(), "203.0.113.10", 1, 8005, Flags::SYN)), "forward:up");
+    assert_eq!(t.send("pa", &tcp(&a(), "203.0.113.10", 8005, 8011, Flags::SYN)), "reject:sg-egress");
+    assert_eq!(t.send("pa", &echo(&a(), "203.0.113.10", 1, false)), "forward:up");
+    assert_eq!(t.send("pa", &icmp(&a(), "203.0.113.10", 3, 4, [0; 4])), "forward:up");
+    assert_eq!(t.send("pa", &icmp(&a(), "203.0.113.10", 3, 3, [0; 4])), "reject:sg-egress");
+    assert_eq!(t.send("pa", &icmp(&a6(), "2001:db8::1", 2, 0, [0; 4])), "forward:up");
+    assert_eq!(t.send("pa", &echo(&a6(), "2001:db8::1", 1, false)), "forward:up");
 }
 
 /// R8 of the oracle (the spec leaves it open): a later fragment takes the first
@@ -1918,9 +1278,7 @@ fn sg_rule_fields_follow_section_1_1() {
 #[test]
 fn later_fragments_do_not_refresh_conntrack_entries() {
     let mut cfg = base();
-    sg(&mut cfg, "a")
-        .ip_permissions_egress
-        .push(perm("udp", Some(53), Some(53), "203.0.113.0/24"));
+    sg(&mut cfg, "a").ip_permissions_egress.push(perm("udp", Some(53), Some(53), "203.0.113.0/24"));
     let mut t = Pair::new(cfg);
     let big = testkit::udp(&a(), ip("203.0.113.10"), router(), 5000, 53, &[7u8; 100]);
     let f = testkit::fragment(&big, 32, 91);
@@ -1929,8 +1287,5 @@ fn later_fragments_do_not_refresh_conntrack_entries() {
     assert_eq!(t.send("pa", &f[1]), "forward:up");
     t.update(revoke_all);
     t.advance_ns(SEC + 1);
-    assert_eq!(
-        t.send("up", &udp(&ext(), "10.0.1.10", 53, 5000)),
-        "reject:sg-ingress"
-    );
+    assert_eq!(t.send("up", &udp(&ext(), "10.0.1.10", 53, 5000)), "reject:sg-ingress");
 }

@@ -72,19 +72,9 @@ impl Verdict {
 /// What a forwarded frame must look like (7.1 "Routing", "VLAN tags"): untagged,
 /// to `dst_mac` from `RouterMac`, the IP datagram byte for byte as it came (no TTL
 /// decrement, no checksum change); Ethernet padding may go or stay.
-pub fn check_forwarded(
-    input: &[u8],
-    out: &[u8],
-    dst_mac: [u8; 6],
-    router_mac: [u8; 6],
-) -> Result<(), String> {
+pub fn check_forwarded(input: &[u8], out: &[u8], dst_mac: [u8; 6], router_mac: [u8; 6]) -> Result<(), String> {
     let mut off = 12;
-    while off + 4 <= input.len()
-        && matches!(
-            u16::from_be_bytes([input[off], input[off + 1]]),
-            0x8100 | 0x88a8
-        )
-    {
+    while off + 4 <= input.len() && matches!(u16::from_be_bytes([input[off], input[off + 1]]), 0x8100 | 0x88a8) {
         off += 4;
     }
     let ethertype = &input[off..off + 2];
@@ -95,10 +85,7 @@ pub fn check_forwarded(
         40 + u16::from_be_bytes([l3[4], l3[5]]) as usize
     };
     if out.len() < 14 + ip_len {
-        return Err(format!(
-            "sent {} bytes, the datagram has {ip_len}",
-            out.len()
-        ));
+        return Err(format!("sent {} bytes, the datagram has {ip_len}", out.len()));
     }
     if out[..6] != dst_mac || out[6..12] != router_mac || out[12..14] != *ethertype {
         return Err(format!("sent with Ethernet header {:02x?}", &out[..14]));
@@ -122,28 +109,14 @@ pub struct FlowKey {
 impl FlowKey {
     fn new(proto: u8, a: (IpAddr, u16), b: (IpAddr, u16), query: Option<(u8, u16)>) -> FlowKey {
         let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
-        FlowKey {
-            proto,
-            lo,
-            hi,
-            query,
-        }
+        FlowKey { proto, lo, hi, query }
     }
 }
 
 #[derive(Clone, Copy, Debug)]
 enum State {
-    Tcp {
-        syn_ack_seen: bool,
-        established: bool,
-        fin_orig: bool,
-        fin_reply: bool,
-        closing: bool,
-    },
-    Udp {
-        orig: u32,
-        reply: u32,
-    },
+    Tcp { syn_ack_seen: bool, established: bool, fin_orig: bool, fin_reply: bool, closing: bool },
+    Udp { orig: u32, reply: u32 },
     Icmp,
     Other,
 }
@@ -160,11 +133,7 @@ struct Entry {
 /// Section 7 / 7.1 timeouts for an entry at an ENI, in seconds.
 fn timeout(e: &Entry, eni: &Eni) -> u64 {
     match e.state {
-        State::Tcp {
-            closing,
-            established,
-            ..
-        } => {
+        State::Tcp { closing, established, .. } => {
             if closing {
                 10
             } else if established {
@@ -201,16 +170,8 @@ fn update(e: &mut Entry, p: &Pkt, now: u64) {
     let orig = (p.src, p.sport().unwrap_or(0)) == e.opener;
     match (&mut e.state, &p.l4) {
         (
-            State::Tcp {
-                syn_ack_seen,
-                established,
-                fin_orig,
-                fin_reply,
-                closing,
-            },
-            L4::Tcp {
-                syn, ack, fin, rst, ..
-            },
+            State::Tcp { syn_ack_seen, established, fin_orig, fin_reply, closing },
+            L4::Tcp { syn, ack, fin, rst, .. },
         ) => {
             if *rst {
                 *closing = true;
@@ -247,22 +208,14 @@ fn update(e: &mut Entry, p: &Pkt, now: u64) {
 
 fn new_entry(p: &Pkt, now: u64) -> Entry {
     let state = match p.l4 {
-        L4::Tcp { .. } => State::Tcp {
-            syn_ack_seen: false,
-            established: false,
-            fin_orig: false,
-            fin_reply: false,
-            closing: false,
-        },
+        L4::Tcp { .. } => {
+            State::Tcp { syn_ack_seen: false, established: false, fin_orig: false, fin_reply: false, closing: false }
+        }
         L4::Udp { .. } => State::Udp { orig: 0, reply: 0 },
         L4::Icmp { .. } => State::Icmp,
         _ => State::Other,
     };
-    let mut e = Entry {
-        opener: (p.src, p.sport().unwrap_or(0)),
-        last: now,
-        state,
-    };
+    let mut e = Entry { opener: (p.src, p.sport().unwrap_or(0)), last: now, state };
     update(&mut e, p, now);
     e
 }
@@ -297,20 +250,11 @@ fn is_icmp_error(v6: bool, ty: u8) -> bool {
 /// The conntrack key of a packet, `None` for non-query ICMP (tracked never).
 fn flow_key(p: &Pkt) -> Option<FlowKey> {
     match &p.l4 {
-        L4::Tcp { sport, dport, .. } | L4::Udp { sport, dport, .. } => Some(FlowKey::new(
-            p.proto,
-            (p.src, *sport),
-            (p.dst, *dport),
-            None,
-        )),
-        L4::Icmp { ty, rest, .. } => query_class(p.v6, *ty).map(|c| {
-            FlowKey::new(
-                p.proto,
-                (p.src, 0),
-                (p.dst, 0),
-                Some((c, u16::from_be_bytes([rest[0], rest[1]]))),
-            )
-        }),
+        L4::Tcp { sport, dport, .. } | L4::Udp { sport, dport, .. } => {
+            Some(FlowKey::new(p.proto, (p.src, *sport), (p.dst, *dport), None))
+        }
+        L4::Icmp { ty, rest, .. } => query_class(p.v6, *ty)
+            .map(|c| FlowKey::new(p.proto, (p.src, 0), (p.dst, 0), Some((c, u16::from_be_bytes([rest[0], rest[1]]))))),
         L4::Other => Some(FlowKey::new(p.proto, (p.src, 0), (p.dst, 0), None)),
         L4::Unknown => None,
     }
@@ -327,21 +271,14 @@ fn quoted_key(p: &Pkt) -> Option<FlowKey> {
     let q = packet::quoted(p.v6, body)?;
     let be = |i: usize| u16::from_be_bytes([q.l4[i], q.l4[i + 1]]);
     match q.proto {
-        6 | 17 if q.l4.len() >= 4 => {
-            Some(FlowKey::new(q.proto, (q.src, be(0)), (q.dst, be(2)), None))
-        }
+        6 | 17 if q.l4.len() >= 4 => Some(FlowKey::new(q.proto, (q.src, be(0)), (q.dst, be(2)), None)),
         6 | 17 => None,
         1 | 58 if (q.proto == 58) == p.v6 => {
             if q.l4.len() < 6 {
                 return None;
             }
             let c = query_class(p.v6, q.l4[0])?;
-            Some(FlowKey::new(
-                q.proto,
-                (q.src, 0),
-                (q.dst, 0),
-                Some((c, be(4))),
-            ))
+            Some(FlowKey::new(q.proto, (q.src, 0), (q.dst, 0), Some((c, be(4)))))
         }
         n => Some(FlowKey::new(n, (q.src, 0), (q.dst, 0), None)),
     }
@@ -377,40 +314,16 @@ fn fmt_ns(ns: u64) -> String {
 fn special_destination(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(a) => {
-            a.is_multicast()
-                || a.is_broadcast()
-                || a.is_link_local()
-                || a.is_loopback()
-                || a.is_unspecified()
+            a.is_multicast() || a.is_broadcast() || a.is_link_local() || a.is_loopback() || a.is_unspecified()
         }
         IpAddr::V6(a) => {
-            a.is_multicast()
-                || (a.segments()[0] & 0xffc0) == 0xfe80
-                || a.is_loopback()
-                || a.is_unspecified()
+            a.is_multicast() || (a.segments()[0] & 0xffc0) == 0xfe80 || a.is_loopback() || a.is_unspecified()
         }
     }
 }
 
 fn eui64_link_local(mac: [u8; 6]) -> Ipv6Addr {
-    Ipv6Addr::from([
-        0xfe,
-        0x80,
-        0,
-        0,
-        0,
-        0,
-        0,
-        0,
-        mac[0] ^ 0x02,
-        mac[1],
-        mac[2],
-        0xff,
-        0xfe,
-        mac[3],
-        mac[4],
-        mac[5],
-    ])
+    Ipv6Addr::from([0xfe, 0x80, 0, 0, 0, 0, 0, 0, mac[0] ^ 0x02, mac[1], mac[2], 0xff, 0xfe, mac[3], mac[4], mac[5]])
 }
 
 enum Src {
@@ -449,11 +362,7 @@ impl Oracle {
             .ct
             .iter()
             .map(|((eni, k), e)| {
-                let st = self
-                    .world
-                    .eni_by_id(eni)
-                    .map(|x| timeout(e, x))
-                    .unwrap_or(0);
+                let st = self.world.eni_by_id(eni).map(|x| timeout(e, x)).unwrap_or(0);
                 format!(
                     "entry at {eni}: {k:?} last {} ago, timeout {st} s, {:?}",
                     fmt_ns(now.saturating_sub(e.last)),
@@ -542,15 +451,8 @@ impl Oracle {
                     && !a.sender_ip.is_unspecified()
                     && a.sender_ip != a.target_ip
                     && in_scope(IpAddr::V4(a.target_ip));
-                self.note(format!(
-                    "ARP op {} {} asks for {}",
-                    a.op, a.sender_ip, a.target_ip
-                ));
-                return if answer {
-                    Verdict::Reply
-                } else {
-                    Verdict::Drop("arp-ignored")
-                };
+                self.note(format!("ARP op {} {} asks for {}", a.op, a.sender_ip, a.target_ip));
+                return if answer { Verdict::Reply } else { Verdict::Drop("arp-ignored") };
             }
             Parsed::Ip(p) => p,
         };
@@ -565,8 +467,7 @@ impl Oracle {
                         }
                         let target = IpAddr::V6(packet::v6(&body[..16]));
                         // R2: the router's own link-local addresses on every port.
-                        let router_ll = target
-                            == IpAddr::V6(Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 1))
+                        let router_ll = target == IpAddr::V6(Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 1))
                             || target == IpAddr::V6(eui64_link_local(w.router_mac));
                         answer = router_ll
                             || match src {
@@ -576,11 +477,7 @@ impl Oracle {
                         self.note(format!("NS for {target}"));
                     }
                     self.note(format!("neighbour discovery type {ty}"));
-                    return if answer {
-                        Verdict::Reply
-                    } else {
-                        Verdict::Drop("nd-ignored")
-                    };
+                    return if answer { Verdict::Reply } else { Verdict::Drop("nd-ignored") };
                 }
             }
         }
@@ -624,9 +521,7 @@ impl Oracle {
                             self.note(format!("{} is in the VPC but no ENI owns it", p.dst));
                             None
                         }
-                        _ => w
-                            .uplink()
-                            .map(|u| (u, w.ports[u].gateway.unwrap_or([0; 6]), None)),
+                        _ => w.uplink().map(|u| (u, w.ports[u].gateway.unwrap_or([0; 6]), None)),
                     }
                 }
                 Src::Uplink => dst_eni.and_then(|d| {
@@ -646,16 +541,8 @@ impl Oracle {
         // 6. later fragments take the first fragment's verdict (R8).
         if let Frag::Later(id) = p.frag {
             let key = (p.src, p.dst, if p.v6 { 0 } else { p.proto }, id);
-            let memo = self
-                .frags
-                .get(&key)
-                .filter(|m| now.saturating_sub(m.at) <= 30 * NS)
-                .map(|m| m.verdict.clone());
-            self.saw(if memo.is_some() {
-                "frag: later, remembered"
-            } else {
-                "frag: later, orphan"
-            });
+            let memo = self.frags.get(&key).filter(|m| now.saturating_sub(m.at) <= 30 * NS).map(|m| m.verdict.clone());
+            self.saw(if memo.is_some() { "frag: later, remembered" } else { "frag: later, orphan" });
             if memo.is_none() && self.frags.contains_key(&key) {
                 self.saw("frag: first fragment older than 30 s");
             }
@@ -682,13 +569,7 @@ impl Oracle {
         let v = self.policy(&w, &src, dst_eni, &p, out_port, out_mac, now);
         if let Frag::First(id) = p.frag {
             let key = (p.src, p.dst, if p.v6 { 0 } else { p.proto }, id);
-            self.frags.insert(
-                key,
-                FragMemo {
-                    at: now,
-                    verdict: v.clone(),
-                },
-            );
+            self.frags.insert(key, FragMemo { at: now, verdict: v.clone() });
         }
         v
     }
@@ -765,17 +646,11 @@ impl Oracle {
         }
         if self.ct.len() as u64 + new_total > w.max_entries {
             self.saw("ct: core table full");
-            self.note(format!(
-                "core holds {} entries, {new_total} more needed: full",
-                self.ct.len()
-            ));
+            self.note(format!("core holds {} entries, {new_total} more needed: full", self.ct.len()));
             full = true;
         }
         if full {
-            let waiting = self
-                .ct
-                .iter()
-                .any(|((eni, _), e)| w.eni_by_id(eni).is_some_and(|x| expired(e, x, now)));
+            let waiting = self.ct.iter().any(|((eni, _), e)| w.eni_by_id(eni).is_some_and(|x| expired(e, x, now)));
             if waiting {
                 self.saw("ct: full while expired entries await reclaim");
             }
@@ -794,14 +669,9 @@ impl Oracle {
                     update(e, p, now);
                     let after = e.state;
                     match (before, after) {
-                        (
-                            State::Tcp {
-                                established: false, ..
-                            },
-                            State::Tcp {
-                                established: true, ..
-                            },
-                        ) => self.saw("tcp: handshake completed"),
+                        (State::Tcp { established: false, .. }, State::Tcp { established: true, .. }) => {
+                            self.saw("tcp: handshake completed")
+                        }
                         (State::Tcp { closing: false, .. }, State::Tcp { closing: true, .. }) => {
                             self.saw("tcp: closing (10 s)")
                         }
@@ -818,10 +688,7 @@ impl Oracle {
                 }
             }
         }
-        Verdict::Forward {
-            port: w.ports[out_port].name.clone(),
-            dst_mac: out_mac,
-        }
+        Verdict::Forward { port: w.ports[out_port].name.clone(), dst_mac: out_mac }
     }
 
     fn live(&self, w: &World, eni: usize, k: &FlowKey, now: u64) -> bool {
@@ -839,9 +706,7 @@ impl Oracle {
         let key = flow_key(p);
         let peer = if egress { p.dst } else { p.src };
         let rules = w.rules(e, egress);
-        let allowed = rules
-            .iter()
-            .any(|r| w.rule_matches(r, p.proto, p.dport(), p.icmp(), peer));
+        let allowed = rules.iter().any(|r| w.rule_matches(r, p.proto, p.dport(), p.icmp(), peer));
         if let Some(k) = key {
             if let Some(entry) = self.ct.get(&(e.id.clone(), k)) {
                 let idle = now.saturating_sub(entry.last) as i64;

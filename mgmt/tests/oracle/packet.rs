@@ -286,15 +286,7 @@ fn finish(
             Err(e) => return Parsed::Malformed(e),
         }
     };
-    Parsed::Ip(Pkt {
-        v6: is_v6,
-        src,
-        dst,
-        proto,
-        hop_limit,
-        frag,
-        l4,
-    })
+    Parsed::Ip(Pkt { v6: is_v6, src, dst, proto, hop_limit, frag, l4 })
 }
 
 fn parse_l4(is_v6: bool, proto: u8, b: &[u8]) -> Result<L4, &'static str> {
@@ -324,10 +316,7 @@ fn parse_l4(is_v6: bool, proto: u8, b: &[u8]) -> Result<L4, &'static str> {
             if b.len() < 8 {
                 return Err("UDP header truncated");
             }
-            Ok(L4::Udp {
-                sport: be16(&b[0..2]),
-                dport: be16(&b[2..4]),
-            })
+            Ok(L4::Udp { sport: be16(&b[0..2]), dport: be16(&b[2..4]) })
         }
         1 if !is_v6 => icmp(b),
         58 if is_v6 => icmp(b),
@@ -339,12 +328,7 @@ fn icmp(b: &[u8]) -> Result<L4, &'static str> {
     if b.len() < 8 {
         return Err("ICMP header truncated");
     }
-    Ok(L4::Icmp {
-        ty: b[0],
-        code: b[1],
-        rest: [b[4], b[5], b[6], b[7]],
-        body: b[8..].to_vec(),
-    })
+    Ok(L4::Icmp { ty: b[0], code: b[1], rest: [b[4], b[5], b[6], b[7]], body: b[8..].to_vec() })
 }
 
 /// The flow an ICMP error quotes: the embedded IP header and what follows of its

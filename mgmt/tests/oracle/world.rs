@@ -17,9 +17,7 @@ pub struct Cidr {
 
 impl Cidr {
     pub fn parse(s: &str) -> Cidr {
-        let (a, l) = s
-            .split_once('/')
-            .unwrap_or_else(|| panic!("oracle: bad CIDR {s}"));
+        let (a, l) = s.split_once('/').unwrap_or_else(|| panic!("oracle: bad CIDR {s}"));
         Cidr {
             net: a.parse().unwrap_or_else(|_| panic!("oracle: bad CIDR {s}")),
             len: l.parse().unwrap_or_else(|_| panic!("oracle: bad CIDR {s}")),
@@ -29,19 +27,11 @@ impl Cidr {
     pub fn contains(&self, ip: IpAddr) -> bool {
         match (self.net, ip) {
             (IpAddr::V4(n), IpAddr::V4(a)) => {
-                let m = if self.len == 0 {
-                    0
-                } else {
-                    u32::MAX << (32 - self.len as u32)
-                };
+                let m = if self.len == 0 { 0 } else { u32::MAX << (32 - self.len as u32) };
                 u32::from(n) & m == u32::from(a) & m
             }
             (IpAddr::V6(n), IpAddr::V6(a)) => {
-                let m = if self.len == 0 {
-                    0
-                } else {
-                    u128::MAX << (128 - self.len as u32)
-                };
+                let m = if self.len == 0 { 0 } else { u128::MAX << (128 - self.len as u32) };
                 u128::from(n) & m == u128::from(a) & m
             }
             _ => false,
@@ -211,31 +201,16 @@ fn sg_rules(perms: &[IpPermission]) -> Vec<SgRule> {
     for p in perms {
         let proto = sg_proto(p);
         for r in &p.ip_ranges {
-            out.push(SgRule {
-                proto,
-                peer: Peer::Cidr(Cidr::parse(&r.cidr_ip)),
-            });
+            out.push(SgRule { proto, peer: Peer::Cidr(Cidr::parse(&r.cidr_ip)) });
         }
         for r in &p.ipv6_ranges {
-            out.push(SgRule {
-                proto,
-                peer: Peer::Cidr(Cidr::parse(&r.cidr_ipv6)),
-            });
+            out.push(SgRule { proto, peer: Peer::Cidr(Cidr::parse(&r.cidr_ipv6)) });
         }
         for g in &p.user_id_group_pairs {
-            let id = g
-                .group_id
-                .clone()
-                .expect("oracle: group pair without GroupId");
-            out.push(SgRule {
-                proto,
-                peer: Peer::Group(id),
-            });
+            let id = g.group_id.clone().expect("oracle: group pair without GroupId");
+            out.push(SgRule { proto, peer: Peer::Group(id) });
         }
-        assert!(
-            p.prefix_list_ids.is_empty(),
-            "oracle: prefix lists are refused (7.1)"
-        );
+        assert!(p.prefix_list_ids.is_empty(), "oracle: prefix lists are refused (7.1)");
     }
     out
 }
@@ -304,32 +279,17 @@ fn default_nacl(vpc: &Vpc) -> Nacl {
             });
         }
     }
-    Nacl {
-        id: format!("(default NACL of {})", vpc.id),
-        entries,
-    }
+    Nacl { id: format!("(default NACL of {})", vpc.id), entries }
 }
 
 /// The default SG AWS creates (1.2): all inbound from itself; all outbound to
 /// 0.0.0.0/0, and to ::/0 only if the VPC has an IPv6 block.
 fn default_sg(vpc: &Vpc, id: &str) -> Sg {
-    let mut egress = vec![SgRule {
-        proto: SgProto::All,
-        peer: Peer::Cidr(Cidr::parse("0.0.0.0/0")),
-    }];
+    let mut egress = vec![SgRule { proto: SgProto::All, peer: Peer::Cidr(Cidr::parse("0.0.0.0/0")) }];
     if vpc.has_v6 {
-        egress.push(SgRule {
-            proto: SgProto::All,
-            peer: Peer::Cidr(Cidr::parse("::/0")),
-        });
+        egress.push(SgRule { proto: SgProto::All, peer: Peer::Cidr(Cidr::parse("::/0")) });
     }
-    Sg {
-        ingress: vec![SgRule {
-            proto: SgProto::All,
-            peer: Peer::Group(id.to_string()),
-        }],
-        egress,
-    }
+    Sg { ingress: vec![SgRule { proto: SgProto::All, peer: Peer::Group(id.to_string()) }], egress }
 }
 
 impl World {
@@ -351,27 +311,17 @@ impl World {
                 cidrs.push(Cidr::parse(&a.ipv6_cidr_block));
                 has_v6 = true;
             }
-            vpcs.push(Vpc {
-                id: v.vpc_id.clone(),
-                cidrs,
-                has_v6,
-            });
+            vpcs.push(Vpc { id: v.vpc_id.clone(), cidrs, has_v6 });
         }
-        let vpc_index = |id: &str| {
-            vpcs.iter()
-                .position(|v| v.id == id)
-                .unwrap_or_else(|| panic!("oracle: unknown VPC {id}"))
-        };
+        let vpc_index =
+            |id: &str| vpcs.iter().position(|v| v.id == id).unwrap_or_else(|| panic!("oracle: unknown VPC {id}"));
 
         // Security groups, and each VPC's default SG (the one named `default`, or
         // the one AWS would have created).
         let mut sgs: HashMap<String, Sg> = HashMap::new();
         let mut default_sg_of: Vec<String> = Vec::new();
         for v in &vpcs {
-            let named = cfg
-                .security_groups
-                .iter()
-                .find(|g| g.vpc_id == v.id && g.group_name == "default");
+            let named = cfg.security_groups.iter().find(|g| g.vpc_id == v.id && g.group_name == "default");
             match named {
                 Some(g) => default_sg_of.push(g.group_id.clone()),
                 None => {
@@ -384,10 +334,7 @@ impl World {
         for g in &cfg.security_groups {
             sgs.insert(
                 g.group_id.clone(),
-                Sg {
-                    ingress: sg_rules(&g.ip_permissions),
-                    egress: sg_rules(&g.ip_permissions_egress),
-                },
+                Sg { ingress: sg_rules(&g.ip_permissions), egress: sg_rules(&g.ip_permissions_egress) },
             );
         }
 
@@ -395,30 +342,17 @@ impl World {
         let mut subnets = Vec::new();
         for s in &cfg.subnets {
             let vpc = vpc_index(&s.vpc_id);
-            let assoc = cfg
-                .network_acls
-                .iter()
-                .find(|n| n.associations.iter().any(|a| a.subnet_id == s.subnet_id));
-            let dflt = cfg
-                .network_acls
-                .iter()
-                .find(|n| n.vpc_id == s.vpc_id && n.is_default);
+            let assoc = cfg.network_acls.iter().find(|n| n.associations.iter().any(|a| a.subnet_id == s.subnet_id));
+            let dflt = cfg.network_acls.iter().find(|n| n.vpc_id == s.vpc_id && n.is_default);
             let nacl = match assoc.or(dflt) {
                 Some(n) => {
                     let mut entries: Vec<NaclEntry> = n.entries.iter().map(nacl_entry).collect();
                     entries.sort_by_key(|e| e.number);
-                    Nacl {
-                        id: n.network_acl_id.clone(),
-                        entries,
-                    }
+                    Nacl { id: n.network_acl_id.clone(), entries }
                 }
                 None => default_nacl(&vpcs[vpc]),
             };
-            subnets.push(Subnet {
-                id: s.subnet_id.clone(),
-                vpc,
-                nacl,
-            });
+            subnets.push(Subnet { id: s.subnet_id.clone(), vpc, nacl });
         }
 
         let mut enis = Vec::new();
@@ -469,10 +403,8 @@ impl World {
         for (pi, p) in cfg.appliance.ports.iter().enumerate() {
             let mut list = Vec::new();
             for id in &p.network_interface_ids {
-                let i = enis
-                    .iter()
-                    .position(|e: &Eni| &e.id == id)
-                    .unwrap_or_else(|| panic!("oracle: unknown ENI {id}"));
+                let i =
+                    enis.iter().position(|e: &Eni| &e.id == id).unwrap_or_else(|| panic!("oracle: unknown ENI {id}"));
                 enis[i].port = Some(pi);
                 list.push(i);
             }
@@ -487,10 +419,7 @@ impl World {
         let mut members: HashMap<String, Vec<IpAddr>> = HashMap::new();
         for e in &enis {
             for g in &e.groups {
-                members
-                    .entry(g.clone())
-                    .or_default()
-                    .extend(e.addrs.iter().copied());
+                members.entry(g.clone()).or_default().extend(e.addrs.iter().copied());
             }
         }
 
@@ -508,10 +437,7 @@ impl World {
     }
 
     pub fn port_index(&self, name: &str) -> usize {
-        self.ports
-            .iter()
-            .position(|p| p.name == name)
-            .unwrap_or_else(|| panic!("oracle: no port {name}"))
+        self.ports.iter().position(|p| p.name == name).unwrap_or_else(|| panic!("oracle: no port {name}"))
     }
 
     pub fn uplink(&self) -> Option<usize> {
@@ -566,10 +492,7 @@ impl World {
     pub fn rules(&self, eni: &Eni, egress: bool) -> Vec<&SgRule> {
         let mut out = Vec::new();
         for g in &eni.groups {
-            let sg = self
-                .sgs
-                .get(g)
-                .unwrap_or_else(|| panic!("oracle: unknown SG {g}"));
+            let sg = self.sgs.get(g).unwrap_or_else(|| panic!("oracle: unknown SG {g}"));
             out.extend(if egress { &sg.egress } else { &sg.ingress });
         }
         out

@@ -15,19 +15,11 @@ pub struct Sent {
 }
 
 pub fn send(h: &mut Harness, port: &str, frame: &[u8]) -> Sent {
-    let pid = h
-        .tables
-        .port_by_name(port)
-        .unwrap_or_else(|| panic!("no port {port}"));
+    let pid = h.tables.port_by_name(port).unwrap_or_else(|| panic!("no port {port}"));
     let mut buf = vec![0u8; frame.len().max(2048)];
     buf[..frame.len()].copy_from_slice(frame);
     let o = {
-        let mut f = Frame {
-            buf: &mut buf,
-            len: frame.len(),
-            port: pid,
-            time: h.now,
-        };
+        let mut f = Frame { buf: &mut buf, len: frame.len(), port: pid, time: h.now };
         h.pipeline.process_frame(&h.tables, &mut f, &mut ())
     };
     let (dst_mac, out) = match o.verdict {
@@ -38,9 +30,5 @@ pub fn send(h: &mut Harness, port: &str, frame: &[u8]) -> Sent {
         }
         _ => (None, Vec::new()),
     };
-    Sent {
-        verdict: describe(&h.tables, o.verdict),
-        dst_mac,
-        out,
-    }
+    Sent { verdict: describe(&h.tables, o.verdict), dst_mac, out }
 }

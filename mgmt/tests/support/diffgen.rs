@@ -18,16 +18,9 @@ use rand_chacha::ChaCha8Rng;
 const NS: u64 = 1_000_000_000;
 
 pub enum Event {
-    Send {
-        port: String,
-        frame: Vec<u8>,
-        what: String,
-    },
+    Send { port: String, frame: Vec<u8>, what: String },
     Advance(u64),
-    Update {
-        config: Box<Config>,
-        what: String,
-    },
+    Update { config: Box<Config>, what: String },
 }
 
 pub struct Scenario {
@@ -60,38 +53,20 @@ fn v6_text(base: u128, len: u8) -> String {
 }
 
 fn canon_v4(ip: Ipv4Addr, len: u8) -> String {
-    let m = if len == 0 {
-        0
-    } else {
-        u32::MAX << (32 - len as u32)
-    };
+    let m = if len == 0 { 0 } else { u32::MAX << (32 - len as u32) };
     format!("{}/{}", Ipv4Addr::from(u32::from(ip) & m), len)
 }
 
 fn canon_v6(ip: Ipv6Addr, len: u8) -> String {
-    let m = if len == 0 {
-        0
-    } else {
-        u128::MAX << (128 - len as u32)
-    };
+    let m = if len == 0 { 0 } else { u128::MAX << (128 - len as u32) };
     format!("{}/{}", Ipv6Addr::from(u128::from(ip) & m), len)
 }
 
-const EXT_V4: [&str; 6] = [
-    "203.0.113.10",
-    "203.0.113.77",
-    "198.51.100.5",
-    "8.8.8.8",
-    "1.1.1.1",
-    "100.64.5.6",
-];
+const EXT_V4: [&str; 6] = ["203.0.113.10", "203.0.113.77", "198.51.100.5", "8.8.8.8", "1.1.1.1", "100.64.5.6"];
 const EXT_V6: [&str; 3] = ["2001:db8:1::10", "2001:db8:1::77", "2a00:1450:4001::5"];
 
 fn mac_text(m: [u8; 6]) -> String {
-    m.iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<Vec<_>>()
-        .join(":")
+    m.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
 }
 
 // ---------------------------------------------------------------- topology
@@ -169,9 +144,7 @@ struct PermShape {
     family: Option<bool>, // Some(true) = IPv6 peers only
 }
 
-const PORT_POOL: [u16; 12] = [
-    22, 80, 443, 53, 8080, 3306, 5000, 123, 40000, 50000, 33434, 9,
-];
+const PORT_POOL: [u16; 12] = [22, 80, 443, 53, 8080, 3306, 5000, 123, 40000, 50000, 33434, 9];
 
 fn perm_shape(g: &mut Gen) -> PermShape {
     let roll = g.rng.gen_range(0..100);
@@ -211,18 +184,8 @@ fn perm_shape(g: &mut Gen) -> PermShape {
             family: None,
         }
     } else if roll < 62 {
-        let (t, c) = *g.pick(&[
-            (-1, -1),
-            (8, -1),
-            (8, 0),
-            (0, -1),
-            (3, -1),
-            (3, 4),
-            (11, 0),
-            (13, -1),
-            (12, -1),
-            (5, 1),
-        ]);
+        let (t, c) =
+            *g.pick(&[(-1, -1), (8, -1), (8, 0), (0, -1), (3, -1), (3, 4), (11, 0), (13, -1), (12, -1), (5, 1)]);
         PermShape {
             proto: if num { "1" } else { "icmp" }.into(),
             from: Some(t),
@@ -250,22 +213,10 @@ fn perm_shape(g: &mut Gen) -> PermShape {
             family: Some(true),
         }
     } else if roll < 90 {
-        PermShape {
-            proto: "-1".into(),
-            from: None,
-            to: None,
-            canon: (-1, 0, 0),
-            family: None,
-        }
+        PermShape { proto: "-1".into(), from: None, to: None, canon: (-1, 0, 0), family: None }
     } else {
         let n = *g.pick(&[47i64, 50, 132]);
-        PermShape {
-            proto: n.to_string(),
-            from: None,
-            to: None,
-            canon: (n, 0, 0),
-            family: None,
-        }
+        PermShape { proto: n.to_string(), from: None, to: None, canon: (n, 0, 0), family: None }
     }
 }
 
@@ -329,12 +280,7 @@ fn add_rule(
     seen: &mut HashSet<(i64, i64, i64, String)>,
 ) -> Option<String> {
     let s = perm_shape(g);
-    let mut p = IpPermission {
-        ip_protocol: s.proto.clone(),
-        from_port: s.from,
-        to_port: s.to,
-        ..Default::default()
-    };
+    let mut p = IpPermission { ip_protocol: s.proto.clone(), from_port: s.from, to_port: s.to, ..Default::default() };
     let npeers = g.rng.gen_range(1..=2);
     let mut what = Vec::new();
     for _ in 0..npeers {
@@ -361,31 +307,16 @@ fn add_rule(
             continue;
         }
         match peer {
-            0 => p.ip_ranges.push(IpRange {
-                cidr_ip: uncanonical(g, &key),
-                description: None,
-            }),
-            1 => p.ipv6_ranges.push(Ipv6Range {
-                cidr_ipv6: uncanonical(g, &key),
-                description: None,
-            }),
-            _ => p.user_id_group_pairs.push(UserIdGroupPair {
-                group_id: Some(key.clone()),
-                ..Default::default()
-            }),
+            0 => p.ip_ranges.push(IpRange { cidr_ip: uncanonical(g, &key), description: None }),
+            1 => p.ipv6_ranges.push(Ipv6Range { cidr_ipv6: uncanonical(g, &key), description: None }),
+            _ => p.user_id_group_pairs.push(UserIdGroupPair { group_id: Some(key.clone()), ..Default::default() }),
         }
         what.push(key);
     }
     if what.is_empty() {
         return None;
     }
-    let desc = format!(
-        "{} {:?}-{:?} {}",
-        p.ip_protocol,
-        p.from_port,
-        p.to_port,
-        what.join(",")
-    );
+    let desc = format!("{} {:?}-{:?} {}", p.ip_protocol, p.from_port, p.to_port, what.join(","));
     perms.push(p);
     Some(desc)
 }
@@ -447,13 +378,7 @@ fn rule_keys(perms: &[IpPermission]) -> HashSet<(i64, i64, i64, String)> {
     out
 }
 
-fn random_nacl_entry(
-    g: &mut Gen,
-    t: &Topo,
-    egress: bool,
-    number: i64,
-    v6_ok: bool,
-) -> NetworkAclEntry {
+fn random_nacl_entry(g: &mut Gen, t: &Topo, egress: bool, number: i64, v6_ok: bool) -> NetworkAclEntry {
     let v6 = v6_ok && g.chance(0.3);
     let cidr = if v6 { v6_peer(g, t) } else { v4_peer(g, t) };
     let roll = g.rng.gen_range(0..100);
@@ -470,36 +395,12 @@ fn random_nacl_entry(
                 (a, a)
             }
         };
-        (
-            proto.to_string(),
-            Some(PortRange {
-                from: Some(a),
-                to: Some(b),
-            }),
-            None,
-        )
+        (proto.to_string(), Some(PortRange { from: Some(a), to: Some(b) }), None)
     } else if roll < 85 {
-        let (t, c) = *g.pick(&[
-            (-1, -1),
-            (8, -1),
-            (0, 0),
-            (3, -1),
-            (3, 4),
-            (11, -1),
-            (128, -1),
-            (129, 0),
-            (2, 0),
-            (1, -1),
-        ]);
+        let (t, c) =
+            *g.pick(&[(-1, -1), (8, -1), (0, 0), (3, -1), (3, 4), (11, -1), (128, -1), (129, 0), (2, 0), (1, -1)]);
         let proto = if v6 { "58" } else { "1" };
-        (
-            proto.to_string(),
-            None,
-            Some(IcmpTypeCode {
-                r#type: Some(t),
-                code: Some(c),
-            }),
-        )
+        (proto.to_string(), None, Some(IcmpTypeCode { r#type: Some(t), code: Some(c) }))
     } else if roll < 90 && !v6 {
         // 58 with an IPv4 block: all of protocol 58.
         ("58".to_string(), None, None)
@@ -507,11 +408,7 @@ fn random_nacl_entry(
         (g.pick(&["47", "50", "132"]).to_string(), None, None)
     };
     let cidr = uncanonical(g, &cidr);
-    let (cidr_block, ipv6_cidr_block) = if v6 {
-        (None, Some(cidr))
-    } else {
-        (Some(cidr), None)
-    };
+    let (cidr_block, ipv6_cidr_block) = if v6 { (None, Some(cidr)) } else { (Some(cidr), None) };
     NetworkAclEntry {
         rule_number: number,
         protocol,
@@ -568,28 +465,16 @@ fn gen_config(g: &mut Gen) -> (Config, Topo) {
         let net = V4Net { base, len: 16 };
         let id = g.id("vpc");
         let v6 = if g.chance(0.6) {
-            Some(
-                (0x2600_1f18u128 << 96)
-                    | ((g.rng.gen::<u16>() as u128) << 80)
-                    | ((g.rng.gen::<u8>() as u128) << 72),
-            )
+            Some((0x2600_1f18u128 << 96) | ((g.rng.gen::<u16>() as u128) << 80) | ((g.rng.gen::<u8>() as u128) << 72))
         } else {
             None
         };
         cfg.vpcs.push(Vpc {
             vpc_id: id.clone(),
             cidr_block: Some(net.text()),
-            cidr_block_association_set: vec![CidrAssociation {
-                cidr_block: net.text(),
-                extra: Default::default(),
-            }],
+            cidr_block_association_set: vec![CidrAssociation { cidr_block: net.text(), extra: Default::default() }],
             ipv6_cidr_block_association_set: v6
-                .map(|b| {
-                    vec![Ipv6CidrAssociation {
-                        ipv6_cidr_block: v6_text(b, 56),
-                        extra: Default::default(),
-                    }]
-                })
+                .map(|b| vec![Ipv6CidrAssociation { ipv6_cidr_block: v6_text(b, 56), extra: Default::default() }])
                 .unwrap_or_default(),
             ..Default::default()
         });
@@ -601,11 +486,7 @@ fn gen_config(g: &mut Gen) -> (Config, Topo) {
     let nsub = g.rng.gen_range(2..=4).max(nvpc);
     let mut used_third: HashSet<(usize, u32)> = HashSet::new();
     for s in 0..nsub {
-        let vpc = if s < nvpc {
-            s
-        } else {
-            g.rng.gen_range(0..nvpc)
-        };
+        let vpc = if s < nvpc { s } else { g.rng.gen_range(0..nvpc) };
         let third = loop {
             let t = g.rng.gen_range(0..=255u32);
             if used_third.insert((vpc, t)) {
@@ -613,10 +494,7 @@ fn gen_config(g: &mut Gen) -> (Config, Topo) {
             }
         };
         let small = g.chance(0.2);
-        let v4 = V4Net {
-            base: topo.vpc_v4[vpc].base | (third << 8),
-            len: if small { 26 } else { 24 },
-        };
+        let v4 = V4Net { base: topo.vpc_v4[vpc].base | (third << 8), len: if small { 26 } else { 24 } };
         let v6 = match topo.vpc_v6[vpc] {
             Some(b) if g.chance(0.8) => Some(b | ((third as u128 & 0xff) << 64)),
             _ => None,
@@ -627,12 +505,7 @@ fn gen_config(g: &mut Gen) -> (Config, Topo) {
             vpc_id: topo.vpc_ids[vpc].clone(),
             cidr_block: v4.text(),
             ipv6_cidr_block_association_set: v6
-                .map(|b| {
-                    vec![Ipv6CidrAssociation {
-                        ipv6_cidr_block: v6_text(b, 64),
-                        extra: Default::default(),
-                    }]
-                })
+                .map(|b| vec![Ipv6CidrAssociation { ipv6_cidr_block: v6_text(b, 64), extra: Default::default() }])
                 .unwrap_or_default(),
             ..Default::default()
         });
@@ -643,11 +516,7 @@ fn gen_config(g: &mut Gen) -> (Config, Topo) {
     let mut used_ip: HashSet<IpAddr> = HashSet::new();
     let nports = g.rng.gen_range(2..=4).min(neni);
     for k in 0..neni {
-        let subnet = if k < topo.subnets.len() {
-            k
-        } else {
-            g.rng.gen_range(0..topo.subnets.len())
-        };
+        let subnet = if k < topo.subnets.len() { k } else { g.rng.gen_range(0..topo.subnets.len()) };
         let sn = topo.subnets[subnet].clone();
         let mut v4 = Vec::new();
         for _ in 0..g.rng.gen_range(1..=3) {
@@ -672,9 +541,7 @@ fn gen_config(g: &mut Gen) -> (Config, Topo) {
         let mac = [2, 0, 0x5e, g.rng.gen(), k as u8, 0x10 + k as u8];
         let ct = if g.chance(0.5) {
             Some(ConnectionTrackingConfiguration {
-                tcp_established_timeout: g
-                    .chance(0.7)
-                    .then(|| *g.pick(&[60i64, 61, 90, 120, 350, 3600, 432000])),
+                tcp_established_timeout: g.chance(0.7).then(|| *g.pick(&[60i64, 61, 90, 120, 350, 3600, 432000])),
                 udp_timeout: g.chance(0.7).then(|| *g.pick(&[30i64, 31, 45, 60])),
                 udp_stream_timeout: g.chance(0.7).then(|| *g.pick(&[60i64, 90, 179, 180])),
             })
@@ -699,11 +566,7 @@ fn gen_config(g: &mut Gen) -> (Config, Topo) {
             network_interface_id: id,
             subnet_id: sn.id.clone(),
             vpc_id: topo.vpc_ids[sn.vpc].clone(),
-            mac_address: if g.chance(0.2) {
-                mac_text(mac).to_uppercase()
-            } else {
-                mac_text(mac)
-            },
+            mac_address: if g.chance(0.2) { mac_text(mac).to_uppercase() } else { mac_text(mac) },
             private_ip_address: Some(v4[0].to_string()),
             private_ip_addresses: v4
                 .iter()
@@ -716,10 +579,7 @@ fn gen_config(g: &mut Gen) -> (Config, Topo) {
                 .collect(),
             ipv6_addresses: v6
                 .iter()
-                .map(|a| Ipv6Address {
-                    ipv6_address: a.to_string(),
-                    extra: Default::default(),
-                })
+                .map(|a| Ipv6Address { ipv6_address: a.to_string(), extra: Default::default() })
                 .collect(),
             groups: vec![],
             source_dest_check: !g.chance(0.2),
@@ -739,8 +599,7 @@ fn gen_config(g: &mut Gen) -> (Config, Topo) {
             }
         }
         if let Some(b) = s.v6 {
-            topo.unowned
-                .push(IpAddr::V6(Ipv6Addr::from(b | 0xdead_0001)));
+            topo.unowned.push(IpAddr::V6(Ipv6Addr::from(b | 0xdead_0001)));
         }
     }
     for v in &topo.vpc_v4 {
@@ -765,11 +624,7 @@ fn gen_config(g: &mut Gen) -> (Config, Topo) {
             let is_default = explicit_default && i == ids.len() - 1;
             let mut sg = SecurityGroup {
                 group_id: id.clone(),
-                group_name: if is_default {
-                    "default".into()
-                } else {
-                    format!("grp-{i}")
-                },
+                group_name: if is_default { "default".into() } else { format!("grp-{i}") },
                 description: "generated".into(),
                 vpc_id: topo.vpc_ids[v].clone(),
                 ..Default::default()
@@ -780,25 +635,16 @@ fn gen_config(g: &mut Gen) -> (Config, Topo) {
                 // what AWS creates
                 sg.ip_permissions.push(IpPermission {
                     ip_protocol: "-1".into(),
-                    user_id_group_pairs: vec![UserIdGroupPair {
-                        group_id: Some(id.clone()),
-                        ..Default::default()
-                    }],
+                    user_id_group_pairs: vec![UserIdGroupPair { group_id: Some(id.clone()), ..Default::default() }],
                     ..Default::default()
                 });
                 let mut out = IpPermission {
                     ip_protocol: "-1".into(),
-                    ip_ranges: vec![IpRange {
-                        cidr_ip: "0.0.0.0/0".into(),
-                        description: None,
-                    }],
+                    ip_ranges: vec![IpRange { cidr_ip: "0.0.0.0/0".into(), description: None }],
                     ..Default::default()
                 };
                 if topo.vpc_v6[v].is_some() {
-                    out.ipv6_ranges.push(Ipv6Range {
-                        cidr_ipv6: "::/0".into(),
-                        description: None,
-                    });
+                    out.ipv6_ranges.push(Ipv6Range { cidr_ipv6: "::/0".into(), description: None });
                 }
                 sg.ip_permissions_egress.push(out);
             } else {
@@ -815,22 +661,12 @@ fn gen_config(g: &mut Gen) -> (Config, Topo) {
                     seen_out.insert((-1, 0, 0, "0.0.0.0/0".to_string()));
                     sg.ip_permissions_egress.push(IpPermission {
                         ip_protocol: "-1".into(),
-                        ip_ranges: vec![IpRange {
-                            cidr_ip: "0.0.0.0/0".into(),
-                            description: None,
-                        }],
+                        ip_ranges: vec![IpRange { cidr_ip: "0.0.0.0/0".into(), description: None }],
                         ..Default::default()
                     });
                 }
                 for _ in 0..nout {
-                    add_rule(
-                        g,
-                        &topo,
-                        v,
-                        id,
-                        &mut sg.ip_permissions_egress,
-                        &mut seen_out,
-                    );
+                    add_rule(g, &topo, v, id, &mut sg.ip_permissions_egress, &mut seen_out);
                 }
             }
             cfg.security_groups.push(sg);
@@ -844,9 +680,7 @@ fn gen_config(g: &mut Gen) -> (Config, Topo) {
     // NACLs.
     for v in 0..nvpc {
         let v6 = topo.vpc_v6[v].is_some();
-        let subnets: Vec<usize> = (0..topo.subnets.len())
-            .filter(|&s| topo.subnets[s].vpc == v)
-            .collect();
+        let subnets: Vec<usize> = (0..topo.subnets.len()).filter(|&s| topo.subnets[s].vpc == v).collect();
         let ncustom = g.rng.gen_range(0..=2);
         let mut assoc_free: Vec<usize> = subnets.clone();
         assoc_free.shuffle(&mut g.rng);
@@ -885,16 +719,11 @@ fn gen_config(g: &mut Gen) -> (Config, Topo) {
                         });
                     }
                 } else {
-                    let n = if raise {
-                        g.rng.gen_range(5..30)
-                    } else {
-                        g.rng.gen_range(0..8)
-                    };
+                    let n = if raise { g.rng.gen_range(5..30) } else { g.rng.gen_range(0..8) };
                     for _ in 0..n {
                         let num = free_rule_number(g, &used, egress);
                         used.insert((num, egress));
-                        acl.entries
-                            .push(random_nacl_entry(g, &topo, egress, num, v6));
+                        acl.entries.push(random_nacl_entry(g, &topo, egress, num, v6));
                     }
                     if g.chance(0.75) {
                         let num = loop {
@@ -979,11 +808,7 @@ fn gen_config(g: &mut Gen) -> (Config, Topo) {
 
     // Ports.
     // now and then an ENI that no port lists (unreachable)
-    let portless = if g.chance(0.05) {
-        Some(topo.enis[topo.enis.len() - 1].id.clone())
-    } else {
-        None
-    };
+    let portless = if g.chance(0.05) { Some(topo.enis[topo.enis.len() - 1].id.clone()) } else { None };
     if let Some(id) = &portless {
         for e in topo.enis.iter_mut() {
             if &e.id == id {
@@ -993,12 +818,7 @@ fn gen_config(g: &mut Gen) -> (Config, Topo) {
     }
     for p in 0..nports {
         let name = format!("p{p}");
-        let ids = topo
-            .enis
-            .iter()
-            .filter(|e| e.port == name)
-            .map(|e| e.id.clone())
-            .collect();
+        let ids = topo.enis.iter().filter(|e| e.port == name).map(|e| e.id.clone()).collect();
         cfg.appliance.ports.push(PortConfig {
             name: name.clone(),
             interface: format!("vg-{name}"),
@@ -1038,12 +858,7 @@ fn random_groups(g: &mut Gen, t: &Topo, vpc: usize) -> Vec<GroupIdentifier> {
     c.shuffle(&mut g.rng);
     let n = g.rng.gen_range(1..=3).min(c.len());
     c.truncate(n);
-    c.into_iter()
-        .map(|id| GroupIdentifier {
-            group_id: id,
-            group_name: None,
-        })
-        .collect()
+    c.into_iter().map(|id| GroupIdentifier { group_id: id, group_name: None }).collect()
 }
 
 // ---------------------------------------------------------------- traffic
@@ -1059,10 +874,7 @@ struct Ep {
 
 impl Ep {
     fn host(&self) -> Host {
-        Host {
-            mac: Mac(self.mac),
-            ip: self.ip,
-        }
+        Host { mac: Mac(self.mac), ip: self.ip }
     }
     fn label(&self) -> String {
         match self.eni {
@@ -1124,11 +936,7 @@ fn tcp_script(g: &mut Gen) -> Vec<Step> {
     let data = |g: &mut Gen| g.rng.gen_range(0..200usize);
     match g.rng.gen_range(0..9) {
         0..=2 => {
-            let mut s = vec![
-                T(true, Flags::SYN, 0),
-                T(false, Flags::SYN_ACK, 0),
-                T(true, Flags::ACK, 0),
-            ];
+            let mut s = vec![T(true, Flags::SYN, 0), T(false, Flags::SYN_ACK, 0), T(true, Flags::ACK, 0)];
             for _ in 0..g.rng.gen_range(1..5) {
                 let d = g.chance(0.5);
                 s.push(T(d, Flags::PSH_ACK, data(g) + 1));
@@ -1154,11 +962,7 @@ fn tcp_script(g: &mut Gen) -> Vec<Step> {
             }
             s
         }
-        4 => vec![
-            T(true, Flags::SYN, 0),
-            T(true, Flags::SYN, 0),
-            T(true, Flags::SYN, 0),
-        ],
+        4 => vec![T(true, Flags::SYN, 0), T(true, Flags::SYN, 0), T(true, Flags::SYN, 0)],
         8 => {
             // odd flag combinations
             let odd = |g: &mut Gen| Flags {
@@ -1168,9 +972,7 @@ fn tcp_script(g: &mut Gen) -> Vec<Step> {
                 rst: g.chance(0.2),
                 psh: g.chance(0.5),
             };
-            (0..g.rng.gen_range(2..7))
-                .map(|_| T(g.chance(0.5), odd(g), 0))
-                .collect()
+            (0..g.rng.gen_range(2..7)).map(|_| T(g.chance(0.5), odd(g), 0)).collect()
         }
         5 => {
             let mut s = vec![T(true, Flags::ACK, 0)];
@@ -1222,12 +1024,7 @@ impl Traffic<'_> {
                 e.v4.iter().map(|a| IpAddr::V4(*a)).collect()
             };
             for ip in ips {
-                out.push(Ep {
-                    port: (e.port != "(none)").then(|| e.port.clone()),
-                    mac: e.mac,
-                    ip,
-                    eni: Some(i),
-                });
+                out.push(Ep { port: (e.port != "(none)").then(|| e.port.clone()), mac: e.mac, ip, eni: Some(i) });
             }
         }
         out
@@ -1235,10 +1032,7 @@ impl Traffic<'_> {
 
     /// ENI addresses that can send (their ENI is on a port).
     fn sender_eps(&self, v6: bool) -> Vec<Ep> {
-        self.eni_eps(v6)
-            .into_iter()
-            .filter(|e| e.port.is_some())
-            .collect()
+        self.eni_eps(v6).into_iter().filter(|e| e.port.is_some()).collect()
     }
 
     fn ext_eps(&mut self, v6: bool) -> Vec<Ep> {
@@ -1247,35 +1041,13 @@ impl Traffic<'_> {
         } else {
             EXT_V4.iter().map(|s| s.parse().unwrap()).collect()
         };
-        let mac = if self.g.chance(0.03) {
-            [2, 0xcc, 1, 2, 3, self.g.rng.gen()]
-        } else {
-            self.topo.gateway
-        };
-        list.into_iter()
-            .map(|ip| Ep {
-                port: self.topo.uplink.clone(),
-                mac,
-                ip,
-                eni: None,
-            })
-            .collect()
+        let mac = if self.g.chance(0.03) { [2, 0xcc, 1, 2, 3, self.g.rng.gen()] } else { self.topo.gateway };
+        list.into_iter().map(|ip| Ep { port: self.topo.uplink.clone(), mac, ip, eni: None }).collect()
     }
 
     fn unowned_ep(&mut self, v6: bool) -> Option<Ep> {
-        let c: Vec<IpAddr> = self
-            .topo
-            .unowned
-            .iter()
-            .copied()
-            .filter(|a| a.is_ipv6() == v6)
-            .collect();
-        c.choose(&mut self.g.rng).map(|&ip| Ep {
-            port: None,
-            mac: [0; 6],
-            ip,
-            eni: None,
-        })
+        let c: Vec<IpAddr> = self.topo.unowned.iter().copied().filter(|a| a.is_ipv6() == v6).collect();
+        c.choose(&mut self.g.rng).map(|&ip| Ep { port: None, mac: [0; 6], ip, eni: None })
     }
 
     fn pick_pair(&mut self) -> Option<(Ep, Ep)> {
@@ -1332,26 +1104,14 @@ impl Traffic<'_> {
                 }
                 s
             }
-            Proto::Other(_) => (0..self.g.rng.gen_range(1..5))
-                .map(|i| Step::Other(i % 2 == 0 || self.g.chance(0.3)))
-                .collect(),
+            Proto::Other(_) => {
+                (0..self.g.rng.gen_range(1..5)).map(|i| Step::Other(i % 2 == 0 || self.g.chance(0.3))).collect()
+            }
         };
-        let dport = if self.g.chance(0.8) {
-            *self.g.pick(&PORT_POOL)
-        } else {
-            self.g.rng.gen_range(1..65535)
-        };
-        let sport = if self.g.chance(0.15) {
-            *self.g.pick(&PORT_POOL)
-        } else {
-            self.g.rng.gen_range(32768..61000)
-        };
+        let dport = if self.g.chance(0.8) { *self.g.pick(&PORT_POOL) } else { self.g.rng.gen_range(1..65535) };
+        let sport = if self.g.chance(0.15) { *self.g.pick(&PORT_POOL) } else { self.g.rng.gen_range(32768..61000) };
         self.flow_serial += 1;
-        let id = if self.g.chance(0.2) {
-            self.g.rng.gen_range(1..4)
-        } else {
-            self.g.rng.gen()
-        };
+        let id = if self.g.chance(0.2) { self.g.rng.gen_range(1..4) } else { self.g.rng.gen() };
         self.flows.push(Flow {
             n: self.flow_serial,
             a,
@@ -1382,20 +1142,12 @@ impl Traffic<'_> {
         };
         let (from, to) = if fwd { (&f.a, &f.b) } else { (&f.b, &f.a) };
         let port = from.port.clone()?;
-        let (sp, dp) = if fwd {
-            (f.sport, f.dport)
-        } else {
-            (f.dport, f.sport)
-        };
+        let (sp, dp) = if fwd { (f.sport, f.dport) } else { (f.dport, f.sport) };
         let host = from.host();
         let (frame, what) = match step {
             Step::Tcp(_, flags, len) => {
                 let payload = vec![0x61u8; *len];
-                let (seq, ack) = if fwd {
-                    (f.seq_a, f.seq_b)
-                } else {
-                    (f.seq_b, f.seq_a)
-                };
+                let (seq, ack) = if fwd { (f.seq_a, f.seq_b) } else { (f.seq_b, f.seq_a) };
                 let frame = testkit::tcp(&host, to.ip, r, sp, dp, *flags, seq, ack, &payload);
                 let adv = *len as u32 + flags.syn as u32 + flags.fin as u32;
                 if fwd {
@@ -1405,10 +1157,7 @@ impl Traffic<'_> {
                 }
                 (frame, format!("tcp flags={:#04x} len={len}", flags.bits()))
             }
-            Step::Udp(_, len) => (
-                testkit::udp(&host, to.ip, r, sp, dp, &vec![0x75u8; *len]),
-                format!("udp len={len}"),
-            ),
+            Step::Udp(_, len) => (testkit::udp(&host, to.ip, r, sp, dp, &vec![0x75u8; *len]), format!("udp len={len}")),
             Step::Icmp(_, kind) => {
                 // kind 0: a request from the sender of this step; 1: a reply.
                 let reply = *kind == 1;
@@ -1424,22 +1173,13 @@ impl Traffic<'_> {
                     }
                     _ => (
                         testkit::echo(&host, to.ip, r, f.id, 1, reply),
-                        format!(
-                            "echo {} id {}",
-                            if reply { "reply" } else { "request" },
-                            f.id
-                        ),
+                        format!("echo {} id {}", if reply { "reply" } else { "request" }, f.id),
                     ),
                 }
             }
             Step::Other(_) => {
-                let Proto::Other(n) = f.proto else {
-                    unreachable!()
-                };
-                (
-                    testkit::other(&host, to.ip, r, n, &[0x47u8; 24]),
-                    format!("proto {n}"),
-                )
+                let Proto::Other(n) = f.proto else { unreachable!() };
+                (testkit::other(&host, to.ip, r, n, &[0x47u8; 24]), format!("proto {n}"))
             }
         };
         f.sent.push((fwd, frame.clone()));
@@ -1470,10 +1210,7 @@ impl Traffic<'_> {
             f[14] += 1;
             f[16..18].copy_from_slice(&tl.to_be_bytes());
             what.push_str(" [ip options]");
-        } else if et == 0x86dd
-            && roll < 10
-            && !(f[20] == 58 && f.len() > 54 && (133..=137).contains(&f[54]))
-        {
+        } else if et == 0x86dd && roll < 10 && !(f[20] == 58 && f.len() > 54 && (133..=137).contains(&f[54])) {
             // destination options header (PadN), before whatever came next
             let nh = f[20];
             let pl = u16::from_be_bytes([f[18], f[19]]) + 8;
@@ -1485,11 +1222,7 @@ impl Traffic<'_> {
             // TCP options (4 NOPs) on an unfragmented TCP segment
             let (l3, proto, frag) = if et == 0x0800 {
                 let ihl = (f[14] & 0xf) as usize * 4;
-                (
-                    14 + ihl,
-                    f[23],
-                    u16::from_be_bytes([f[20], f[21]]) & 0x3fff != 0,
-                )
+                (14 + ihl, f[23], u16::from_be_bytes([f[20], f[21]]) & 0x3fff != 0)
             } else if et == 0x86dd {
                 (54, f[20], false)
             } else {
@@ -1611,37 +1344,23 @@ impl Traffic<'_> {
         let late = self.g.chance(0.1);
         for (k, i) in order.into_iter().enumerate() {
             if k == 1 && late {
-                let gap = 30 * NS
-                    + *self
-                        .g
-                        .pick(&[-1_000_000i64, 1_000_000, -300_000_000, 300_000_000])
-                        as u64;
+                let gap = 30 * NS + *self.g.pick(&[-1_000_000i64, 1_000_000, -300_000_000, 300_000_000]) as u64;
                 self.advance(gap);
             } else if k > 0 {
                 let d = self.g.rng.gen_range(0..2_000_000);
                 self.advance(d);
             }
-            self.send(
-                port.clone(),
-                frags[i].clone(),
-                format!("{what} [fragment {i}/{} chunk {chunk}]", frags.len()),
-            );
+            self.send(port.clone(), frags[i].clone(), format!("{what} [fragment {i}/{} chunk {chunk}]", frags.len()));
         }
     }
 
     fn icmp_error(&mut self) {
-        let cands: Vec<usize> = (0..self.flows.len())
-            .filter(|&i| !self.flows[i].sent.is_empty())
-            .collect();
+        let cands: Vec<usize> = (0..self.flows.len()).filter(|&i| !self.flows[i].sent.is_empty()).collect();
         let Some(&fi) = cands.choose(&mut self.g.rng) else {
             return;
         };
         let (fwd, quoted) = self.flows[fi].sent.choose(&mut self.g.rng).unwrap().clone();
-        let (fa, fb, fnum) = (
-            self.flows[fi].a.clone(),
-            self.flows[fi].b.clone(),
-            self.flows[fi].n,
-        );
+        let (fa, fb, fnum) = (self.flows[fi].a.clone(), self.flows[fi].b.clone(), self.flows[fi].n);
         // the receiver of the quoted frame reports to its sender, mostly
         let (reporter, target) = if fwd { (fb, fa) } else { (fa, fb) };
         let v6 = target.ip.is_ipv6();
@@ -1669,11 +1388,7 @@ impl Traffic<'_> {
         let mut short = "";
         if self.g.chance(0.05) {
             // a quote shorter than the IP header + 8 bytes RFC 792 asks for
-            let ihl = if v6 {
-                40
-            } else {
-                (quoted[14] & 0xf) as usize * 4
-            };
+            let ihl = if v6 { 40 } else { (quoted[14] & 0xf) as usize * 4 };
             quoted.truncate((14 + ihl + 4).min(quoted.len()));
             if !v6 {
                 let tl = (ihl + 4) as u16;
@@ -1683,20 +1398,8 @@ impl Traffic<'_> {
             }
             short = " [short quote]";
         }
-        let frame = testkit::icmp_error(
-            &reporter.host(),
-            target.ip,
-            self.router(),
-            ty,
-            code,
-            &quoted,
-        );
-        let mut what = format!(
-            "icmp error {ty}/{code} {} -> {} about flow#{}",
-            reporter.label(),
-            target.label(),
-            fnum
-        );
+        let frame = testkit::icmp_error(&reporter.host(), target.ip, self.router(), ty, code, &quoted);
+        let mut what = format!("icmp error {ty}/{code} {} -> {} about flow#{}", reporter.label(), target.label(), fnum);
         what.push_str(short);
         let frame = self.dress(frame, &mut what);
         self.send(port, frame, what);
@@ -1706,11 +1409,7 @@ impl Traffic<'_> {
         let r = self.router();
         let roll = self.g.rng.gen_range(0..100);
         let enis = self.eni_eps(false);
-        let a = self
-            .sender_eps(false)
-            .choose(&mut self.g.rng)
-            .unwrap()
-            .clone();
+        let a = self.sender_eps(false).choose(&mut self.g.rng).unwrap().clone();
         let port = a.port.clone().unwrap();
         if roll < 14 {
             // ARP
@@ -1724,9 +1423,7 @@ impl Traffic<'_> {
                 }
                 _ => a.ip,
             };
-            let IpAddr::V4(t4) = target else {
-                unreachable!()
-            };
+            let IpAddr::V4(t4) = target else { unreachable!() };
             let (from, port, who) = if self.topo.uplink.is_some() && self.g.chance(0.2) {
                 let ext = self.ext_eps(false);
                 let e = ext.choose(&mut self.g.rng).unwrap().clone();
@@ -1749,33 +1446,12 @@ impl Traffic<'_> {
             if variant == 3 && who == "eni" {
                 frame[6..12].copy_from_slice(&[2, 0xde, 0xad, 0xbe, 0xef, 3]); // unknown MAC
             }
-            self.send(
-                port,
-                frame,
-                format!("ARP {who} {} asks {target} (variant {variant})", h.ip),
-            );
+            self.send(port, frame, format!("ARP {who} {} asks {target} (variant {variant})", h.ip));
         } else if roll < 24 {
             // neighbour discovery
             let e = self.topo.enis[a.eni.unwrap()].clone();
             let m = e.mac;
-            let ll = Ipv6Addr::from([
-                0xfe,
-                0x80,
-                0,
-                0,
-                0,
-                0,
-                0,
-                0,
-                m[0] ^ 2,
-                m[1],
-                m[2],
-                0xff,
-                0xfe,
-                m[3],
-                m[4],
-                m[5],
-            ]);
+            let ll = Ipv6Addr::from([0xfe, 0x80, 0, 0, 0, 0, 0, 0, m[0] ^ 2, m[1], m[2], 0xff, 0xfe, m[3], m[4], m[5]]);
             let src = match self.g.rng.gen_range(0..5) {
                 0 => Ipv6Addr::UNSPECIFIED,
                 1 if !e.v6.is_empty() => e.v6[0],
@@ -1809,9 +1485,7 @@ impl Traffic<'_> {
                     _ => unreachable!(),
                 },
                 3 => match self.unowned_ep(true) {
-                    Some(Ep {
-                        ip: IpAddr::V6(x), ..
-                    }) => x,
+                    Some(Ep { ip: IpAddr::V6(x), .. }) => x,
                     _ => "fe80::1".parse().unwrap(),
                 },
                 4 => EXT_V6[0].parse().unwrap(),
@@ -1826,14 +1500,7 @@ impl Traffic<'_> {
                 let p = x.port.clone().unwrap();
                 (x.host(), p, "uplink")
             } else {
-                (
-                    Host {
-                        mac: Mac(m),
-                        ip: IpAddr::V6(src),
-                    },
-                    port,
-                    "eni",
-                )
+                (Host { mac: Mac(m), ip: IpAddr::V6(src) }, port, "eni")
             };
             let mut frame = testkit::neighbor_solicit(&from_host, target);
             let variant = self.g.rng.gen_range(0..8);
@@ -1846,11 +1513,7 @@ impl Traffic<'_> {
             } else if variant == 3 && who == "eni" {
                 frame[6..12].copy_from_slice(&[2, 0xde, 0xad, 0xbe, 0xef, 4]); // unknown MAC
             }
-            self.send(
-                port,
-                frame,
-                format!("ND {who} {} for {target} (variant {variant})", from_host.ip),
-            );
+            self.send(port, frame, format!("ND {who} {} for {target} (variant {variant})", from_host.ip));
         } else if roll < 30 {
             // other ethertypes
             let mut frame = testkit::udp(&a.host(), EXT_V4[0].parse().unwrap(), r, 1, 2, &[0; 30]);
@@ -1863,22 +1526,13 @@ impl Traffic<'_> {
         } else if roll < 40 {
             // unknown MAC: random, or an ENI of another port
             let mut frame = self.some_ip_frame(&a);
-            let other = self
-                .topo
-                .enis
-                .iter()
-                .find(|e| Some(&e.port) != a.port.as_ref())
-                .map(|e| e.mac);
+            let other = self.topo.enis.iter().find(|e| Some(&e.port) != a.port.as_ref()).map(|e| e.mac);
             let m = match other {
                 Some(m) if self.g.chance(0.5) => m,
                 _ => [2, 0xde, 0xad, self.g.rng.gen(), 0, 1],
             };
             frame[6..12].copy_from_slice(&m);
-            self.send(
-                port,
-                frame,
-                format!("unknown MAC {m:02x?} on {}", a.label()),
-            );
+            self.send(port, frame, format!("unknown MAC {m:02x?} on {}", a.label()));
         } else if roll < 52 {
             // spoofed source from an ENI
             let v6 = self.g.chance(0.25);
@@ -1912,17 +1566,10 @@ impl Traffic<'_> {
                     None => return,
                 }
             };
-            let h = Host {
-                mac: Mac(spoofer.mac),
-                ip: src,
-            };
+            let h = Host { mac: Mac(spoofer.mac), ip: src };
             let frame = testkit::udp(&h, dst, r, 5353, *self.g.pick(&PORT_POOL), &[1; 20]);
             let port = spoofer.port.clone().unwrap();
-            self.send(
-                port,
-                frame,
-                format!("spoofed {src} -> {dst} from {}", spoofer.label()),
-            );
+            self.send(port, frame, format!("spoofed {src} -> {dst} from {}", spoofer.label()));
         } else if roll < 58 {
             // uplink frame with a VPC source
             let Some(up) = self.topo.uplink.clone() else {
@@ -1934,10 +1581,7 @@ impl Traffic<'_> {
                 _ => self.eni_eps(v6).choose(&mut self.g.rng).unwrap().ip,
             };
             let dst = self.eni_eps(v6).choose(&mut self.g.rng).unwrap().ip;
-            let h = Host {
-                mac: Mac(self.topo.gateway),
-                ip: src,
-            };
+            let h = Host { mac: Mac(self.topo.gateway), ip: src };
             let frame = testkit::tcp(&h, dst, r, 1234, 80, Flags::SYN, 1, 0, &[]);
             self.send(up, frame, format!("uplink spoof {src} -> {dst}"));
         } else if roll < 72 {
@@ -1959,29 +1603,13 @@ impl Traffic<'_> {
                 }
                 4 => {
                     // TCP data offset < 5 or beyond the segment
-                    let h = Host {
-                        mac: Mac(a.mac),
-                        ip: a.ip,
-                    };
-                    frame = testkit::tcp(
-                        &h,
-                        EXT_V4[1].parse().unwrap(),
-                        r,
-                        40000,
-                        80,
-                        Flags::ACK,
-                        1,
-                        1,
-                        &[],
-                    );
+                    let h = Host { mac: Mac(a.mac), ip: a.ip };
+                    frame = testkit::tcp(&h, EXT_V4[1].parse().unwrap(), r, 40000, 80, Flags::ACK, 1, 1, &[]);
                     frame[14 + 20 + 12] = if self.g.chance(0.5) { 0x30 } else { 0xf0 };
                 }
                 5 => {
                     // truncated L4 with consistent IP lengths
-                    let h = Host {
-                        mac: Mac(a.mac),
-                        ip: a.ip,
-                    };
+                    let h = Host { mac: Mac(a.mac), ip: a.ip };
                     let proto = *self.g.pick(&[6u8, 17, 1]);
                     frame = testkit::other(&h, EXT_V4[1].parse().unwrap(), r, proto, &[0; 6]);
                 }
@@ -1990,22 +1618,11 @@ impl Traffic<'_> {
                     frame[14] = (frame[14] & 0x0f) | if v6 { 0x40 } else { 0x60 };
                 }
             }
-            self.send(
-                port,
-                frame,
-                format!("malformed kind {kind} from {}", a.label()),
-            );
+            self.send(port, frame, format!("malformed kind {kind} from {}", a.label()));
         } else if roll < 80 {
             // special / reserved destinations
             let v6 = self.g.chance(0.3) && !self.sender_eps(true).is_empty();
-            let src = if v6 {
-                self.sender_eps(true)
-                    .choose(&mut self.g.rng)
-                    .unwrap()
-                    .clone()
-            } else {
-                a.clone()
-            };
+            let src = if v6 { self.sender_eps(true).choose(&mut self.g.rng).unwrap().clone() } else { a.clone() };
             let dst: IpAddr = if v6 {
                 match self.g.rng.gen_range(0..4) {
                     0 => "ff02::1".parse().unwrap(),
@@ -2032,11 +1649,7 @@ impl Traffic<'_> {
             }
             let frame = testkit::udp(&h, dst, r, 68, 53, &[0; 16]);
             let port = src.port.clone().unwrap();
-            self.send(
-                port,
-                frame,
-                format!("{} -> special/reserved {dst}", src.label()),
-            );
+            self.send(port, frame, format!("{} -> special/reserved {dst}", src.label()));
         } else if roll < 88 {
             // non-query ICMP
             let v6 = self.g.chance(0.3) && !self.eni_eps(true).is_empty();
@@ -2053,11 +1666,7 @@ impl Traffic<'_> {
                 *self.g.pick(&[(5u8, 1u8), (9, 0), (10, 0), (12, 0), (4, 0)])
             };
             let frame = testkit::icmp(&x.host(), y.ip, r, ty, code, [0; 4], &[0u8; 28]);
-            self.send(
-                port,
-                frame,
-                format!("icmp {ty}/{code} {} -> {}", x.label(), y.label()),
-            );
+            self.send(port, frame, format!("icmp {ty}/{code} {} -> {}", x.label(), y.label()));
         } else {
             // an orphan later fragment, or an ICMP error about nothing
             let Some((x, y)) = self.pick_pair() else {
@@ -2067,11 +1676,7 @@ impl Traffic<'_> {
             let frame = testkit::udp(&x.host(), y.ip, r, 4000, 53, &[0x33; 64]);
             let frags = testkit::fragment(&frame, 32, self.g.rng.gen_range(1..60000));
             let i = self.g.rng.gen_range(1..frags.len());
-            self.send(
-                port,
-                frags[i].clone(),
-                format!("orphan fragment {} -> {}", x.label(), y.label()),
-            );
+            self.send(port, frags[i].clone(), format!("orphan fragment {} -> {}", x.label(), y.label()));
         }
     }
 
@@ -2084,9 +1689,7 @@ impl Traffic<'_> {
             _ => {
                 let v6 = self.eni_eps(true);
                 match v6.first() {
-                    Some(e) => {
-                        testkit::udp(&e.host(), EXT_V6[0].parse().unwrap(), r, 1, 2, &[0; 10])
-                    }
+                    Some(e) => testkit::udp(&e.host(), EXT_V6[0].parse().unwrap(), r, 1, 2, &[0; 10]),
                     None => testkit::echo(&a.host(), dst, r, 9, 9, false),
                 }
             }
@@ -2118,11 +1721,7 @@ impl Traffic<'_> {
             }
             let t = *self.g.pick(&ts) * NS;
             let delta = *self.g.pick(&[1_000_000u64, 400_000_000, 1]);
-            let target = if self.g.chance(0.5) {
-                f.last + t - delta
-            } else {
-                f.last + t + delta
-            };
+            let target = if self.g.chance(0.5) { f.last + t - delta } else { f.last + t + delta };
             if target > self.now {
                 self.advance(target - self.now);
                 // and a packet of that flow right then
@@ -2131,11 +1730,7 @@ impl Traffic<'_> {
         } else {
             // across a whole second, just before or just after it
             let next = (self.now / NS + 1) * NS;
-            let target = if self.g.chance(0.5) {
-                next - 1_000_000
-            } else {
-                next + 1_000_000
-            };
+            let target = if self.g.chance(0.5) { next - 1_000_000 } else { next + 1_000_000 };
             if target > self.now {
                 self.advance(target - self.now);
             }
@@ -2152,60 +1747,30 @@ impl Traffic<'_> {
                 return;
             }
             let gi = self.g.rng.gen_range(0..self.cfg.security_groups.len());
-            let vpc = topo
-                .vpc_ids
-                .iter()
-                .position(|v| *v == self.cfg.security_groups[gi].vpc_id)
-                .unwrap();
+            let vpc = topo.vpc_ids.iter().position(|v| *v == self.cfg.security_groups[gi].vpc_id).unwrap();
             let egress = self.g.chance(0.4);
             let sg = &mut self.cfg.security_groups[gi];
             let id = sg.group_id.clone();
-            let perms = if egress {
-                &mut sg.ip_permissions_egress
-            } else {
-                &mut sg.ip_permissions
-            };
+            let perms = if egress { &mut sg.ip_permissions_egress } else { &mut sg.ip_permissions };
             let mut seen = rule_keys(perms);
             if let Some(d) = add_rule(self.g, &topo, vpc, &id, perms, &mut seen) {
-                what = format!(
-                    "authorize {} {id} {d}",
-                    if egress { "egress" } else { "ingress" }
-                );
+                what = format!("authorize {} {id} {d}", if egress { "egress" } else { "ingress" });
             }
         } else if roll < 50 {
             // revoke an SG rule (one peer), preferring a rule of a live flow's ENI
-            let target_eni = self
-                .flows
-                .choose(&mut self.g.rng)
-                .and_then(|f| f.a.eni.or(f.b.eni));
+            let target_eni = self.flows.choose(&mut self.g.rng).and_then(|f| f.a.eni.or(f.b.eni));
             let groups: Vec<String> = match target_eni {
-                Some(i) if self.g.chance(0.7) => self.cfg.network_interfaces[i]
-                    .groups
-                    .iter()
-                    .map(|g| g.group_id.clone())
-                    .collect(),
-                _ => self
-                    .cfg
-                    .security_groups
-                    .iter()
-                    .map(|g| g.group_id.clone())
-                    .collect(),
+                Some(i) if self.g.chance(0.7) => {
+                    self.cfg.network_interfaces[i].groups.iter().map(|g| g.group_id.clone()).collect()
+                }
+                _ => self.cfg.security_groups.iter().map(|g| g.group_id.clone()).collect(),
             };
             let Some(gid) = groups.choose(&mut self.g.rng).cloned() else {
                 return;
             };
             let egress = self.g.chance(0.4);
-            let sg = self
-                .cfg
-                .security_groups
-                .iter_mut()
-                .find(|s| s.group_id == gid)
-                .unwrap();
-            let perms = if egress {
-                &mut sg.ip_permissions_egress
-            } else {
-                &mut sg.ip_permissions
-            };
+            let sg = self.cfg.security_groups.iter_mut().find(|s| s.group_id == gid).unwrap();
+            let perms = if egress { &mut sg.ip_permissions_egress } else { &mut sg.ip_permissions };
             if perms.is_empty() {
                 return;
             }
@@ -2218,10 +1783,7 @@ impl Traffic<'_> {
             } else if k < p.ip_ranges.len() + p.ipv6_ranges.len() {
                 p.ipv6_ranges.remove(k - p.ip_ranges.len()).cidr_ipv6
             } else {
-                p.user_id_group_pairs
-                    .remove(k - p.ip_ranges.len() - p.ipv6_ranges.len())
-                    .group_id
-                    .unwrap()
+                p.user_id_group_pairs.remove(k - p.ip_ranges.len() - p.ipv6_ranges.len()).group_id.unwrap()
             };
             what = format!(
                 "revoke {} {gid} {} {:?}-{:?} {peer}",
@@ -2230,10 +1792,7 @@ impl Traffic<'_> {
                 p.from_port,
                 p.to_port
             );
-            if p.ip_ranges.is_empty()
-                && p.ipv6_ranges.is_empty()
-                && p.user_id_group_pairs.is_empty()
-            {
+            if p.ip_ranges.is_empty() && p.ipv6_ranges.is_empty() && p.user_id_group_pairs.is_empty() {
                 perms.remove(pi);
             }
         } else if roll < 65 {
@@ -2242,18 +1801,11 @@ impl Traffic<'_> {
                 return;
             }
             let ai = self.g.rng.gen_range(0..self.cfg.network_acls.len());
-            let vpc = topo
-                .vpc_ids
-                .iter()
-                .position(|v| *v == self.cfg.network_acls[ai].vpc_id)
-                .unwrap();
+            let vpc = topo.vpc_ids.iter().position(|v| *v == self.cfg.network_acls[ai].vpc_id).unwrap();
             let v6 = topo.vpc_v6[vpc].is_some();
             let egress = self.g.chance(0.5);
-            let used: HashSet<(i64, bool)> = self.cfg.network_acls[ai]
-                .entries
-                .iter()
-                .map(|e| (e.rule_number, e.egress))
-                .collect();
+            let used: HashSet<(i64, bool)> =
+                self.cfg.network_acls[ai].entries.iter().map(|e| (e.rule_number, e.egress)).collect();
             let count = self.cfg.network_acls[ai]
                 .entries
                 .iter()
@@ -2302,9 +1854,7 @@ impl Traffic<'_> {
             }
             let ai = self.g.rng.gen_range(0..self.cfg.network_acls.len());
             let acl = &mut self.cfg.network_acls[ai];
-            let cands: Vec<usize> = (0..acl.entries.len())
-                .filter(|&i| acl.entries[i].rule_number < 32767)
-                .collect();
+            let cands: Vec<usize> = (0..acl.entries.len()).filter(|&i| acl.entries[i].rule_number < 32767).collect();
             let Some(&i) = cands.choose(&mut self.g.rng) else {
                 return;
             };
@@ -2330,10 +1880,7 @@ impl Traffic<'_> {
             let i = self.g.rng.gen_range(0..topo.enis.len());
             let n = &mut self.cfg.network_interfaces[i];
             n.source_dest_check = !n.source_dest_check;
-            what = format!(
-                "ENI {} SourceDestCheck -> {}",
-                n.network_interface_id, n.source_dest_check
-            );
+            what = format!("ENI {} SourceDestCheck -> {}", n.network_interface_id, n.source_dest_check);
         } else if roll < 90 {
             // change an ENI's groups
             let i = self.g.rng.gen_range(0..topo.enis.len());
@@ -2341,10 +1888,7 @@ impl Traffic<'_> {
             what = format!(
                 "ENI {} groups -> {:?}",
                 topo.enis[i].id,
-                groups
-                    .iter()
-                    .map(|g| g.group_id.clone())
-                    .collect::<Vec<_>>()
+                groups.iter().map(|g| g.group_id.clone()).collect::<Vec<_>>()
             );
             self.cfg.network_interfaces[i].groups = groups;
         } else {
@@ -2355,9 +1899,8 @@ impl Traffic<'_> {
             for a in self.cfg.network_acls.iter_mut() {
                 a.associations.retain(|x| x.subnet_id != sid);
             }
-            let cands: Vec<usize> = (0..self.cfg.network_acls.len())
-                .filter(|&i| self.cfg.network_acls[i].vpc_id == vpc_id)
-                .collect();
+            let cands: Vec<usize> =
+                (0..self.cfg.network_acls.len()).filter(|&i| self.cfg.network_acls[i].vpc_id == vpc_id).collect();
             match cands.choose(&mut self.g.rng) {
                 Some(&ai) if self.g.chance(0.7) => {
                     let id = self.g.id("aclassoc");
@@ -2373,20 +1916,14 @@ impl Traffic<'_> {
             }
         }
         if !what.is_empty() {
-            self.events.push(Event::Update {
-                config: Box::new(self.cfg.clone()),
-                what,
-            });
+            self.events.push(Event::Update { config: Box::new(self.cfg.clone()), what });
         }
     }
 }
 
 /// The scenario for config `index` of the run seeded `seed`, with `frames` frames.
 pub fn scenario(seed: u64, index: u64, frames: usize) -> Scenario {
-    let mut g = Gen {
-        rng: ChaCha8Rng::seed_from_u64(seed ^ index.wrapping_mul(0x9e37_79b9_7f4a_7c15)),
-        serial: 0,
-    };
+    let mut g = Gen { rng: ChaCha8Rng::seed_from_u64(seed ^ index.wrapping_mul(0x9e37_79b9_7f4a_7c15)), serial: 0 };
     let (cfg, topo) = gen_config(&mut g);
     let config = cfg.clone();
     let mut t = Traffic {
@@ -2420,8 +1957,5 @@ pub fn scenario(seed: u64, index: u64, frames: usize) -> Scenario {
             next_change = t.sends + t.g.rng.gen_range(change_every / 2..change_every * 2);
         }
     }
-    Scenario {
-        config,
-        events: t.events,
-    }
+    Scenario { config, events: t.events }
 }
