@@ -455,9 +455,8 @@ fn gen_config(g: &mut Gen) -> (Config, Topo) {
     if g.chance(0.3) {
         topo.gateway = [2, 0xbb, g.rng.gen(), g.rng.gen(), g.rng.gen(), 2];
     }
-    let first_octets = [10u32, 172, 192];
-    for v in 0..nvpc {
-        let base = match first_octets[v] {
+    for first_octet in [10u32, 172, 192].into_iter().take(nvpc) {
+        let base = match first_octet {
             10 => (10u32 << 24) | (g.rng.gen_range(0..=255u32) << 16),
             172 => (172u32 << 24) | ((16 + g.rng.gen_range(0..16u32)) << 16),
             _ => (192u32 << 24) | (168 << 16),
