@@ -12,7 +12,9 @@
 //! - R2 ARP/NS are answered for any address inside the requester's VPC CIDRs (the
 //!   subnet's `.1` is one of them), and for NS also `fe80::1` and the EUI-64 of
 //!   `RouterMac` (the router's link-local addresses, on every port, the uplink
-//!   included). On the uplink, for an address inside any VPC's CIDRs.
+//!   included: first read as "ENI ports only", changed after the differential test
+//!   showed the pipeline answering them on the uplink, which the text allows just as
+//!   well). On the uplink, for an address inside any VPC's CIDRs.
 //! - R3 Uplink frames are not checked against `GatewayMac`: any source MAC.
 //! - R4 A destination outside the sender's VPC goes to the uplink, even if it lies in
 //!   another VPC of the appliance (VPCs are not peered); no uplink: `no-route`.
@@ -30,9 +32,23 @@
 //!   reject with its hop, or conntrack-full). A first fragment dropped before the
 //!   policy stage leaves nothing. Later fragments neither create nor refresh
 //!   conntrack entries. "Remembered for 30 s": alive while age <= 30 s.
-//! - R9 Expired-entry reclamation uses the timeouts in force when the clock is read
-//!   (timeouts are not changed mid-flow by the random tests).
+//! - R9 Expired-entry reclamation uses the timeouts in force when the clock is read.
+//!   An entry that expired under the old timeouts but is not yet reclaimed when
+//!   they are raised is live again (the random tests change timeouts mid-flow and
+//!   the pipeline agrees).
 //! - R10 The TCP offset-8 rule (RFC 1858) applies to IPv6 later fragments too.
+//! - R11 Entry expiry: expired when idle > timeout (so idle == timeout is live);
+//!   reclaimed at the first whole second of the clock strictly after
+//!   `last + timeout`.
+//! - R12 Capacity: `conntrack_allowance_available` of an ENI is the smaller of the
+//!   room left in the core's table (`MaxEntries`, one core here) and in the ENI's
+//!   share (`MaxEntriesPerEni`); expired entries count until reclaimed.
+//! - R13 A protocol number given for tcp/udp/icmp/icmpv6 (`"6"`, `"17"`, `"1"`,
+//!   `"58"`) means the same as the name; host bits in a CIDR are ignored (1.1
+//!   canonicalisation).
+//! - Not modelled: the fragment memory's 4-way sets of 4096 entries (the tests keep
+//!   far fewer fragments in flight) and the spreading of flows over several cores
+//!   (the harness runs one).
 
 pub mod packet;
 pub mod world;

@@ -158,6 +158,16 @@ fn perm_shape(g: &mut Gen) -> PermShape {
                 (a, (a + g.rng.gen_range(0..20)).min(65535))
             }
             4 => (5000, 5010),
+            5 => {
+                // ranges whose ends sit right next to a port traffic uses
+                let a = *g.pick(&PORT_POOL) as i64;
+                match g.rng.gen_range(0..4) {
+                    0 => ((a - 1).max(0), (a + 1).min(65535)),
+                    1 => ((a + 1).min(65535), (a + 5).min(65535)),
+                    2 => (a, 65535),
+                    _ => (1, (a - 1).max(1)),
+                }
+            }
             _ => {
                 let a = *g.pick(&PORT_POOL) as i64;
                 (a, a)
@@ -242,16 +252,28 @@ fn v4_peer(g: &mut Gen, t: &Topo) -> String {
         }
         10 => {
             let ip: Ipv4Addr = g.pick(&EXT_V4).parse().unwrap();
-            let len = g.rng.gen_range(1..=16);
+            let len = g.rng.gen_range(1..=32);
             canon_v4(ip, len)
         }
         _ => "198.51.100.0/22".into(),
     }
 }
 
+/// Any prefix length around an ENI's or an outside IPv6 address.
+fn v6_odd_peer(g: &mut Gen, t: &Topo) -> String {
+    let enis6: Vec<Ipv6Addr> = t.enis.iter().flat_map(|e| e.v6.clone()).collect();
+    let ip: Ipv6Addr = match enis6.choose(&mut g.rng) {
+        Some(x) if g.chance(0.7) => *x,
+        _ => g.pick(&EXT_V6).parse().unwrap(),
+    };
+    let len = g.rng.gen_range(1..=128);
+    canon_v6(ip, len)
+}
+
 fn v6_peer(g: &mut Gen, t: &Topo) -> String {
     let enis6: Vec<Ipv6Addr> = t.enis.iter().flat_map(|e| e.v6.clone()).collect();
-    match g.rng.gen_range(0..9) {
+    match g.rng.gen_range(0..11) {
+        9 | 10 => v6_odd_peer(g, t),
         0..=2 => "::/0".into(),
         3 => match t.vpc_v6.iter().flatten().next() {
             Some(b) => v6_text(*b, 56),
@@ -608,6 +630,8 @@ fn gen_config(g: &mut Gen) -> (Config, Topo) {
 
     // Security groups.
     let raise = g.chance(0.1);
+    // now and then far past AWS's quotas: hundreds of overlapping rules per ENI
+    let big = raise && g.chance(0.4);
     for v in 0..nvpc {
         let n = g.rng.gen_range(2..=4);
         let mut ids = Vec::new();
@@ -647,7 +671,9 @@ fn gen_config(g: &mut Gen) -> (Config, Topo) {
                 }
                 sg.ip_permissions_egress.push(out);
             } else {
-                let (nin, nout) = if raise {
+                let (nin, nout) = if big {
+                    (g.rng.gen_range(150..400), g.rng.gen_range(50..200))
+                } else if raise {
                     (g.rng.gen_range(20..70), g.rng.gen_range(5..30))
                 } else {
                     (g.rng.gen_range(0..7), g.rng.gen_range(0..5))
@@ -843,7 +869,7 @@ fn gen_config(g: &mut Gen) -> (Config, Topo) {
         cfg.appliance.conntrack.max_entries_per_eni = g.rng.gen_range(1..=max);
     }
     if raise {
-        cfg.appliance.quotas.rules_per_security_group = 100;
+        cfg.appliance.quotas.rules_per_security_group = if big { 1000 } else { 100 };
         cfg.appliance.quotas.network_acl_entries_per_acl = 40;
     }
     (cfg, topo)
