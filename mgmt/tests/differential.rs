@@ -89,6 +89,7 @@ fn run_one(
         match ev {
             Event::Advance(ns) => h.now += ns,
             Event::Update { config, what } => {
+                *seen.entry("(config changes applied mid-run)").or_default() += 1;
                 if let Some(log) = log.as_mut() {
                     use std::io::Write;
                     let _ = writeln!(log, "UPDATE {what}");
