@@ -1034,7 +1034,7 @@ fn udp_script(g: &mut Gen) -> Vec<Step> {
                 1 => true,
                 _ => g.chance(0.5),
             };
-            Step::Udp(fwd, g.rng.gen_range(8..300))
+            Step::Udp(fwd, if g.chance(0.05) { g.rng.gen_range(1000..1473) } else { g.rng.gen_range(8..300) })
         })
         .collect()
 }
