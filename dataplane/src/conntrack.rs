@@ -567,22 +567,23 @@ impl Conntrack {
             let mut idx = self.wheel[slot];
             while idx != NIL {
                 let next = self.entries[idx as usize].next;
-                self.recheck(idx, cur, &timeouts);
+                self.recheck(idx, now, now, &timeouts);
                 idx = next;
             }
         }
         self.swept_until = Some(cur);
     }
 
-    /// Files every entry again under current timeouts (after a timeout change), and
-    /// reclaims what has expired under them.
-    pub fn retime<F: Fn(EniId) -> Option<CtTimeouts>>(&mut self, now: Nanos, timeouts: F) {
+    /// Files every entry again under the timeouts that changed at `changed_at`, and
+    /// reclaims what has expired. Entries already expired at `changed_at` stay
+    /// expired (they keep the timeout they expired under).
+    pub fn retime<F: Fn(EniId) -> Option<CtTimeouts>>(&mut self, now: Nanos, changed_at: Nanos, timeouts: F) {
         let cur = now / NANOS_PER_SEC;
         for slot in 0..WHEEL_SLOTS as usize {
             let mut idx = self.wheel[slot];
             while idx != NIL {
                 let next = self.entries[idx as usize].next;
-                self.recheck(idx, cur, &timeouts);
+                self.recheck(idx, now, changed_at.min(now), &timeouts);
                 idx = next;
             }
         }
@@ -590,11 +591,16 @@ impl Conntrack {
 
     /// Re-times an entry under its ENI's current settings: reclaimed if it expired
     /// before second `cur` (or its ENI is gone), filed again otherwise.
-    fn recheck<F: Fn(EniId) -> Option<CtTimeouts>>(&mut self, idx: u32, cur: u64, timeouts: &F) {
+    fn recheck<F: Fn(EniId) -> Option<CtTimeouts>>(&mut self, idx: u32, now: Nanos, at: Nanos, timeouts: &F) {
+        let cur = now / NANOS_PER_SEC;
         let e = &mut self.entries[idx as usize];
         match timeouts(e.key.eni) {
             Some(t) => {
-                e.timeout = Self::timeout_of(&e.state, &t);
+                // An entry that has expired stays expired: it keeps the timeout it
+                // expired under until it is reclaimed.
+                if at.saturating_sub(e.last_seen) <= e.timeout {
+                    e.timeout = Self::timeout_of(&e.state, &t);
+                }
                 if Self::due_second(e) >= cur {
                     self.refile(idx);
                 } else {

@@ -328,7 +328,7 @@ impl Pipeline {
             self.conntrack.ensure_enis(t.enis.len());
             self.stats.ensure_enis(t.enis.len());
             if self.generation.is_some() && self.timeouts_epoch != t.timeouts_epoch {
-                self.conntrack.retime(now, |e| t.eni(e).map(|e| e.timeouts));
+                self.conntrack.retime(now, t.published_at, |e| t.eni(e).map(|e| e.timeouts));
             }
             self.generation = Some(t.generation);
             self.timeouts_epoch = t.timeouts_epoch;

@@ -115,6 +115,9 @@ pub struct Tables {
     pub generation: u64,
     /// Bumped when any ENI's conntrack timeouts change (entries must be re-timed).
     pub timeouts_epoch: u64,
+    /// When the snapshot was published on the appliance clock: timeout changes apply
+    /// to entries still live at that moment.
+    pub published_at: u64,
     pub router_mac: Mac,
     /// Link-local addresses the router answers neighbour solicitations for.
     pub router_link_local: [u128; 2],

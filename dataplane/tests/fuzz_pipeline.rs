@@ -116,6 +116,7 @@ fn tables() -> Tables {
     let mut t = Tables {
         generation: 1,
         timeouts_epoch: 0,
+        published_at: 0,
         router_mac: router(),
         router_link_local: [0xfe80 << 112 | 1, Tables::eui64_link_local(router())],
         ports: vec![

@@ -168,6 +168,8 @@ impl Compiler {
         let mut tables = Tables {
             generation: self.generation,
             timeouts_epoch: self.timeouts_epoch,
+            // The publisher stamps the time it publishes at.
+            published_at: 0,
             router_mac: c.router_mac,
             router_link_local: [0xfe80u128 << 112 | 1, Tables::eui64_link_local(c.router_mac)],
             ports,

@@ -128,7 +128,9 @@ pub fn run(opts: Options) -> Result<(), String> {
 
     let publish_to = shared.clone();
     let publish = Box::new(move |c: &Checked| {
-        publish_to.tables.store(Arc::new(compiler.compile(c)));
+        let mut tables = compiler.compile(c);
+        tables.published_at = crate::extension::now_nanos();
+        publish_to.tables.store(Arc::new(tables));
     });
     let api_cfg = &checked.config.appliance.api;
     let mut server_cfg = ServerConfig::new(

@@ -97,7 +97,7 @@ fn run_one(
                 guarded(&format!("{ctx} event {k} ({what}): updated config rejected"), || {
                     h.update(|c| *c = (**config).clone())
                 });
-                o.set_config(config);
+                o.set_config(config, h.now);
             }
             Event::Send { port, frame, what } => {
                 let real = capture::send(&mut h, port, frame);
@@ -314,7 +314,7 @@ mod rows {
             f(&mut self.cfg);
             let c = self.cfg.clone();
             self.h.update(|x| *x = c);
-            self.o.set_config(&self.cfg);
+            self.o.set_config(&self.cfg, self.h.now);
         }
     }
 
@@ -1298,13 +1298,12 @@ fn later_fragments_do_not_refresh_conntrack_entries() {
 }
 
 /// 7.1 "Per-ENI conntrack share" ("timeout changes apply to existing entries at
-/// once") read with "Conntrack capacity accounting" (an expired entry not yet
-/// reclaimed is still in the table, replaced in place): raised timeouts apply to an
-/// entry that expired under the old ones but is not yet reclaimed, which is then
-/// live again. The spec does not say this case outright (oracle reading R9); the
-/// pipeline behaves this way.
+/// once") read with "Conntrack capacity accounting" ("an expired entry stops
+/// matching at once"): raised timeouts apply to live entries, but an entry that
+/// already expired under the old ones stays expired even before it is reclaimed
+/// (oracle reading R9).
 #[test]
-fn raised_timeouts_apply_to_expired_but_unreclaimed_entries() {
+fn raised_timeouts_do_not_revive_expired_entries() {
     let mut cfg = base();
     sg(&mut cfg, "a").ip_permissions_egress.push(perm("udp", Some(53), Some(53), "203.0.113.0/24"));
     with_ct(&mut cfg, 0, None, Some(30), None);
@@ -1315,13 +1314,29 @@ fn raised_timeouts_apply_to_expired_but_unreclaimed_entries() {
         revoke_all(c);
         with_ct(c, 0, None, Some(60), None);
     });
-    assert_eq!(t.send("up", &udp(&ext(), "10.0.1.10", 53, 5000)), "forward:pa");
-    // once reclaimed, it is gone whatever the timeouts
+    assert_eq!(t.send("up", &udp(&ext(), "10.0.1.10", 53, 5000)), "reject:sg-ingress");
+    // A live entry does get the raised timeout.
     let mut t = Pair::new(t.cfg.clone());
     t.update(|c| {
         sg(c, "a").ip_permissions_egress.push(perm("udp", Some(53), Some(53), "203.0.113.0/24"));
         with_ct(c, 0, None, Some(30), None);
     });
+    assert_eq!(t.send("pa", &udp(&a(), "203.0.113.10", 5001, 53)), "forward:up");
+    t.advance_ns(20 * SEC);
+    t.update(|c| {
+        revoke_all(c);
+        with_ct(c, 0, None, Some(60), None);
+    });
+    t.advance_ns(20 * SEC); // 40 s idle: alive under the raised 60 s
+    assert_eq!(t.send("up", &udp(&ext(), "10.0.1.10", 53, 5001)), "forward:pa");
+}
+
+#[test]
+fn reclaimed_entries_are_gone_whatever_the_timeouts() {
+    let mut cfg = base();
+    sg(&mut cfg, "a").ip_permissions_egress.push(perm("udp", Some(53), Some(53), "203.0.113.0/24"));
+    with_ct(&mut cfg, 0, None, Some(30), None);
+    let mut t = Pair::new(cfg);
     assert_eq!(t.send("pa", &udp(&a(), "203.0.113.10", 5000, 53)), "forward:up");
     t.advance_ns(31 * SEC);
     assert_eq!(t.send("pa", &udp(&b(), "203.0.113.10", 5000, 53)), "reject:sg-egress"); // reclaims

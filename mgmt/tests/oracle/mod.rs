@@ -32,10 +32,9 @@
 //!   reject with its hop, or conntrack-full). A first fragment dropped before the
 //!   policy stage leaves nothing. Later fragments neither create nor refresh
 //!   conntrack entries. "Remembered for 30 s": alive while age <= 30 s.
-//! - R9 Expired-entry reclamation uses the timeouts in force when the clock is read.
-//!   An entry that expired under the old timeouts but is not yet reclaimed when
-//!   they are raised is live again (the random tests change timeouts mid-flow and
-//!   the pipeline agrees).
+//! - R9 Timeout changes apply to live entries; an entry that has already expired
+//!   stays expired ("stops matching at once") and keeps the timeout it expired
+//!   under until reclaimed. "Already" means at the moment the change is made.
 //! - R10 The TCP offset-8 rule (RFC 1858) applies to IPv6 later fragments too.
 //! - R11 Entry expiry: expired when idle > timeout (so idle == timeout is live);
 //!   reclaimed at the first whole second of the clock strictly after
@@ -144,10 +143,15 @@ struct Entry {
     /// Last forwarded packet, either direction.
     last: u64,
     state: State,
+    /// The timeout it expired under, when timeouts changed after it expired (R9).
+    frozen: Option<u64>,
 }
 
 /// Section 7 / 7.1 timeouts for an entry at an ENI, in seconds.
 fn timeout(e: &Entry, eni: &Eni) -> u64 {
+    if let Some(t) = e.frozen {
+        return t;
+    }
     match e.state {
         State::Tcp { closing, established, .. } => {
             if closing {
@@ -231,7 +235,7 @@ fn new_entry(p: &Pkt, now: u64) -> Entry {
         L4::Icmp { .. } => State::Icmp,
         _ => State::Other,
     };
-    let mut e = Entry { opener: (p.src, p.sport().unwrap_or(0)), last: now, state };
+    let mut e = Entry { opener: (p.src, p.sport().unwrap_or(0)), last: now, state, frozen: None };
     update(&mut e, p, now);
     e
 }
@@ -315,6 +319,7 @@ struct FragMemo {
 
 pub struct Oracle {
     pub world: Rc<World>,
+
     ct: HashMap<(String, FlowKey), Entry>,
     frags: HashMap<(IpAddr, IpAddr, u8, u32), FragMemo>,
     /// The reasoning behind the last verdict.
@@ -358,9 +363,18 @@ impl Oracle {
         }
     }
 
-    /// A config change between frames: rules and memberships apply at once;
-    /// conntrack entries and the fragment memory stay.
-    pub fn set_config(&mut self, cfg: &Config) {
+    /// A config change at `now`, between frames: rules, memberships and timeouts
+    /// apply at once; conntrack entries and the fragment memory stay, and an entry
+    /// that has already expired keeps the timeout it expired under (R9).
+    pub fn set_config(&mut self, cfg: &Config, now: u64) {
+        let old = &self.world;
+        for ((eni, _), e) in self.ct.iter_mut() {
+            if let Some(x) = old.eni_by_id(eni) {
+                if e.frozen.is_none() && expired(e, x, now) {
+                    e.frozen = Some(timeout(e, x));
+                }
+            }
+        }
         self.world = Rc::new(World::new(cfg));
     }
 

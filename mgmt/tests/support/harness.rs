@@ -46,6 +46,7 @@ impl Harness {
         change(&mut next);
         let checked = check(&next).unwrap_or_else(|e| panic!("updated config rejected: {e}"));
         self.tables = self.compiler.compile(&checked);
+        self.tables.published_at = self.now;
         self.config = checked.config;
     }
 
