@@ -578,7 +578,6 @@ impl Conntrack {
     /// reclaims what has expired. Entries already expired at `changed_at` stay
     /// expired (they keep the timeout they expired under).
     pub fn retime<F: Fn(EniId) -> Option<CtTimeouts>>(&mut self, now: Nanos, changed_at: Nanos, timeouts: F) {
-        let cur = now / NANOS_PER_SEC;
         for slot in 0..WHEEL_SLOTS as usize {
             let mut idx = self.wheel[slot];
             while idx != NIL {
