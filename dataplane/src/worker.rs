@@ -1,10 +1,28 @@
-//! Running the pipeline over ports: one batch at a time, run to completion.
+//! Running the pipeline over ports: batches, run to completion, one worker per core.
+//!
+//! - [`run_batch`]: one batch from a port set, for tools that drive the pipeline
+//!   themselves (replay).
+//! - [`run_worker`]: a pinned worker's loop: handed-over frames, a receive batch,
+//!   the pipeline, transmit, flow records out, adaptive back-off when idle.
+//!
+//! Flow ownership: a flow's conntrack entries live on one core, the one its
+//! [`owner_key`] picks. A frame that arrives on another core (no symmetric RSS, or
+//! a reply hashed differently by the sender) is copied to its owner through a
+//! bounded ring ([`Mesh`]); nothing blocks, a full ring drops and counts.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_queue::ArrayQueue;
+use flowlog::FlowRecord;
+use hdrhistogram::Histogram;
 
 use crate::conntrack::Nanos;
 use crate::explain::Step;
 use crate::pipeline::{Frame, Outcome, Pipeline, Verdict};
-use crate::port::{Io, RxFrame};
-use crate::tables::Tables;
+use crate::port::{FrameHandle, Io, RxFrame};
+use crate::tables::{PortId, Tables};
+use crate::wire::{self, IcmpMsg, Kind, L4};
 
 /// Scratch space a batch loop reuses, so batches allocate nothing.
 #[derive(Default)]
@@ -45,12 +63,336 @@ pub fn run_batch<I: Io>(
             pipeline.process_frame(tables, &mut frame, &mut ())
         };
         seen(f, &outcome, &scratch.steps);
-        match outcome.verdict {
-            Verdict::Forward(port) => io.tx(port, f.handle, outcome.head, outcome.len),
-            Verdict::Reply => io.tx(f.port, f.handle, outcome.head, outcome.len),
-            Verdict::Reject(_) | Verdict::Drop(_) => io.release(f.handle),
-        }
+        send_or_release(io, f.handle, f.port, &outcome);
     }
     io.flush();
     n
+}
+
+#[inline]
+fn send_or_release<I: Io>(io: &mut I, h: FrameHandle, ingress: PortId, o: &Outcome) {
+    match o.verdict {
+        Verdict::Forward(port) => io.tx(port, h, o.head, o.len),
+        Verdict::Reply => io.tx(ingress, h, o.head, o.len),
+        Verdict::Reject(_) | Verdict::Drop(_) => io.release(h),
+    }
+}
+
+/// Which core owns a frame's flow: a symmetric key over (addresses, protocol) —
+/// ports are left out so every fragment of a datagram goes where its first one went —
+/// and, for an ICMP error, the flow it quotes. `None`: any core may take it (ARP,
+/// neighbour discovery, non-IP, malformed).
+pub fn owner_key(frame: &[u8]) -> Option<u64> {
+    let pkt = wire::parse(frame).ok()?;
+    let Kind::Ip(ip) = pkt.kind else { return None };
+    let (a, b, proto) = match ip.l4 {
+        L4::Icmp(icmp) => match icmp.msg {
+            IcmpMsg::Error { quote } => match wire::quoted_flow(frame, ip.family, quote) {
+                Some(q) => (q.src.bits, q.dst.bits, q.proto),
+                None => (ip.src, ip.dst, ip.proto),
+            },
+            IcmpMsg::NeighborSolicit { .. } | IcmpMsg::NeighborDiscovery => return None,
+            _ => (ip.src, ip.dst, ip.proto),
+        },
+        _ => (ip.src, ip.dst, ip.proto),
+    };
+    let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
+    let fold = |x: u128| x as u64 ^ ((x >> 64) as u64).rotate_left(32);
+    let mut h =
+        fold(lo).wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ fold(hi).wrapping_mul(0xc2b2_ae3d_27d4_eb4f) ^ proto as u64;
+    h ^= h >> 29;
+    Some(h.wrapping_mul(0xbf58_476d_1ce4_e5b9) ^ (h >> 32))
+}
+
+pub const HANDOFF_FRAME: usize = 2048;
+
+/// A frame on its way to the worker that owns its flow.
+pub struct Handoff {
+    pub port: PortId,
+    pub len: u16,
+    pub data: Box<[u8; HANDOFF_FRAME]>,
+}
+
+/// The rings between workers: one inbox per worker, and a pool of buffers
+/// allocated once (a hand-over copies a frame, it never allocates).
+pub struct Mesh {
+    inboxes: Vec<ArrayQueue<Handoff>>,
+    pool: ArrayQueue<Box<[u8; HANDOFF_FRAME]>>,
+}
+
+impl Mesh {
+    pub fn new(workers: usize, depth: usize) -> Arc<Mesh> {
+        let pool = ArrayQueue::new(workers * depth);
+        for _ in 0..workers * depth {
+            let _ = pool.push(Box::new([0u8; HANDOFF_FRAME]));
+        }
+        Arc::new(Mesh { inboxes: (0..workers).map(|_| ArrayQueue::new(depth)).collect(), pool })
+    }
+    pub fn workers(&self) -> usize {
+        self.inboxes.len()
+    }
+}
+
+/// How an idle worker waits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Poll {
+    /// Never sleeps: lowest latency, a whole core busy.
+    Busy,
+    /// Spins a little after traffic stops, then sleeps in the kernel until a frame
+    /// arrives (or a millisecond passes, for hand-overs and timers).
+    Adaptive,
+}
+
+#[derive(Clone, Debug)]
+pub struct WorkerConfig {
+    pub index: usize,
+    pub batch: usize,
+    pub poll: Poll,
+    /// How often the host is called between batches (control, counters).
+    pub housekeeping: Duration,
+}
+
+/// What a worker counts beside the pipeline's own counters.
+#[derive(Clone, Debug)]
+pub struct WorkerTelemetry {
+    pub handoff_out: u64,
+    pub handoff_in: u64,
+    pub handoff_dropped: u64,
+    pub batches: u64,
+    pub records_sent: u64,
+    pub records_skipped: u64,
+    pub batch_sizes: Histogram<u64>,
+    pub batch_nanos: Histogram<u64>,
+    /// Per port: (rx frames, rx bytes, tx frames, tx bytes).
+    pub ports: Vec<[u64; 4]>,
+}
+
+impl WorkerTelemetry {
+    pub fn new(ports: usize) -> WorkerTelemetry {
+        WorkerTelemetry {
+            handoff_out: 0,
+            handoff_in: 0,
+            handoff_dropped: 0,
+            batches: 0,
+            records_sent: 0,
+            records_skipped: 0,
+            batch_sizes: Histogram::new_with_bounds(1, 4096, 2).expect("histogram bounds"),
+            batch_nanos: Histogram::new_with_bounds(1, 10_000_000_000, 3).expect("histogram bounds"),
+            ports: vec![[0; 4]; ports],
+        }
+    }
+}
+
+/// The world around a worker.
+pub trait WorkerHost {
+    /// The current table snapshot (picked up between batches).
+    fn tables(&self) -> Arc<Tables>;
+    fn stopping(&self) -> bool;
+    /// The appliance clock, nanoseconds since the Unix epoch.
+    fn now(&self) -> Nanos;
+    /// Hands over flow records; gives them back if they cannot be taken now.
+    fn records(&mut self, records: Vec<FlowRecord>) -> Result<(), Vec<FlowRecord>>;
+    /// Called between batches every `housekeeping`: control requests, counters.
+    fn housekeeping(&mut self, tables: &Tables, pipeline: &Pipeline, telemetry: &WorkerTelemetry);
+}
+
+/// Records the channel could not take: reported as SKIPDATA with the next batch.
+#[derive(Default)]
+struct Skipped {
+    enis: Vec<Arc<flowlog::EniMeta>>,
+    start: u64,
+    end: u64,
+}
+
+impl Skipped {
+    fn note(&mut self, lost: &[FlowRecord]) {
+        for r in lost {
+            if !self.enis.iter().any(|m| m.interface_id == r.eni.interface_id) {
+                self.enis.push(r.eni.clone());
+            }
+            self.start = if self.start == 0 { r.start } else { self.start.min(r.start) };
+            self.end = self.end.max(r.end);
+        }
+    }
+    fn take(&mut self) -> Vec<FlowRecord> {
+        let (start, end) = (self.start, self.end);
+        self.start = 0;
+        self.end = 0;
+        self.enis.drain(..).map(|m| crate::accounting::skipdata(&m, start, end)).collect()
+    }
+}
+
+/// A worker's loop, until the host says stop. The flow records of the last,
+/// unfinished interval are handed over before it returns.
+pub fn run_worker<I: Io, H: WorkerHost>(
+    io: &mut I,
+    pipeline: &mut Pipeline,
+    host: &mut H,
+    mesh: &Mesh,
+    cfg: &WorkerConfig,
+) -> WorkerTelemetry {
+    let mut tables = host.tables();
+    let mut t = WorkerTelemetry::new(tables.ports.len());
+    let mut rx: Vec<RxFrame> = Vec::with_capacity(cfg.batch);
+    let mut skipped = Skipped::default();
+    let mut idle_rounds = 0u32;
+    let mut last_housekeeping = Instant::now();
+    let me = cfg.index;
+    let workers = mesh.workers();
+    while !host.stopping() {
+        tables = host.tables();
+        let now = host.now();
+        let started = Instant::now();
+        pipeline.sync(&tables, now);
+        let mut handled = 0usize;
+
+        // Frames other workers handed over: their flows are ours.
+        while let Some(h) = mesh.inboxes[me].pop() {
+            t.handoff_in += 1;
+            if let Some(fh) = io.alloc() {
+                let len = h.len as usize;
+                io.buffer(fh)[..len].copy_from_slice(&h.data[..len]);
+                let out = process(io, pipeline, &tables, fh, len, h.port, now, &mut t);
+                send_or_release(io, fh, h.port, &out);
+                handled += 1;
+            } else {
+                t.handoff_dropped += 1;
+            }
+            let _ = mesh.pool.push(h.data);
+        }
+
+        rx.clear();
+        let n = io.rx(&mut rx, cfg.batch);
+        for f in &rx {
+            if workers > 1 {
+                if let Some(owner) = owner_key(&io.buffer(f.handle)[..f.len]).map(|k| (k % workers as u64) as usize) {
+                    if owner != me {
+                        hand_over(io, mesh, owner, f, &mut t);
+                        continue;
+                    }
+                }
+            }
+            let out = process(io, pipeline, &tables, f.handle, f.len, f.port, f.time.unwrap_or(now), &mut t);
+            send_or_release(io, f.handle, f.port, &out);
+        }
+        io.flush();
+        handled += n;
+
+        let records = pipeline.take_records();
+        if !records.is_empty() || !skipped.enis.is_empty() {
+            let mut batch = skipped.take();
+            let sent = records.len() as u64;
+            batch.extend(records);
+            match host.records(batch) {
+                Ok(()) => t.records_sent += sent,
+                Err(lost) => {
+                    t.records_skipped += lost.iter().filter(|r| r.traffic.is_some()).count() as u64;
+                    skipped.note(&lost);
+                }
+            }
+        }
+
+        if handled > 0 {
+            t.batches += 1;
+            let _ = t.batch_sizes.record(handled as u64);
+            let _ = t.batch_nanos.record(started.elapsed().as_nanos().max(1) as u64);
+            idle_rounds = 0;
+        } else {
+            idle_rounds = idle_rounds.saturating_add(1);
+            if cfg.poll == Poll::Adaptive && idle_rounds > 64 {
+                io.wait_readable(Duration::from_millis(1));
+            }
+        }
+        if last_housekeeping.elapsed() >= cfg.housekeeping {
+            host.housekeeping(&tables, pipeline, &t);
+            last_housekeeping = Instant::now();
+        }
+    }
+    // Hand over what the last interval accounted.
+    pipeline.flush_accounting(&tables, host.now());
+    let mut batch = skipped.take();
+    batch.extend(pipeline.take_records());
+    if !batch.is_empty() && host.records(batch).is_err() {
+        log::warn!("worker {me}: flow records of the last interval could not be handed over");
+    }
+    host.housekeeping(&tables, pipeline, &t);
+    t
+}
+
+#[allow(clippy::too_many_arguments)]
+#[inline]
+fn process<I: Io>(
+    io: &mut I,
+    pipeline: &mut Pipeline,
+    tables: &Tables,
+    h: FrameHandle,
+    len: usize,
+    port: PortId,
+    now: Nanos,
+    t: &mut WorkerTelemetry,
+) -> Outcome {
+    if let Some(c) = t.ports.get_mut(port as usize) {
+        c[0] += 1;
+        c[1] += len as u64;
+    }
+    let mut frame = Frame { buf: io.buffer(h), len, port, time: now };
+    let out = pipeline.process_frame(tables, &mut frame, &mut ());
+    let egress = match out.verdict {
+        Verdict::Forward(p) => Some(p),
+        Verdict::Reply => Some(port),
+        _ => None,
+    };
+    if let Some(c) = egress.and_then(|p| t.ports.get_mut(p as usize)) {
+        c[2] += 1;
+        c[3] += out.len as u64;
+    }
+    out
+}
+
+fn hand_over<I: Io>(io: &mut I, mesh: &Mesh, owner: usize, f: &RxFrame, t: &mut WorkerTelemetry) {
+    match mesh.pool.pop() {
+        Some(mut data) if f.len <= HANDOFF_FRAME => {
+            data[..f.len].copy_from_slice(&io.buffer(f.handle)[..f.len]);
+            match mesh.inboxes[owner].push(Handoff { port: f.port, len: f.len as u16, data }) {
+                Ok(()) => t.handoff_out += 1,
+                Err(h) => {
+                    t.handoff_dropped += 1;
+                    let _ = mesh.pool.push(h.data);
+                }
+            }
+        }
+        Some(data) => {
+            t.handoff_dropped += 1;
+            let _ = mesh.pool.push(data);
+        }
+        None => t.handoff_dropped += 1,
+    }
+    io.release(f.handle);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testkit::{self, Flags, Host};
+
+    #[test]
+    fn owner_key_is_symmetric_and_ignores_ports() {
+        let a = Host::new("02:00:00:00:00:01", "198.18.1.10");
+        let b = Host::new("02:00:00:00:00:02", "198.19.0.1");
+        let r = crate::addr::Mac::default();
+        let fwd = testkit::tcp(&a, b.ip, r, 1000, 80, Flags::SYN, 1, 0, b"");
+        let back = testkit::tcp(&b, a.ip, r, 80, 1000, Flags::SYN_ACK, 1, 2, b"");
+        let other_ports = testkit::tcp(&a, b.ip, r, 2000, 443, Flags::SYN, 1, 0, b"");
+        assert_eq!(owner_key(&fwd), owner_key(&back));
+        assert_eq!(owner_key(&fwd), owner_key(&other_ports));
+        let udp = testkit::udp(&a, b.ip, r, 1, 2, &[0; 200]);
+        for frag in testkit::fragment(&udp, 64, 7) {
+            assert_eq!(owner_key(&frag), owner_key(&testkit::udp(&a, b.ip, r, 9, 9, b"")), "fragments follow the flow");
+        }
+        // An ICMP error from a third host about the flow goes to the flow's owner.
+        let router = Host::new("02:00:00:00:00:03", "198.19.9.9");
+        let err = testkit::icmp_error(&router, a.ip, r, 11, 0, &fwd);
+        assert_eq!(owner_key(&err), owner_key(&fwd));
+        assert_eq!(owner_key(&testkit::arp_request(&a, "198.18.1.1".parse().unwrap())), None);
+    }
 }

@@ -122,12 +122,16 @@ pub fn run(opts: Options) -> Result<(), String> {
         let shared = Shared { tables, stop: AtomicBool::new(false), stats: StatsBoard::default(), tracer: None };
         (Arc::new(shared), None)
     } else {
-        let (shared, dp) = crate::dataplane_host::start(&checked, tables)?;
+        let (shared, dp) = crate::dataplane_host::start(&checked, tables, &opts.state_dir)?;
         (shared, Some(dp))
     };
 
     let publish_to = shared.clone();
+    let flowlog_updates = dataplane.as_ref().map(|d| d.config_sender());
     let publish = Box::new(move |c: &Checked| {
+        if let Some(tx) = &flowlog_updates {
+            let _ = tx.try_send(c.clone());
+        }
         let mut tables = compiler.compile(c);
         tables.published_at = crate::extension::now_nanos();
         publish_to.tables.store(Arc::new(tables));
@@ -144,6 +148,19 @@ pub fn run(opts: Options) -> Result<(), String> {
     let socket_path = server_cfg.socket.clone();
     let mut engine = Engine::new(checked, Some(store), publish);
     engine.set_extension(Box::new(DaemonExtension { shared: shared.clone() }));
+    let state_dir = opts.state_dir.clone();
+    let mut last_checked = None;
+    engine.set_prepare(Box::new(move |c: &Checked| {
+        // A flow log that cannot be written is refused before the change is saved
+        // (checked when the flow logs or their root change).
+        let root = crate::dataplane_host::flow_log_root(c, &state_dir);
+        let key = (c.config.flow_logs.clone(), root.clone());
+        if last_checked.as_ref() != Some(&key) {
+            crate::flowlogs::open(c, &c.flow_logs, &root)?;
+            last_checked = Some(key);
+        }
+        Ok(())
+    }));
     let engine = Arc::new(Mutex::new(engine));
     let stop_api = Arc::new(AtomicBool::new(false));
     let api = server::spawn(server_cfg, engine, stop_api.clone())

@@ -1,20 +1,462 @@
-//! The dataplane inside `vpcgated`: binds the ports and runs the workers. (AF_XDP
-//! workers land with the port implementation; until then only `--no-dataplane` runs.)
+//! The dataplane inside `vpcgated`: checks the ports, binds one AF_XDP socket per
+//! (port, queue), runs one pinned worker per queue, and a flow-log thread that
+//! aggregates the workers' records and delivers them. Reports what it found (XDP
+//! mode, zero-copy or copy, queues, RSS) instead of failing silently or slowly.
 
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::mpsc;
 use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
+use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
+use dataplane::pipeline::{Pipeline, PipelineConfig};
+use dataplane::port::afxdp::{AfXdpConfig, AfXdpIo, PortSpec, XdpMode};
 use dataplane::tables::Tables;
+use dataplane::worker::{owner_key, run_worker, Mesh, Poll, WorkerConfig, WorkerHost, WorkerTelemetry};
+use flowlog::FlowRecord;
 
-use crate::daemon::Shared;
+use crate::daemon::{Shared, Tracer};
+use crate::error::{invalid, Result as ApiResult};
+use crate::extension::now_nanos;
+use crate::flowlogs;
+use crate::stats::{FlowLogCounters, QueueCounters, StatsBoard, WorkerSnapshot};
+use crate::trace::{self, Leg, TraceRequest};
 use crate::validate::Checked;
 
-pub struct DataplaneHandle {}
-
-impl DataplaneHandle {
-    pub fn shutdown(self) {}
+/// What the daemon learns from the interfaces at start, printed for the operator.
+#[derive(Clone, Debug)]
+pub struct PortFacts {
+    pub port: String,
+    pub interface: String,
+    pub driver: String,
+    pub rx_queues: usize,
+    pub mtu: u32,
+    /// `Some(true)` if the RSS key makes the hash symmetric, `None` without RSS.
+    pub rss_symmetric: Option<bool>,
 }
 
-pub fn start(_checked: &Checked, _tables: ArcSwap<Tables>) -> Result<(Arc<Shared>, DataplaneHandle), String> {
-    Err("this build has no AF_XDP dataplane yet; run with --no-dataplane".into())
+fn sys(ifname: &str, rel: &str) -> PathBuf {
+    Path::new("/sys/class/net").join(ifname).join(rel)
+}
+
+/// Facts about an interface, or a clear error if it is missing.
+pub fn port_facts(port: &str, ifname: &str) -> Result<PortFacts, String> {
+    if !sys(ifname, "").exists() {
+        return Err(format!("port {port}: interface {ifname} does not exist"));
+    }
+    let rx_queues = std::fs::read_dir(sys(ifname, "queues"))
+        .map(|d| d.flatten().filter(|e| e.file_name().to_string_lossy().starts_with("rx-")).count())
+        .unwrap_or(1)
+        .max(1);
+    let mtu = std::fs::read_to_string(sys(ifname, "mtu")).ok().and_then(|s| s.trim().parse().ok()).unwrap_or(1500);
+    let driver = std::fs::read_link(sys(ifname, "device/driver"))
+        .ok()
+        .and_then(|p| p.file_name().map(|f| f.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| "virtual (no device driver: veth, bridge, ...)".into());
+    Ok(PortFacts {
+        port: port.into(),
+        interface: ifname.into(),
+        driver,
+        rx_queues,
+        mtu,
+        rss_symmetric: rss_symmetric(ifname),
+    })
+}
+
+/// Reads the RSS key with `ethtool -x`: symmetric when it repeats every 16 bits
+/// (the `6d:5a` key), so both directions of a flow hash to the same queue.
+fn rss_symmetric(ifname: &str) -> Option<bool> {
+    let out = std::process::Command::new("ethtool").arg("-x").arg(ifname).output().ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut lines = text.lines().skip_while(|l| !l.contains("RSS hash key"));
+    lines.next()?;
+    let key: Vec<u8> = lines.next()?.split(':').filter_map(|b| u8::from_str_radix(b.trim(), 16).ok()).collect();
+    (key.len() >= 4).then(|| key.windows(3).all(|w| w[0] == w[2]))
+}
+
+pub struct DataplaneHandle {
+    shared: Arc<Shared>,
+    workers: Vec<JoinHandle<()>>,
+    flowlog: Option<JoinHandle<()>>,
+    config_tx: Sender<Checked>,
+}
+
+impl DataplaneHandle {
+    /// Where newly accepted configs go for the flow-log thread (tables reach the
+    /// workers through the shared snapshot).
+    pub fn config_sender(&self) -> Sender<Checked> {
+        self.config_tx.clone()
+    }
+
+    /// Stops the workers (detaching their XDP programs) and delivers the flow
+    /// records they owe.
+    pub fn shutdown(self) {
+        self.shared.stop.store(true, Ordering::SeqCst);
+        for w in self.workers {
+            let _ = w.join();
+        }
+        drop(self.config_tx);
+        if let Some(f) = self.flowlog {
+            let _ = f.join();
+        }
+    }
+}
+
+/// A trace job for the worker that owns the frame's flow.
+struct TraceJob {
+    port: u16,
+    frame: Vec<u8>,
+    reply: mpsc::Sender<Leg>,
+}
+
+struct HostTracer {
+    jobs: Vec<Sender<TraceJob>>,
+}
+
+impl Tracer for HostTracer {
+    fn trace(&self, t: &Tables, req: &TraceRequest, now: u64) -> ApiResult<Vec<Leg>> {
+        if req.from.is_some() || req.to.is_some() {
+            // Reachability is a question about the config (like AWS Reachability
+            // Analyzer): judged against fresh state.
+            return trace::trace_offline(t, req, now);
+        }
+        let (port, frame) = trace::build_frame(t, req)?;
+        let owner = owner_key(&frame).map_or(0, |k| (k % self.jobs.len() as u64) as usize);
+        let (tx, rx) = mpsc::channel();
+        self.jobs[owner]
+            .try_send(TraceJob { port, frame, reply: tx })
+            .map_err(|_| invalid("The worker is busy; try again"))?;
+        let leg = rx
+            .recv_timeout(Duration::from_secs(2))
+            .map_err(|_| invalid("The worker did not answer the trace in time"))?;
+        Ok(vec![leg])
+    }
+}
+
+/// One worker's view of the daemon.
+struct Host {
+    shared: Arc<Shared>,
+    records: Sender<Vec<FlowRecord>>,
+    jobs: Receiver<TraceJob>,
+    worker: usize,
+    core: Option<usize>,
+    port_names: Vec<String>,
+    queue: u32,
+    last_publish: Instant,
+}
+
+impl WorkerHost for Host {
+    fn tables(&self) -> Arc<Tables> {
+        self.shared.tables.load_full()
+    }
+    fn stopping(&self) -> bool {
+        self.shared.stop.load(Ordering::Relaxed)
+    }
+    fn now(&self) -> u64 {
+        now_nanos()
+    }
+    fn records(&mut self, records: Vec<FlowRecord>) -> Result<(), Vec<FlowRecord>> {
+        self.records.try_send(records).map_err(|e| match e {
+            TrySendError::Full(r) | TrySendError::Disconnected(r) => r,
+        })
+    }
+    fn housekeeping(&mut self, tables: &Tables, pipeline: &Pipeline, t: &WorkerTelemetry) {
+        while let Ok(job) = self.jobs.try_recv() {
+            let leg = trace::judge(
+                tables,
+                pipeline,
+                job.port,
+                &job.frame,
+                now_nanos(),
+                format!("packet (worker {})", self.worker),
+            );
+            let _ = job.reply.send(leg);
+        }
+        if self.last_publish.elapsed() >= Duration::from_millis(250) || self.stopping() {
+            self.last_publish = Instant::now();
+            self.shared.stats.publish(&snapshot(self, tables, pipeline, t));
+        }
+    }
+}
+
+fn snapshot(h: &Host, tables: &Tables, p: &Pipeline, t: &WorkerTelemetry) -> WorkerSnapshot {
+    let mut s = WorkerSnapshot::new(h.worker, h.core);
+    s.stats = p.stats.clone();
+    s.conntrack_entries = p.conntrack.len();
+    s.conntrack_capacity = p.conntrack.capacity();
+    s.conntrack_per_eni =
+        (0..tables.enis.len() as u32).map(|e| p.conntrack.eni_len(dataplane::tables::EniId(e))).collect();
+    s.queues = t
+        .ports
+        .iter()
+        .enumerate()
+        .map(|(i, c)| QueueCounters {
+            port: h.port_names.get(i).cloned().unwrap_or_default(),
+            queue: h.queue,
+            rx_packets: c[0],
+            rx_bytes: c[1],
+            tx_packets: c[2],
+            tx_bytes: c[3],
+            rx_dropped: 0,
+        })
+        .collect();
+    s.handoff_out = t.handoff_out;
+    s.handoff_in = t.handoff_in;
+    s.handoff_dropped = t.handoff_dropped;
+    s.batches = t.batches;
+    s.batch_sizes = t.batch_sizes.clone();
+    s.batch_nanos = t.batch_nanos.clone();
+    s.records_sent = t.records_sent;
+    s.records_skipped = t.records_skipped;
+    s
+}
+
+/// Where flow logs are written: `Appliance.FlowLogRoot`, else under the state dir.
+pub fn flow_log_root(c: &Checked, state_dir: &Path) -> PathBuf {
+    c.config.appliance.flow_log_root.as_ref().map(PathBuf::from).unwrap_or_else(|| state_dir.join("flowlogs"))
+}
+
+/// The flow-log thread: records in, windows closed two seconds after they end (the
+/// workers flush at the boundary), config changes re-open the sinks.
+fn flowlog_thread(
+    first: Checked,
+    root: PathBuf,
+    records: Receiver<Vec<FlowRecord>>,
+    configs: Receiver<Checked>,
+    board: Arc<Shared>,
+) {
+    let open = |c: &Checked| match flowlogs::open(c, &c.flow_logs, &root) {
+        Ok(a) => Some(a),
+        Err(e) => {
+            log::error!("flow logs: {e}");
+            None
+        }
+    };
+    let mut agg = open(&first);
+    let mut last_close = Instant::now();
+    loop {
+        crossbeam_channel::select! {
+            recv(records) -> msg => match msg {
+                Ok(batch) => if let Some(a) = agg.as_mut() { a.add(&batch) },
+                Err(_) => break,
+            },
+            recv(configs) -> msg => match msg {
+                Ok(c) => {
+                    if let Some(mut old) = agg.take() {
+                        if let Err(e) = old.finish() {
+                            log::error!("flow logs: finishing before a config change: {e}");
+                        }
+                    }
+                    agg = open(&c);
+                }
+                Err(_) => break,
+            },
+            default(Duration::from_millis(500)) => {}
+        }
+        if last_close.elapsed() >= Duration::from_secs(1) {
+            last_close = Instant::now();
+            if let Some(a) = agg.as_mut() {
+                if let Err(e) = a.close_through(now_nanos() / 1_000_000_000 - 2) {
+                    log::warn!("flow logs: {e} (will retry)");
+                }
+                publish_flowlog_stats(&board.stats, a);
+            }
+        }
+    }
+    // Workers are gone: deliver everything still open.
+    while let Ok(batch) = records.try_recv() {
+        if let Some(a) = agg.as_mut() {
+            a.add(&batch);
+        }
+    }
+    if let Some(a) = agg.as_mut() {
+        if let Err(e) = a.finish() {
+            log::error!("flow logs: final delivery: {e}");
+        }
+        publish_flowlog_stats(&board.stats, a);
+    }
+}
+
+fn publish_flowlog_stats(board: &StatsBoard, a: &flowlog::Aggregator) {
+    if let Ok(mut f) = board.flow_logs.lock() {
+        *f = a
+            .stats()
+            .into_iter()
+            .map(|s| FlowLogCounters {
+                flow_log_id: s.flow_log_id,
+                records_written: s.sink.records,
+                records_skipped: s.skipped_records + s.sink.dropped,
+                files: s.sink.files,
+                bytes: s.sink.bytes,
+                errors: s.sink.errors,
+                last_error: s.last_error,
+            })
+            .collect();
+    }
+}
+
+/// Binds the ports and starts the workers and the flow-log thread.
+pub fn start(
+    checked: &Checked,
+    tables: ArcSwap<Tables>,
+    state_dir: &Path,
+) -> Result<(Arc<Shared>, DataplaneHandle), String> {
+    let w = &checked.config.appliance.workers;
+    if checked.ports.is_empty() {
+        return Err(
+            "the config has no Appliance.Ports: nothing to bind (use --no-dataplane for the management plane alone)"
+                .into(),
+        );
+    }
+    let facts: Vec<PortFacts> =
+        checked.ports.iter().map(|p| port_facts(&p.name, &p.interface)).collect::<Result<_, _>>()?;
+    let queues = facts.iter().map(|f| f.rx_queues).min().unwrap_or(1);
+    let cores: Vec<usize> = if w.cores.is_empty() {
+        core_affinity::get_core_ids().map(|c| c.into_iter().map(|c| c.id).collect()).unwrap_or_default()
+    } else {
+        w.cores.clone()
+    };
+    let count = w.count.unwrap_or_else(|| queues.min(cores.len().max(1)));
+    if count == 0 || count > queues {
+        return Err(format!(
+            "Appliance.Workers.Count {count}: the ports have {queues} receive queue(s) each (one worker serves one queue of every port)"
+        ));
+    }
+    let mode = match w.xdp_mode.as_deref().unwrap_or("auto") {
+        "auto" => XdpMode::Auto,
+        "skb" => XdpMode::Skb,
+        "driver" => XdpMode::Driver,
+        other => return Err(format!("Appliance.Workers.XdpMode {other:?}: use auto, skb or driver")),
+    };
+    let poll = match w.poll.as_deref().unwrap_or("adaptive") {
+        "adaptive" => Poll::Adaptive,
+        "busy" => Poll::Busy,
+        other => return Err(format!("Appliance.Workers.Poll {other:?}: use adaptive or busy")),
+    };
+    let batch = w.batch_size.unwrap_or(64);
+    if !(1..=256).contains(&batch) {
+        return Err(format!("Appliance.Workers.BatchSize {batch}: use 1 to 256"));
+    }
+    for f in &facts {
+        let rss = match f.rss_symmetric {
+            Some(true) => "symmetric RSS",
+            Some(false) => {
+                "RSS NOT symmetric (replies may land on another queue: they are handed to their flow's core)"
+            }
+            None => "no RSS (the sender's flow hash picks the queue)",
+        };
+        let line =
+            format!("port {}: {} driver={} queues={} mtu={} {rss}", f.port, f.interface, f.driver, f.rx_queues, f.mtu);
+        log::info!("{line}");
+        println!("vpcgated: {line}");
+    }
+
+    let (records_tx, records_rx) = bounded::<Vec<FlowRecord>>(1024);
+    let (config_tx, config_rx) = bounded::<Checked>(16);
+    let mut job_txs = Vec::new();
+    let mut job_rxs = Vec::new();
+    for _ in 0..count {
+        let (tx, rx) = bounded::<TraceJob>(16);
+        job_txs.push(tx);
+        job_rxs.push(rx);
+    }
+    let shared = Arc::new(Shared {
+        tables,
+        stop: Default::default(),
+        stats: StatsBoard::default(),
+        tracer: Some(Box::new(HostTracer { jobs: job_txs })),
+    });
+    let mesh = Mesh::new(count, 4096);
+    let port_names: Vec<String> = checked.ports.iter().map(|p| p.name.clone()).collect();
+    let af_cfg = AfXdpConfig { mode, zero_copy: w.zero_copy.unwrap_or(true), ..AfXdpConfig::default() };
+    let ct = checked.config.appliance.conntrack;
+    let (ready_tx, ready_rx) = mpsc::channel::<Result<String, String>>();
+    let mut workers = Vec::new();
+    for (i, jobs) in job_rxs.into_iter().enumerate() {
+        let core = (!cores.is_empty()).then(|| cores[i % cores.len()]);
+        let specs: Vec<PortSpec> = checked
+            .ports
+            .iter()
+            .enumerate()
+            .map(|(p, port)| PortSpec::new(p as u16, &port.interface, i as u32))
+            .collect();
+        let (shared, mesh, ready, records, af_cfg, port_names) =
+            (shared.clone(), mesh.clone(), ready_tx.clone(), records_tx.clone(), af_cfg.clone(), port_names.clone());
+        let handle = std::thread::Builder::new()
+            .name(format!("vpcgate-w{i}"))
+            .spawn(move || {
+                if let Some(c) = core {
+                    core_affinity::set_for_current(core_affinity::CoreId { id: c });
+                }
+                let mut io = match AfXdpIo::new(&af_cfg, &specs) {
+                    Ok(io) => io,
+                    Err(e) => {
+                        let _ = ready.send(Err(format!("worker {i}: {e}")));
+                        return;
+                    }
+                };
+                let _ = ready.send(Ok(format!(
+                    "worker {i} on core {}: {}",
+                    core.map_or("any".into(), |c| c.to_string()),
+                    io.report()
+                )));
+                let mut pipeline =
+                    Pipeline::new(PipelineConfig { conntrack_entries: ct.max_entries, ..PipelineConfig::default() });
+                let mut host = Host {
+                    shared,
+                    records,
+                    jobs,
+                    worker: i,
+                    core,
+                    port_names,
+                    queue: i as u32,
+                    last_publish: Instant::now(),
+                };
+                let cfg = WorkerConfig { index: i, batch, poll, housekeeping: Duration::from_millis(5) };
+                run_worker(&mut io, &mut pipeline, &mut host, &mesh, &cfg);
+                // Dropping `io` detaches the XDP programs.
+            })
+            .map_err(|e| format!("starting worker {i}: {e}"))?;
+        workers.push(handle);
+    }
+    drop(ready_tx);
+    drop(records_tx);
+    let mut failure = None;
+    for _ in 0..count {
+        match ready_rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(Ok(report)) => {
+                for line in report.lines() {
+                    log::info!("{line}");
+                    println!("vpcgated: {line}");
+                }
+            }
+            Ok(Err(e)) => {
+                failure.get_or_insert(e);
+            }
+            Err(_) => {
+                failure.get_or_insert("a worker did not start within 30 s".into());
+            }
+        }
+    }
+    if let Some(e) = failure {
+        shared.stop.store(true, Ordering::SeqCst);
+        for w in workers {
+            let _ = w.join();
+        }
+        return Err(e);
+    }
+    let root = flow_log_root(checked, state_dir);
+    let first = checked.clone();
+    let board = shared.clone();
+    let flowlog = std::thread::Builder::new()
+        .name("vpcgate-flowlog".into())
+        .spawn(move || flowlog_thread(first, root, records_rx, config_rx, board))
+        .map_err(|e| format!("starting the flow-log thread: {e}"))?;
+    Ok((shared.clone(), DataplaneHandle { shared, workers, flowlog: Some(flowlog), config_tx }))
 }

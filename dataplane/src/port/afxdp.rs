@@ -641,6 +641,14 @@ fn wake_tx(x: &mut Xsk, counters: &mut AfXdpCounters) {
 }
 
 impl Io for AfXdpIo {
+    fn wait_readable(&mut self, timeout: Duration) -> bool {
+        AfXdpIo::wait_readable(self, timeout).unwrap_or(false)
+    }
+
+    fn alloc(&mut self) -> Option<FrameHandle> {
+        AfXdpIo::alloc(self)
+    }
+
     fn rx(&mut self, out: &mut Vec<RxFrame>, max: usize) -> usize {
         let n_rx = self.rx_socks.len();
         let mut got = 0;

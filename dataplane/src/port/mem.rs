@@ -65,5 +65,8 @@ impl Io for MemIo {
     fn release(&mut self, h: FrameHandle) {
         self.free.push(h.0 as usize);
     }
+    fn alloc(&mut self) -> Option<FrameHandle> {
+        self.free.pop().map(|i| FrameHandle(i as u64))
+    }
     fn flush(&mut self) {}
 }

@@ -38,6 +38,15 @@ pub trait Io {
     fn tx(&mut self, port: PortId, h: FrameHandle, head: usize, len: usize);
     /// Gives back a frame that is not sent.
     fn release(&mut self, h: FrameHandle);
+    /// A free frame buffer to build a frame in (a frame handed over by another
+    /// worker); `None` when all are in use.
+    fn alloc(&mut self) -> Option<FrameHandle>;
     /// Sends what was queued and refills receive rings; once per batch.
     fn flush(&mut self);
+    /// Waits until a frame may be received or `timeout` passes (an idle worker's
+    /// back-off); true if one is ready. Call `flush` first.
+    fn wait_readable(&mut self, timeout: std::time::Duration) -> bool {
+        std::thread::sleep(timeout);
+        false
+    }
 }

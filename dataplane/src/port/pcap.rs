@@ -319,6 +319,13 @@ impl<W: Write> Io for PcapIo<W> {
     fn release(&mut self, h: FrameHandle) {
         self.free.push(h.0 as usize);
     }
+    fn alloc(&mut self) -> Option<FrameHandle> {
+        let i = self.free.pop().unwrap_or_else(|| {
+            self.buffers.push((vec![0; PCAP_BUFFER], 0));
+            self.buffers.len() - 1
+        });
+        Some(FrameHandle(i as u64))
+    }
     fn flush(&mut self) {}
 }
 

@@ -118,16 +118,25 @@ pub trait Extension: Send {
 /// Called with every accepted config, after it is saved: compiles and publishes it.
 pub type Publish = Box<dyn FnMut(&Checked) + Send>;
 
+/// Called with every config about to be accepted, before it is saved: a last check
+/// that needs the outside world (a flow-log directory that cannot be written).
+pub type Prepare = Box<dyn FnMut(&Checked) -> Result<()> + Send>;
+
 pub struct Engine {
     current: Checked,
     store: Option<Store>,
     publish: Publish,
+    prepare: Option<Prepare>,
     extension: Option<Box<dyn Extension>>,
 }
 
 impl Engine {
     pub fn new(current: Checked, store: Option<Store>, publish: Publish) -> Engine {
-        Engine { current, store, publish, extension: None }
+        Engine { current, store, publish, prepare: None, extension: None }
+    }
+
+    pub fn set_prepare(&mut self, p: Prepare) {
+        self.prepare = Some(p);
     }
 
     pub fn set_extension(&mut self, e: Box<dyn Extension>) {
@@ -200,6 +209,9 @@ impl Engine {
 
     /// Saves and publishes a validated config; nothing changes if it cannot be saved.
     fn commit(&mut self, checked: Checked) -> Result<()> {
+        if let Some(prepare) = &mut self.prepare {
+            prepare(&checked)?;
+        }
         if let Some(store) = &self.store {
             store.save(&checked.config).map_err(|e| {
                 Ec2Error::new("InternalError", format!("The change was not saved, so it was not applied: {e}"))

@@ -27,6 +27,35 @@ pub struct Appliance {
     /// The management API's socket and who may use it.
     #[serde(default)]
     pub api: ApiConfig,
+    /// The AF_XDP workers.
+    #[serde(default)]
+    pub workers: WorkersConfig,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct WorkersConfig {
+    /// Workers, one per receive queue (default: one per queue of the ports, at most
+    /// one per core).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub count: Option<usize>,
+    /// Cores to pin workers to, in order (default: every core the process may use).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cores: Vec<usize>,
+    /// `auto` (default: driver mode with zero-copy where the driver offers it, else
+    /// SKB mode), `skb` or `driver`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub xdp_mode: Option<String>,
+    /// Ask for zero-copy (default true; copy mode is the reported fallback).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zero_copy: Option<bool>,
+    /// `adaptive` (default: sleep in the kernel when idle) or `busy` (spin: lowest
+    /// latency, a whole core per worker).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub poll: Option<String>,
+    /// Frames per batch (default 64, at most 256).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch_size: Option<usize>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -54,6 +83,7 @@ impl Default for Appliance {
             flow_log_root: None,
             state_directory: None,
             api: ApiConfig::default(),
+            workers: WorkersConfig::default(),
         }
     }
 }
