@@ -228,8 +228,21 @@ impl Aggregator {
             let mut w = start;
             while w + iv <= now_unix {
                 let window = log.windows.remove(&w).unwrap_or_default();
-                let mut out: Vec<FlowRecord> = window.flows.into_values().collect();
-                out.sort_by(|a, b| (a.start, &a.eni.interface_id).cmp(&(b.start, &b.eni.interface_id)));
+                let mut flows: Vec<(FlowKey, FlowRecord)> = window.flows.into_iter().collect();
+                // A stable order: by first packet, then ENI and flow.
+                flows.sort_by(|(ka, a), (kb, b)| {
+                    (a.start, &ka.eni, ka.pkt_src, ka.pkt_dst, ka.sport, ka.dport, ka.proto, ka.action as u8).cmp(&(
+                        b.start,
+                        &kb.eni,
+                        kb.pkt_src,
+                        kb.pkt_dst,
+                        kb.sport,
+                        kb.dport,
+                        kb.proto,
+                        kb.action as u8,
+                    ))
+                });
+                let mut out: Vec<FlowRecord> = flows.into_iter().map(|(_, r)| r).collect();
                 log.skipped_records += window.skipped.len() as u64;
                 out.extend(window.skipped.into_values());
                 let mut silent: Vec<&String> = log.spec.enis.iter().filter(|e| !window.active.contains(*e)).collect();

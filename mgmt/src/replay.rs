@@ -2,8 +2,8 @@
 //! the capture's timestamps as the appliance clock. Needs no NIC and no root.
 //!
 //! Verdicts file (JSON lines, one per input frame, in order):
-//! `{"frame": 0, "verdict": "forward"|"reject"|"drop"|"reply", "egress_port": "web"|null,
-//!   "reason": "sg-ingress"|...|null, "detail": "bad-ipv4-ihl"|null}`
+//! `{"frame": 0, "ingress_port": "internet", "verdict": "forward"|"reject"|"drop"|"reply",
+//!   "egress_port": "web"|null, "reason": "sg-ingress"|...|null, "detail": "bad-ipv4-ihl"|null}`
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -29,11 +29,15 @@ pub struct ReplayOptions {
     pub port: Option<String>,
     /// Print every frame's hops to stdout.
     pub explain: bool,
+    /// Write the config's flow logs under this directory, on the capture's clock.
+    pub flow_log_root: Option<PathBuf>,
 }
 
 pub struct ReplaySummary {
     pub frames: u64,
     pub stats: Stats,
+    /// Per flow log: records written (including NODATA/SKIPDATA).
+    pub flow_logs: Vec<flowlog::LogStats>,
 }
 
 /// Loads, validates and compiles a config file.
@@ -46,7 +50,7 @@ pub fn load_config(path: &Path) -> Result<(Checked, Tables), String> {
 }
 
 /// The verdict line for one frame.
-pub fn verdict_json(frame: u64, o: &Outcome, t: &Tables) -> serde_json::Value {
+pub fn verdict_json(frame: u64, ingress: u16, o: &Outcome, t: &Tables) -> serde_json::Value {
     let egress = match o.verdict {
         Verdict::Forward(p) => Some(t.ports[p as usize].name.clone()),
         _ => None,
@@ -55,7 +59,9 @@ pub fn verdict_json(frame: u64, o: &Outcome, t: &Tables) -> serde_json::Value {
         Verdict::Drop(r) => r.detail(),
         _ => None,
     };
-    json!({"frame": frame, "verdict": o.verdict.name(), "egress_port": egress, "reason": o.verdict.reason(), "detail": detail})
+    let ingress = t.ports.get(ingress as usize).map(|p| p.name.clone());
+    json!({"frame": frame, "ingress_port": ingress, "verdict": o.verdict.name(), "egress_port": egress,
+           "reason": o.verdict.reason(), "detail": detail})
 }
 
 pub fn replay(opts: &ReplayOptions) -> Result<ReplaySummary, String> {
@@ -86,27 +92,54 @@ pub fn replay(opts: &ReplayOptions) -> Result<ReplaySummary, String> {
     let mut pipeline = Pipeline::new(PipelineConfig { conntrack_entries: ct.max_entries, ..Default::default() });
     let mut scratch = BatchScratch::new(64);
     scratch.explain = opts.explain;
+    let mut flow_logs = match &opts.flow_log_root {
+        Some(root) => {
+            if checked.flow_logs.is_empty() {
+                eprintln!(
+                    "vpcgate replay: the config has no FlowLogs; nothing will be written under {}",
+                    root.display()
+                );
+            }
+            Some(crate::flowlogs::open(&checked, &checked.flow_logs, root).map_err(|e| e.to_string())?)
+        }
+        None => None,
+    };
+    let mut last_time = 0u64;
     let mut frame = 0u64;
     let mut error = None;
     let mut stdout = std::io::stdout().lock();
     let mut explaining = opts.explain;
     loop {
-        let n = run_batch(&mut io, &mut pipeline, &tables, 0, &mut scratch, 64, |_, o, steps| {
+        let n = run_batch(&mut io, &mut pipeline, &tables, 0, &mut scratch, 64, |rx, o, steps| {
+            last_time = last_time.max(rx.time.unwrap_or(0));
             if explaining {
                 // Stop explaining (not replaying) when stdout goes away, e.g. `| head`.
                 explaining = writeln!(stdout, "frame {frame}:").is_ok()
                     && steps.iter().all(|s| writeln!(stdout, "  {}", s.describe(&tables)).is_ok());
             }
             if let Some(w) = &mut verdicts {
-                if let Err(e) = writeln!(w, "{}", verdict_json(frame, o, &tables)) {
+                if let Err(e) = writeln!(w, "{}", verdict_json(frame, rx.port, o, &tables)) {
                     error.get_or_insert(e);
                 }
             }
             frame += 1;
         });
+        if let Some(agg) = flow_logs.as_mut() {
+            // Records of finished intervals; windows close on the capture's clock.
+            agg.add(&pipeline.take_records());
+            agg.close_through(last_time / 1_000_000_000).map_err(|e| format!("writing flow logs: {e}"))?;
+        }
         if n == 0 {
             break;
         }
+    }
+    let mut flow_log_stats = Vec::new();
+    if let Some(mut agg) = flow_logs {
+        // The capture ended: every open interval is flushed.
+        pipeline.flush_accounting(&tables, last_time);
+        agg.add(&pipeline.take_records());
+        agg.finish().map_err(|e| format!("writing flow logs: {e}"))?;
+        flow_log_stats = agg.stats();
     }
     if let Some(e) = error {
         return Err(format!("writing verdicts: {e}"));
@@ -115,5 +148,5 @@ pub fn replay(opts: &ReplayOptions) -> Result<ReplaySummary, String> {
         w.flush().map_err(|e| format!("writing verdicts: {e}"))?;
     }
     io.finish().map_err(|e| format!("writing the output capture: {e}"))?;
-    Ok(ReplaySummary { frames: frame, stats: pipeline.stats })
+    Ok(ReplaySummary { frames: frame, stats: pipeline.stats, flow_logs: flow_log_stats })
 }

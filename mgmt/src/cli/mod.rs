@@ -75,6 +75,9 @@ pub enum Command {
         /// Print every decision for every frame, with the rule that made it.
         #[arg(long)]
         explain: bool,
+        /// Write the config's flow logs under DIR (the capture's timestamps are the clock).
+        #[arg(long, value_name = "DIR")]
+        flow_log_root: Option<PathBuf>,
     },
     /// Would this packet get through, and why? Every hop with the rule that decided it.
     Trace(TraceArgs),
@@ -181,8 +184,8 @@ pub fn main() -> ExitCode {
         Command::Trace(a) => trace_cmd(&socket, a, cli.output),
         Command::Audit(a) => audit_cmd(&socket, a),
         Command::Stats { prometheus } => stats_cmd(&socket, prometheus, cli.output),
-        Command::Replay { config, pcap, verdicts, out, port, explain } => {
-            match replay(&ReplayOptions { config, pcap, verdicts, out, port, explain }) {
+        Command::Replay { config, pcap, verdicts, out, port, explain, flow_log_root } => {
+            match replay(&ReplayOptions { config, pcap, verdicts, out, port, explain, flow_log_root }) {
                 Ok(summary) => {
                     let s = &summary.stats;
                     let rejected: u64 = s.rejected.iter().sum();
@@ -191,6 +194,9 @@ pub fn main() -> ExitCode {
                         "replayed {} frames: {} forwarded, {} answered, {} rejected, {} dropped",
                         summary.frames, s.forwarded, s.replied, rejected, dropped
                     );
+                    for f in &summary.flow_logs {
+                        eprintln!("flow log {}: {} records in {} files", f.flow_log_id, f.sink.records, f.sink.files);
+                    }
                     ExitCode::SUCCESS
                 }
                 Err(e) => {
