@@ -52,4 +52,27 @@ sys.exit(0 if ok else 1)
 PY
 }
 
-demo_replay
+# AF_XDP needs root, a kernel with XDP sockets and network namespaces.
+can_go_live() {
+  [ "$(id -u)" = 0 ] || { echo "not root"; return 1; }
+  ip netns list >/dev/null 2>&1 || { echo "no network namespaces"; return 1; }
+  grep -q "CONFIG_XDP_SOCKETS=y" "/boot/config-$(uname -r)" 2>/dev/null || [ -e /proc/sys/net/core/bpf_jit_enable ] || { echo "no AF_XDP"; return 1; }
+  return 0
+}
+
+if why=$(can_go_live); then
+  say "three-tier scenario, live: real hosts in network namespaces, vpcgated on AF_XDP"
+  if python3 "$VPCGATE_ROOT/scripts/netns/scenario.py" --bin-dir "$VPCGATE_ROOT/target/release"; then
+    echo
+    say "the same scenario from the checked-in captures (what the live run should match)"
+    demo_replay
+  else
+    status=$?
+    echo "the live run did not complete (exit $status); showing the capture replay instead" >&2
+    demo_replay
+    exit $status
+  fi
+else
+  echo "AF_XDP cannot run here ($why): showing the scenario through 'vpcgate replay' of the checked-in captures"
+  demo_replay
+fi

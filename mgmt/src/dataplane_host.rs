@@ -239,6 +239,11 @@ fn flowlog_thread(
         }
     };
     let mut agg = open(&first);
+    // What the open sinks were made from: a config change that leaves it alone
+    // keeps the open windows.
+    let identity =
+        |c: &Checked| (c.config.flow_logs.clone(), flowlogs::metas(c), c.config.appliance.flow_log_root.clone());
+    let mut current = identity(&first);
     let mut last_close = Instant::now();
     loop {
         crossbeam_channel::select! {
@@ -248,6 +253,11 @@ fn flowlog_thread(
             },
             recv(configs) -> msg => match msg {
                 Ok(c) => {
+                    let next = identity(&c);
+                    if next == current {
+                        continue;
+                    }
+                    current = next;
                     if let Some(mut old) = agg.take() {
                         if let Err(e) = old.finish() {
                             log::error!("flow logs: finishing before a config change: {e}");

@@ -187,8 +187,16 @@ impl S3DirSink {
         if !path_safe(account) || !path_safe(region) {
             return Err(invalid(format!("account `{account}` or region `{region}` is not a path segment")));
         }
-        self.sequence += 1;
-        let dest = self.dir(account, region, window).join(self.file_name(account, region, window, self.sequence));
+        // Never overwrite a published file: another sink (a restart, a config
+        // change) may have written this window already.
+        let dir = self.dir(account, region, window);
+        let dest = loop {
+            self.sequence += 1;
+            let name = self.file_name(account, region, window, self.sequence);
+            if !dir.join(&name).exists() && !dir.join(format!(".{name}.tmp")).exists() {
+                break dir.join(name);
+            }
+        };
         let (file, handle) = Unpublished::create(dest)?;
         let writer: io::Result<Box<dyn ObjectWriter>> = match self.cfg.file_format {
             FileFormat::PlainText => GzTextObject::new(handle, &self.cfg.format, self.cfg.gzip_level)
