@@ -165,6 +165,8 @@ pub struct WorkerTelemetry {
     pub batch_nanos: Histogram<u64>,
     /// Per port: (rx frames, rx bytes, tx frames, tx bytes).
     pub ports: Vec<[u64; 4]>,
+    /// The port set's own counters, as of the last housekeeping.
+    pub io: crate::port::IoCounters,
 }
 
 impl WorkerTelemetry {
@@ -179,6 +181,7 @@ impl WorkerTelemetry {
             batch_sizes: Histogram::new_with_bounds(1, 4096, 2).expect("histogram bounds"),
             batch_nanos: Histogram::new_with_bounds(1, 10_000_000_000, 3).expect("histogram bounds"),
             ports: vec![[0; 4]; ports],
+            io: Default::default(),
         }
     }
 }
@@ -304,6 +307,7 @@ pub fn run_worker<I: Io, H: WorkerHost>(
             }
         }
         if last_housekeeping.elapsed() >= cfg.housekeeping {
+            t.io = io.counters();
             host.housekeeping(&tables, pipeline, &t);
             last_housekeeping = Instant::now();
         }
@@ -315,6 +319,7 @@ pub fn run_worker<I: Io, H: WorkerHost>(
     if !batch.is_empty() && host.records(batch).is_err() {
         log::warn!("worker {me}: flow records of the last interval could not be handed over");
     }
+    t.io = io.counters();
     host.housekeeping(&tables, pipeline, &t);
     t
 }

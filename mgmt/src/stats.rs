@@ -50,6 +50,11 @@ pub struct WorkerSnapshot {
     /// Flow records handed to the flow-log thread, and skipped (channel full).
     pub records_sent: u64,
     pub records_skipped: u64,
+    /// The AF_XDP sockets' own counts: frames lost to a full TX ring, frames the
+    /// kernel dropped before the worker saw them, wakeups made.
+    pub tx_ring_full: u64,
+    pub rx_dropped: u64,
+    pub wakeups: u64,
 }
 
 impl WorkerSnapshot {
@@ -70,6 +75,9 @@ impl WorkerSnapshot {
             batch_nanos: Histogram::new_with_bounds(1, 10_000_000_000, 3).expect("histogram bounds"),
             records_sent: 0,
             records_skipped: 0,
+            tx_ring_full: 0,
+            rx_dropped: 0,
+            wakeups: 0,
         }
     }
 }
@@ -171,6 +179,7 @@ pub fn snapshot_json(t: &Tables, workers: &[WorkerSnapshot], flow_logs: &[FlowLo
             "HandoffOut": w.handoff_out, "HandoffIn": w.handoff_in, "HandoffDropped": w.handoff_dropped,
             "Batches": w.batches, "BatchSize": quantiles(&w.batch_sizes), "BatchNanos": quantiles(&w.batch_nanos),
             "FlowRecordsSent": w.records_sent, "FlowRecordsSkipped": w.records_skipped,
+            "TxRingFull": w.tx_ring_full, "RxDropped": w.rx_dropped, "Wakeups": w.wakeups,
             "Queues": w.queues.iter().map(|q| json!({"Port": q.port, "Queue": q.queue, "RxPackets": q.rx_packets, "RxBytes": q.rx_bytes,
                                                      "TxPackets": q.tx_packets, "TxBytes": q.tx_bytes, "RxDropped": q.rx_dropped})).collect::<Vec<_>>(),
         })).collect::<Vec<_>>(),

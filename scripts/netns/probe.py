@@ -5,7 +5,10 @@
   probe.py udp DST PORT [--src ADDR] [--timeout S]     send a datagram, wait for the echo
   probe.py hold DST PORT CONTROL_FIFO [--src ADDR]     a long-lived TCP connection: sends a
       line whenever a line arrives on CONTROL_FIFO and prints whether the echo came back
+  probe.py bulk DST PORT BYTES                         sends BYTES of pseudo-random data to
+      serve.py, which answers their SHA-256; prints whether it matches and the rate
 """
+import hashlib
 import json
 import socket
 import sys
@@ -74,6 +77,27 @@ def hold(dst, port, fifo, src, timeout):
     s.close()
 
 
+def bulk(dst, port, total, timeout):
+    """Deterministic pseudo-random data (a SHA-256 chain, so nothing repeats at a
+    period a bug could hide in), hashed on both ends."""
+    s = socket.create_connection((dst, port), timeout=timeout)
+    s.settimeout(max(timeout, 60))
+    s.sendall(f"BULK {total}\n".encode())
+    mine, block, sent = hashlib.sha256(), hashlib.sha256(b"vpcgate").digest() * 2048, 0
+    t0 = time.time()
+    while sent < total:
+        chunk = block[: min(len(block), total - sent)]
+        s.sendall(chunk)
+        mine.update(chunk)
+        sent += len(chunk)
+        block = hashlib.sha256(block[:64]).digest() * 2048
+    answer = s.makefile("rb").readline().decode().strip()
+    secs = time.time() - t0
+    s.close()
+    return {"ok": answer == mine.hexdigest(), "bytes": sent, "secs": round(secs, 2),
+            "gbit_per_s": round(sent * 8 / secs / 1e9, 2), "sha256": mine.hexdigest(), "answer": answer}
+
+
 def main():
     kind, dst, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
     src = opt("--src", None)
@@ -84,6 +108,8 @@ def main():
         print(json.dumps(udp(dst, port, src, timeout)))
     elif kind == "hold":
         hold(dst, port, sys.argv[4], src, timeout)
+    elif kind == "bulk":
+        print(json.dumps(bulk(dst, port, int(sys.argv[4]), timeout)))
     else:
         sys.exit(f"unknown probe {kind}")
 

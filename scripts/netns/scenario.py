@@ -252,6 +252,47 @@ class Scenario:
     def stats(self):
         return json.loads(self.cli("stats").stdout)
 
+    def daemon_rss_kib(self):
+        pid = sh("ip", "netns", "pids", "vgt-sw").stdout.split()
+        for p in pid:
+            try:
+                status = open(f"/proc/{p}/status").read()
+            except OSError:
+                continue
+            if "vpcgated" in open(f"/proc/{p}/comm").read():
+                return int(next(l for l in status.splitlines() if l.startswith("VmRSS")).split()[1])
+        return None
+
+    def bulk(self, total):
+        """A verified transfer web -> app tcp/8080 (allowed: app-sg 8080 from web-sg),
+        then iperf3 for the rate; with the daemon's memory before and after."""
+        warm = self.probe("web", "tcp", IP["app"], 8080)
+        rss0 = self.daemon_rss_kib()
+        r = sh(TOPO, "exec", "web", "python3", PROBE, "bulk", IP["app"], "8080", str(total), "--timeout", "10",
+               check=False, timeout=600)
+        res = json.loads(r.stdout.strip().splitlines()[-1]) if r.stdout.strip() else {"ok": False, "error": r.stderr}
+        rss1 = self.daemon_rss_kib()
+        iperf = None
+        if shutil.which("iperf3"):
+            server = subprocess.Popen([TOPO, "exec", "app", "iperf3", "-s", "-1", "-p", "8081"],
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            time.sleep(0.5)
+            # app-sg allows 8080 only: open 8081 for the measurement, then close it again.
+            self.cli("authorize-security-group-ingress", "--group-id", "sg-0f00d00000000e002", "--protocol", "tcp",
+                     "--port", "8081", "--source-group", "sg-0f00d00000000e001")
+            out = sh(TOPO, "exec", "web", "iperf3", "-c", IP["app"], "-p", "8081", "-n", str(total), "-J",
+                     check=False, timeout=600)
+            self.cli("revoke-security-group-ingress", "--group-id", "sg-0f00d00000000e002", "--protocol", "tcp",
+                     "--port", "8081", "--source-group", "sg-0f00d00000000e001")
+            server.wait(timeout=10)
+            try:
+                end = json.loads(out.stdout)["end"]
+                iperf = {"bytes": end["sum_received"]["bytes"], "gbit_per_s": round(end["sum_received"]["bits_per_second"] / 1e9, 2),
+                         "retransmits": end["sum_sent"].get("retransmits")}
+            except (json.JSONDecodeError, KeyError):
+                iperf = {"error": out.stderr.strip() or out.stdout[-300:]}
+        return {"warm": warm, "transfer": res, "rss_kib_before": rss0, "rss_kib_after": rss1, "iperf3": iperf}
+
 
 def print_table(rows):
     print(f"{'#':>4}  {'attempt':<30} {'expected':<26} {'observed':<30} {'':2}  decision")
@@ -266,6 +307,7 @@ def main():
     ap.add_argument("--json", action="store_true", help="print one JSON document (for tests)")
     ap.add_argument("--queues", type=int, default=1)
     ap.add_argument("--keep", action="store_true", help="leave the topology up (debugging)")
+    ap.add_argument("--bulk", type=int, metavar="BYTES", help="only a verified transfer of BYTES web -> app, and iperf3")
     args = ap.parse_args()
     # One run at a time: the topology's names are fixed (tests may run in parallel).
     lock = open("/tmp/vpcgate-three-tier.lock", "w")
@@ -280,6 +322,11 @@ def main():
     result = {"rows": [], "flow_records": [], "stats": None}
     try:
         s.up()
+        if args.bulk:
+            result = s.bulk(args.bulk)
+            result["stats"] = s.stats()
+            print(json.dumps(result))
+            return
         if not args.json:
             print("vpcgated is up on the three-tier topology (AF_XDP); trying every attempt with real sockets...\n")
         result["rows"] = s.simple_rows() + s.change_rows()

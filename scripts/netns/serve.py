@@ -1,7 +1,10 @@
 #!/usr/bin/env python3
 """A tiny multi-port TCP/UDP server for the scenario hosts: answers every line it
 receives with "<host>:<port> <line>", so a client can tell a live connection from a
-dead one. Usage: serve.py NAME PORT [PORT ...]   (TCP and UDP on each port)"""
+dead one. A TCP connection that starts with "BULK <n>" instead sends n bytes, which
+are hashed: the answer is their SHA-256 (data verified end to end).
+Usage: serve.py NAME PORT [PORT ...]   (TCP and UDP on each port)"""
+import hashlib
 import socket
 import sys
 import threading
@@ -24,6 +27,16 @@ def serve_conn(name, port, c):
             line = f.readline()
             if not line:
                 return
+            if line.startswith(b"BULK "):
+                left, h = int(line.split()[1]), hashlib.sha256()
+                while left > 0:
+                    chunk = c.recv(min(left, 1 << 20))
+                    if not chunk:
+                        return
+                    h.update(chunk)
+                    left -= len(chunk)
+                c.sendall(h.hexdigest().encode() + b"\n")
+                continue
             c.sendall(f"{name}:{port} ".encode() + line)
 
 

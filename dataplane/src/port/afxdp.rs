@@ -641,6 +641,12 @@ fn wake_tx(x: &mut Xsk, counters: &mut AfXdpCounters) {
 }
 
 impl Io for AfXdpIo {
+    fn counters(&self) -> super::IoCounters {
+        let c = AfXdpIo::counters(self);
+        let rx_dropped = self.kernel_stats().iter().map(|k| k.rx_dropped + k.rx_ring_full + k.rx_fill_ring_empty).sum();
+        super::IoCounters { tx_ring_full: c.tx_ring_full, rx_dropped, wakeups: c.wakeups }
+    }
+
     fn wait_readable(&mut self, timeout: Duration) -> bool {
         AfXdpIo::wait_readable(self, timeout).unwrap_or(false)
     }

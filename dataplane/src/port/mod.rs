@@ -26,6 +26,18 @@ pub struct RxFrame {
     pub time: Option<Nanos>,
 }
 
+/// What a port set counted (for stats); zero where a port cannot tell.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct IoCounters {
+    /// Frames dropped because the transmit ring stayed full.
+    pub tx_ring_full: u64,
+    /// Frames the kernel dropped before we saw them (receive ring full, no free
+    /// frame in the fill ring).
+    pub rx_dropped: u64,
+    /// Wakeups (system calls) made to send or receive.
+    pub wakeups: u64,
+}
+
 /// The ports one worker serves, as batches. Every received handle must be given back
 /// exactly once, by `tx` or `release`.
 pub trait Io {
@@ -48,5 +60,9 @@ pub trait Io {
     fn wait_readable(&mut self, timeout: std::time::Duration) -> bool {
         std::thread::sleep(timeout);
         false
+    }
+    /// Totals since the port set was opened.
+    fn counters(&self) -> IoCounters {
+        IoCounters::default()
     }
 }
