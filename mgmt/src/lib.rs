@@ -11,6 +11,7 @@ pub mod error;
 pub mod extension;
 pub mod flowlogs;
 pub mod logging;
+pub mod metrics_http;
 pub mod model;
 pub mod replay;
 pub mod stats;

@@ -763,6 +763,7 @@ pub fn check(cfg: &Config) -> Result<Checked> {
     let router_mac = Mac::parse(&a.router_mac)
         .filter(|m| !m.is_multicast() && *m != Mac::default())
         .ok_or_else(|| invalid(format!("Invalid MAC address '{}'", a.router_mac)).at("Appliance.RouterMac"))?;
+    crate::metrics_http::check_config(&a.api)?;
     if a.conntrack.max_entries == 0 || a.conntrack.max_entries_per_eni == 0 {
         return Err(invalid("Conntrack sizes must be at least 1").at("Appliance.Conntrack"));
     }
