@@ -16,5 +16,6 @@ pub mod model;
 pub mod replay;
 pub mod stats;
 pub mod store;
+pub mod top;
 pub mod trace;
 pub mod validate;
