@@ -93,8 +93,13 @@ fn show(r: Option<f64>) -> String {
     r.map_or_else(|| "-".into(), human)
 }
 
+/// A gauge or a total, exactly.
 fn count(v: &Value) -> String {
-    v.as_f64().map_or_else(|| "-".into(), human)
+    match (v.as_u64(), v.as_f64()) {
+        (Some(n), _) => n.to_string(),
+        (None, Some(x)) => human(x),
+        _ => "-".into(),
+    }
 }
 
 /// Aligns `rows` under `headers`; columns from `text_cols` on are right-aligned numbers.
@@ -262,8 +267,8 @@ pub fn render(prev: Option<&Sample>, cur: &Sample, o: &FrameOptions) -> Vec<Stri
     let exceeded_rate = rate(&json!(exceeded(s)), p.map(|p| json!(exceeded(p))).as_ref(), dt);
     lines.push(format!(
         "  conntrack: {} entries of {}{} - allowance exceeded/s {}",
-        human(entries),
-        human(capacity),
+        count(&json!(entries as u64)),
+        count(&json!(capacity as u64)),
         if capacity > 0.0 { format!(" ({:.1}%)", 100.0 * entries / capacity) } else { String::new() },
         show(exceeded_rate)
     ));
