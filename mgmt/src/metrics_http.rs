@@ -254,7 +254,27 @@ fn respond(
     stream.write_all(&out)?;
     stream.flush()?;
     let _ = stream.shutdown(std::net::Shutdown::Write);
+    linger(stream);
     Ok(())
+}
+
+/// Reads what the client still sends (a refused request's rest) for a moment before
+/// closing: closing with unread data resets the connection, and the client could
+/// lose the answer.
+fn linger(stream: &mut TcpStream) {
+    let deadline = Instant::now() + Duration::from_millis(250);
+    let mut sink = [0u8; 4096];
+    let mut left: usize = 64 * 1024;
+    while left > 0 {
+        let wait = deadline.saturating_duration_since(Instant::now());
+        if wait.is_zero() || stream.set_read_timeout(Some(wait)).is_err() {
+            return;
+        }
+        match stream.read(&mut sink) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => left = left.saturating_sub(n),
+        }
+    }
 }
 
 #[cfg(test)]
