@@ -302,7 +302,11 @@ pub fn render(prev: Option<&Sample>, cur: &Sample, o: &FrameOptions) -> Vec<Stri
             row.push(r(&w["HandoffOut"], pw.map(|x| &x["HandoffOut"])));
             row.push(count(&w["ConntrackEntries"]));
             row.push(count(&w["ConntrackCapacity"]));
-            row.push(w["BatchNanos"]["p99"].as_f64().map_or("-".into(), |n| human(n / 1e3)));
+            let batches = &w["BatchNanos"];
+            row.push(match batches["p99"].as_f64() {
+                Some(n) if batches["count"].as_u64() != Some(0) => human(n / 1e3),
+                _ => "-".into(),
+            });
             rows.push(row);
             let drops = breakdown(&v["Dropped"], pv.map(|x| &x["Dropped"]), dt, None);
             if drops != "none" && drops != "-" {
