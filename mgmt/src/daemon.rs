@@ -146,6 +146,7 @@ pub fn run(opts: Options) -> Result<(), String> {
     server_cfg.admin_gid = api_cfg.admin_group.as_deref().map(group_id).transpose()?;
     server_cfg.read_only_gid = api_cfg.read_only_group.as_deref().map(group_id).transpose()?;
     let socket_path = server_cfg.socket.clone();
+    let metrics = crate::metrics_http::start(api_cfg, shared.clone());
     let mut engine = Engine::new(checked, Some(store), publish);
     engine.set_extension(Box::new(DaemonExtension { shared: shared.clone() }));
     let state_dir = opts.state_dir.clone();
@@ -173,6 +174,9 @@ pub fn run(opts: Options) -> Result<(), String> {
     log::info!("signal {sig:?}: shutting down");
     shared.stop.store(true, Ordering::SeqCst);
     stop_api.store(true, Ordering::SeqCst);
+    if let Some(m) = metrics {
+        m.shutdown();
+    }
     if let Some(dp) = dataplane {
         dp.shutdown();
     }

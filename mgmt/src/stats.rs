@@ -5,6 +5,8 @@
 use std::fmt::Write;
 use std::sync::Mutex;
 
+use dataplane::accounting::FlowId;
+use dataplane::addr::Ip;
 use dataplane::pipeline::{DropReason, Hop};
 use dataplane::stats::{EniCounters, Stats};
 use dataplane::tables::Tables;
@@ -94,6 +96,69 @@ pub struct FlowLogCounters {
     pub last_error: Option<String>,
 }
 
+/// One flow direction at one ENI as the worker owning it counted it: what `vpcgate
+/// top` shows as top talkers (accepted) and top rejected flows, in the `TopFlows`
+/// list of `DescribeStats`.
+///
+/// The workers do not publish these yet. What they must publish, per worker, every
+/// publication: the flows with the most traffic (a few dozen accepted and a few dozen
+/// rejected ones, by bytes and by packets since the last publication), each with
+/// `packets`/`bytes` counted since the flow was first seen (monotonic: readers take
+/// rates as differences between two answers; a counter that goes down is read as
+/// restarted), and for a refused flow the hop that refused it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FlowSample {
+    /// ENI, direction at that ENI, action, addresses, protocol and ports.
+    pub id: FlowId,
+    /// For a refused flow (`id.accept == false`), the hop that refused it.
+    pub rejected_at: Option<Hop>,
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+/// Accepted and rejected flows each kept in a `DescribeStats` answer.
+pub const TOP_FLOWS: usize = 50;
+
+/// `TopFlows`: samples merged across workers (a flow handed between workers sums),
+/// the [`TOP_FLOWS`] accepted flows with most bytes, then the [`TOP_FLOWS`] rejected
+/// flows with most packets.
+pub fn top_flows_json(t: &Tables, samples: &[FlowSample]) -> Value {
+    let mut merged: Vec<FlowSample> = Vec::new();
+    let mut index: std::collections::HashMap<FlowId, usize> = std::collections::HashMap::new();
+    for s in samples {
+        match index.get(&s.id) {
+            Some(&i) => {
+                merged[i].packets += s.packets;
+                merged[i].bytes += s.bytes;
+                merged[i].rejected_at = merged[i].rejected_at.or(s.rejected_at);
+            }
+            None => {
+                index.insert(s.id, merged.len());
+                merged.push(s.clone());
+            }
+        }
+    }
+    let (mut accepted, mut rejected): (Vec<FlowSample>, Vec<FlowSample>) =
+        merged.into_iter().partition(|s| s.id.accept);
+    accepted.sort_by(|a, b| b.bytes.cmp(&a.bytes).then(b.packets.cmp(&a.packets)));
+    rejected.sort_by(|a, b| b.packets.cmp(&a.packets).then(b.bytes.cmp(&a.bytes)));
+    let eni_id = |k: u32| t.enis.get(k as usize).and_then(|e| e.as_ref()).map(|e| e.id.clone());
+    accepted
+        .iter()
+        .take(TOP_FLOWS)
+        .chain(rejected.iter().take(TOP_FLOWS))
+        .map(|s| {
+            let ip = |bits| Ip { family: s.id.family, bits }.to_string();
+            json!({
+                "NetworkInterfaceId": eni_id(s.id.eni.0), "Direction": if s.id.egress { "egress" } else { "ingress" },
+                "Src": ip(s.id.src), "Dst": ip(s.id.dst), "SrcPort": s.id.sport, "DstPort": s.id.dport, "Protocol": s.id.proto,
+                "Action": if s.id.accept { "ACCEPT" } else { "REJECT" }, "RejectedAt": s.rejected_at.map(Hop::name),
+                "Packets": s.packets, "Bytes": s.bytes,
+            })
+        })
+        .collect()
+}
+
 /// Where workers and the flow-log thread publish; readers copy out.
 #[derive(Default)]
 pub struct StatsBoard {
@@ -149,7 +214,11 @@ pub fn describe(shared: &Shared) -> Value {
     let t = shared.tables.load();
     let workers = shared.stats.workers.lock().map(|w| w.clone()).unwrap_or_default();
     let flow_logs = shared.stats.flow_logs.lock().map(|f| f.clone()).unwrap_or_default();
-    snapshot_json(&t, &workers, &flow_logs)
+    let mut v = snapshot_json(&t, &workers, &flow_logs);
+    // When the board was read (Unix nanoseconds): readers take rates over the time
+    // between two answers.
+    v["SampledAt"] = json!(crate::extension::now_nanos());
+    v
 }
 
 pub fn snapshot_json(t: &Tables, workers: &[WorkerSnapshot], flow_logs: &[FlowLogCounters]) -> Value {
@@ -191,6 +260,8 @@ pub fn snapshot_json(t: &Tables, workers: &[WorkerSnapshot], flow_logs: &[FlowLo
         })).collect::<Vec<_>>(),
         "FlowLogs": flow_logs.iter().map(|f| json!({"FlowLogId": f.flow_log_id, "RecordsWritten": f.records_written, "RecordsSkipped": f.records_skipped,
                                                      "Files": f.files, "Bytes": f.bytes, "Errors": f.errors, "LastError": f.last_error})).collect::<Vec<_>>(),
+        // The workers publish no flow samples yet (see `FlowSample`).
+        "TopFlows": top_flows_json(t, &[]),
     })
 }
 
@@ -222,6 +293,24 @@ pub fn prometheus(stats: &Value) -> String {
     family("bytes_total", "counter", "Bytes received by the workers.", per_worker(&|w| num(&w["Verdicts"]["Bytes"])));
     family("forwarded_total", "counter", "Frames forwarded.", per_worker(&|w| num(&w["Verdicts"]["Forwarded"])));
     family("replied_total", "counter", "ARP/ND requests answered.", per_worker(&|w| num(&w["Verdicts"]["Replied"])));
+    family(
+        "untracked_total",
+        "counter",
+        "Packets judged untracked (no conntrack entry).",
+        per_worker(&|w| num(&w["Verdicts"]["Untracked"])),
+    );
+    family(
+        "worker_info",
+        "gauge",
+        "The core each worker is pinned to (1 per worker).",
+        workers
+            .iter()
+            .map(|w| {
+                let core = w["Core"].as_u64().map_or(String::new(), |c| c.to_string());
+                (format!("{{worker=\"{}\",core=\"{core}\"}}", w["Worker"]), 1.0)
+            })
+            .collect(),
+    );
     let mut rejected = Vec::new();
     let mut dropped = Vec::new();
     let mut malformed = Vec::new();
@@ -247,6 +336,12 @@ pub fn prometheus(stats: &Value) -> String {
         per_worker(&|w| num(&w["HandoffOut"])),
     );
     family(
+        "handoff_in_total",
+        "counter",
+        "Frames received from other workers (this worker owns their flow).",
+        per_worker(&|w| num(&w["HandoffIn"])),
+    );
+    family(
         "handoff_dropped_total",
         "counter",
         "Frames lost because the owner's ring was full.",
@@ -257,6 +352,18 @@ pub fn prometheus(stats: &Value) -> String {
         "gauge",
         "Conntrack entries held by the worker.",
         per_worker(&|w| num(&w["ConntrackEntries"])),
+    );
+    family(
+        "conntrack_capacity",
+        "gauge",
+        "Conntrack entries the worker can hold.",
+        per_worker(&|w| num(&w["ConntrackCapacity"])),
+    );
+    family(
+        "flow_records_sent_total",
+        "counter",
+        "Flow records handed to the flow-log thread.",
+        per_worker(&|w| num(&w["FlowRecordsSent"])),
     );
     family(
         "flow_records_skipped_total",
@@ -272,17 +379,31 @@ pub fn prometheus(stats: &Value) -> String {
         }
     }
     family("batch_latency_seconds", "gauge", "Pipeline time per batch, quantiles since start.", latency);
-    let mut queue_rx = Vec::new();
-    let mut queue_tx = Vec::new();
+    let mut sizes = Vec::new();
     for w in &workers {
-        for q in w["Queues"].as_array().into_iter().flatten() {
-            let l = format!("{{port=\"{}\",queue=\"{}\"}}", esc(q["Port"].as_str().unwrap_or("")), q["Queue"]);
-            queue_rx.push((l.clone(), num(&q["RxPackets"])));
-            queue_tx.push((l, num(&q["TxPackets"])));
+        for (q, key) in [("0.5", "p50"), ("0.99", "p99"), ("1", "max")] {
+            sizes.push((format!("{{worker=\"{}\",quantile=\"{q}\"}}", w["Worker"]), num(&w["BatchSize"][key])));
         }
     }
-    family("port_rx_packets_total", "counter", "Frames received per port queue.", queue_rx);
-    family("port_tx_packets_total", "counter", "Frames sent per port queue.", queue_tx);
+    family("batch_size_frames", "gauge", "Frames per batch, quantiles since start.", sizes);
+    family("batches_total", "counter", "Batches processed.", per_worker(&|w| num(&w["Batches"])));
+    let queues: Vec<(String, &Value)> = workers
+        .iter()
+        .flat_map(|w| w["Queues"].as_array().into_iter().flatten())
+        .map(|q| (format!("{{port=\"{}\",queue=\"{}\"}}", esc(q["Port"].as_str().unwrap_or("")), q["Queue"]), q))
+        .collect();
+    let per_queue =
+        |key: &str| -> Vec<(String, f64)> { queues.iter().map(|(l, q)| (l.clone(), num(&q[key]))).collect() };
+    family("port_rx_packets_total", "counter", "Frames received per port queue.", per_queue("RxPackets"));
+    family("port_tx_packets_total", "counter", "Frames sent per port queue.", per_queue("TxPackets"));
+    family("port_rx_bytes_total", "counter", "Bytes received per port queue.", per_queue("RxBytes"));
+    family("port_tx_bytes_total", "counter", "Bytes sent per port queue.", per_queue("TxBytes"));
+    family(
+        "port_rx_dropped_total",
+        "counter",
+        "Frames the kernel dropped for want of room in the queue's rings.",
+        per_queue("RxDropped"),
+    );
     let enis = stats["NetworkInterfaces"].as_array().cloned().unwrap_or_default();
     let per_eni = |key: &str| -> Vec<(String, f64)> {
         enis.iter()
@@ -291,6 +412,9 @@ pub fn prometheus(stats: &Value) -> String {
     };
     family("eni_out_packets_total", "counter", "Packets the ENI sent that were forwarded.", per_eni("OutPackets"));
     family("eni_in_packets_total", "counter", "Packets delivered to the ENI.", per_eni("InPackets"));
+    family("eni_out_bytes_total", "counter", "Bytes the ENI sent that were forwarded.", per_eni("OutBytes"));
+    family("eni_in_bytes_total", "counter", "Bytes delivered to the ENI.", per_eni("InBytes"));
+    family("eni_conntrack_entries", "gauge", "Conntrack entries of the ENI, all cores.", per_eni("ConntrackEntries"));
     family("eni_rejected_out_total", "counter", "Packets from the ENI refused by policy.", per_eni("RejectedOut"));
     family("eni_rejected_in_total", "counter", "Packets to the ENI refused by policy.", per_eni("RejectedIn"));
     family(
@@ -330,5 +454,7 @@ pub fn prometheus(stats: &Value) -> String {
         per_fl("RecordsSkipped"),
     );
     family("flowlog_sink_errors_total", "counter", "Delivery errors of each flow log.", per_fl("Errors"));
+    family("flowlog_files_total", "counter", "Files (objects, streams) written by each flow log.", per_fl("Files"));
+    family("flowlog_bytes_total", "counter", "Bytes written by each flow log.", per_fl("Bytes"));
     s
 }

@@ -575,7 +575,9 @@ pub fn check(cfg: &Config) -> Result<Checked> {
             let field = if egress { "IpPermissionsEgress" } else { "IpPermissions" };
             for (j, perm) in perms.iter_mut().enumerate() {
                 let ppath = format!("{path}.{field}[{j}]");
-                let new = permission_rules(perm, egress, &group_ids, &ppath)?;
+                let home =
+                    RuleHome { vpc_id: &g.vpc_id, owner_id: g.owner_id.as_deref().or(vpcs[vpc].owner.as_deref()) };
+                let new = permission_rules_in(perm, egress, &group_ids, Some(&home), &ppath)?;
                 rules.extend(new);
             }
         }
@@ -761,6 +763,7 @@ pub fn check(cfg: &Config) -> Result<Checked> {
     let router_mac = Mac::parse(&a.router_mac)
         .filter(|m| !m.is_multicast() && *m != Mac::default())
         .ok_or_else(|| invalid(format!("Invalid MAC address '{}'", a.router_mac)).at("Appliance.RouterMac"))?;
+    crate::metrics_http::check_config(&a.api)?;
     if a.conntrack.max_entries == 0 || a.conntrack.max_entries_per_eni == 0 {
         return Err(invalid("Conntrack sizes must be at least 1").at("Appliance.Conntrack"));
     }
@@ -858,10 +861,41 @@ fn check_timeouts(c: Option<&ConnectionTrackingConfiguration>, path: &str) -> Re
 }
 
 /// The rules one permission stands for (one per peer), canonicalising it in place.
+/// Every referenced group must exist (what `AuthorizeSecurityGroup*` requires).
 pub fn permission_rules(
     perm: &mut IpPermission,
     egress: bool,
     group_ids: &HashMap<String, usize>,
+    path: &str,
+) -> Result<Vec<SgRule>> {
+    permission_rules_in(perm, egress, group_ids, None, path)
+}
+
+/// The VPC and owner of the group a permission belongs to.
+pub struct RuleHome<'a> {
+    pub vpc_id: &'a str,
+    pub owner_id: Option<&'a str>,
+}
+
+/// Does this pair say its group lives in another VPC or account (a peered VPC)? Such
+/// a reference stays in the document when the group or the peering goes away: AWS
+/// keeps the rule as "stale", and it matches nothing.
+fn is_remote_pair(g: &UserIdGroupPair, home: &RuleHome) -> bool {
+    let marked = |k: &str| g.extra.get(k).is_some_and(|v| !v.is_null());
+    marked("VpcPeeringConnectionId")
+        || marked("PeeringStatus")
+        || g.vpc_id.as_deref().is_some_and(|v| v != home.vpc_id)
+        || matches!((g.user_id.as_deref(), home.owner_id), (Some(u), Some(o)) if u != o)
+}
+
+/// [`permission_rules`] for a group of a whole document (`home`): there, a reference
+/// to an unknown group is kept (stale, matching nothing) when the pair says the group
+/// is in another VPC or account; anywhere else it is `InvalidGroup.NotFound`.
+pub fn permission_rules_in(
+    perm: &mut IpPermission,
+    egress: bool,
+    group_ids: &HashMap<String, usize>,
+    home: Option<&RuleHome>,
     path: &str,
 ) -> Result<Vec<SgRule>> {
     let proto = parse_protocol(&perm.ip_protocol).map_err(|e| e.at(&format!("{path}.IpProtocol")))?;
@@ -916,7 +950,7 @@ pub fn permission_rules(
             )
             .at(&rpath));
         }
-        if !group_ids.contains_key(id) {
+        if !group_ids.contains_key(id) && !home.is_some_and(|h| is_remote_pair(g, h)) {
             return Err(
                 Ec2Error::new("InvalidGroup.NotFound", format!("The security group '{id}' does not exist")).at(&rpath)
             );

@@ -89,6 +89,19 @@ pub enum Command {
         #[arg(long)]
         prometheus: bool,
     },
+    /// A live view of the running appliance: rates per worker and per ENI, conntrack,
+    /// top talkers and top rejected flows (q or Ctrl-C quits).
+    Top {
+        /// Seconds between refreshes (0.1 to 3600).
+        #[arg(long, default_value_t = 1.0)]
+        interval: f64,
+        /// Print one frame (rates over one interval) and exit, for scripts.
+        #[arg(long)]
+        once: bool,
+        /// Rows per table (network interfaces, top talkers, rejected flows).
+        #[arg(long, default_value_t = 10)]
+        limit: usize,
+    },
 }
 
 #[derive(clap::Args)]
@@ -184,6 +197,17 @@ pub fn main() -> ExitCode {
         Command::Trace(a) => trace_cmd(&socket, a, cli.output),
         Command::Audit(a) => audit_cmd(&socket, a),
         Command::Stats { prometheus } => stats_cmd(&socket, prometheus, cli.output),
+        Command::Top { interval, once, limit } => {
+            if !(0.1..=3600.0).contains(&interval) {
+                return usage_error("--interval takes seconds from 0.1 to 3600");
+            }
+            let opts = crate::top::TopOptions {
+                interval: std::time::Duration::from_secs_f64(interval),
+                once,
+                limit: limit.max(1),
+            };
+            crate::top::run(&socket, opts)
+        }
         Command::Replay { config, pcap, verdicts, out, port, explain, flow_log_root } => {
             match replay(&ReplayOptions { config, pcap, verdicts, out, port, explain, flow_log_root }) {
                 Ok(summary) => {

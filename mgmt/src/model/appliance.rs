@@ -70,6 +70,10 @@ pub struct ApiConfig {
     /// Members of this group may describe, trace, audit and read stats.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub read_only_group: Option<String>,
+    /// A loopback address and port (`127.0.0.1:9464`, `[::1]:9464`) where `vpcgated`
+    /// serves `GET /metrics` for Prometheus to scrape (off when absent). Read at start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics_listen: Option<String>,
 }
 
 impl Default for Appliance {
