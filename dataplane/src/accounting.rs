@@ -69,7 +69,7 @@ pub struct FlowId {
 }
 
 impl FlowId {
-    fn hash(&self) -> u64 {
+    pub(crate) fn hash(&self) -> u64 {
         let fold = |x: u128| x as u64 ^ ((x >> 64) as u64).rotate_left(29);
         let meta = (self.sport as u64) << 48
             | (self.dport as u64) << 32

@@ -18,5 +18,6 @@ pub mod stats;
 pub mod tables;
 #[cfg(any(test, feature = "testkit"))]
 pub mod testkit;
+pub mod topflows;
 pub mod wire;
 pub mod worker;

@@ -23,6 +23,7 @@ use crate::neighbor;
 use crate::policy::{rule_key, sg, Direction};
 use crate::stats::Stats;
 use crate::tables::{Eni, EniId, PortId, Tables};
+use crate::topflows::TopFlows;
 use crate::wire::{
     self, reply, Arp, EmbeddedL4, IcmpMsg, IpPacket, Kind, Malformed, Packet, ETHERTYPE_IPV4, ETHERTYPE_IPV6, L4,
 };
@@ -264,6 +265,8 @@ pub struct Pipeline {
     next_flush: Nanos,
     /// Flow records of finished intervals, for the worker to hand on.
     records: Vec<FlowRecord>,
+    /// Sampled heaviest flows, for `vpcgate top`.
+    pub top: TopFlows,
 }
 
 /// The L4 identity of a packet: ports for TCP/UDP, the identifier (as both ports)
@@ -316,6 +319,7 @@ impl Pipeline {
             flows: FlowTable::new(cfg.flow_entries),
             next_flush: 0,
             records: Vec::new(),
+            top: TopFlows::new(),
         }
     }
 
@@ -338,6 +342,7 @@ impl Pipeline {
                 self.flush_accounting(t, now);
             }
             self.conntrack.advance(now, |e| t.eni(e).map(|e| e.timeouts));
+            self.top.retune(now);
             self.next_second = (now / NANOS_PER_SEC + 1) * NANOS_PER_SEC;
         }
     }
@@ -641,6 +646,9 @@ impl Pipeline {
             }
         }
         let bytes = plan.ip_len as u64;
+        if matches!(plan.verdict, Verdict::Forward(_) | Verdict::Reject(_)) && self.top.tick() {
+            self.sample_top(plan, bytes, now);
+        }
         match plan.verdict {
             Verdict::Forward(_) => {
                 for (hop, action) in plan.ct.into_iter().enumerate() {
@@ -755,6 +763,41 @@ impl Pipeline {
         }
         let id = FlowId { eni, egress, accept, to_uplink: egress && plan.to_uplink, ..plan.packet };
         self.flows.add(&id, bytes, now / NANOS_PER_SEC, plan.tcp_flags);
+    }
+
+    /// Counts a sampled decision to the top-flows table at each ENI it passed.
+    #[cold]
+    fn sample_top(&mut self, plan: &Plan, bytes: u64, now: Nanos) {
+        let at = |eni: EniId, egress: bool, accept: bool| FlowId {
+            eni,
+            egress,
+            accept,
+            to_uplink: egress && plan.to_uplink,
+            ..plan.packet
+        };
+        let (left, refused) = match plan.verdict {
+            Verdict::Forward(_) => (true, None),
+            Verdict::Reject(hop) => (hop.direction() == Direction::Ingress, Some(hop)),
+            _ => return,
+        };
+        if left {
+            if let Some(src) = plan.src {
+                self.top.record(&at(src, true, true), None, bytes, now);
+            }
+        }
+        match refused {
+            None => {
+                if let Some(dst) = plan.dst {
+                    self.top.record(&at(dst, false, true), None, bytes, now);
+                }
+            }
+            Some(hop) => {
+                let egress = hop.direction() == Direction::Egress;
+                if let Some(eni) = if egress { plan.src } else { plan.dst } {
+                    self.top.record(&at(eni, egress, false), Some(hop), bytes, now);
+                }
+            }
+        }
     }
 
     /// Conntrack entries still available on this core for `eni`

@@ -217,6 +217,8 @@ fn snapshot(h: &Host, tables: &Tables, p: &Pipeline, t: &WorkerTelemetry) -> Wor
     s.tx_ring_full = t.io.tx_ring_full;
     s.rx_dropped = t.io.rx_dropped;
     s.wakeups = t.io.wakeups;
+    s.top_flows = p.top.samples(now_nanos());
+    s.top_every = p.top.every();
     s
 }
 

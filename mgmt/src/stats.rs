@@ -57,6 +57,9 @@ pub struct WorkerSnapshot {
     pub tx_ring_full: u64,
     pub rx_dropped: u64,
     pub wakeups: u64,
+    /// The flows this worker sampled recently, and its sampling rate (1 in `top_every`).
+    pub top_flows: Vec<FlowSample>,
+    pub top_every: u32,
 }
 
 impl WorkerSnapshot {
@@ -80,6 +83,8 @@ impl WorkerSnapshot {
             tx_ring_full: 0,
             rx_dropped: 0,
             wakeups: 0,
+            top_flows: Vec::new(),
+            top_every: 1,
         }
     }
 }
@@ -96,25 +101,8 @@ pub struct FlowLogCounters {
     pub last_error: Option<String>,
 }
 
-/// One flow direction at one ENI as the worker owning it counted it: what `vpcgate
-/// top` shows as top talkers (accepted) and top rejected flows, in the `TopFlows`
-/// list of `DescribeStats`.
-///
-/// The workers do not publish these yet. What they must publish, per worker, every
-/// publication: the flows with the most traffic (a few dozen accepted and a few dozen
-/// rejected ones, by bytes and by packets since the last publication), each with
-/// `packets`/`bytes` counted since the flow was first seen (monotonic: readers take
-/// rates as differences between two answers; a counter that goes down is read as
-/// restarted), and for a refused flow the hop that refused it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct FlowSample {
-    /// ENI, direction at that ENI, action, addresses, protocol and ports.
-    pub id: FlowId,
-    /// For a refused flow (`id.accept == false`), the hop that refused it.
-    pub rejected_at: Option<Hop>,
-    pub packets: u64,
-    pub bytes: u64,
-}
+/// One flow direction at one ENI as a worker sampled it (see [`dataplane::topflows`]).
+pub use dataplane::topflows::FlowSample;
 
 /// Accepted and rejected flows each kept in a `DescribeStats` answer.
 pub const TOP_FLOWS: usize = 50;
@@ -131,10 +119,11 @@ pub fn top_flows_json(t: &Tables, samples: &[FlowSample]) -> Value {
                 merged[i].packets += s.packets;
                 merged[i].bytes += s.bytes;
                 merged[i].rejected_at = merged[i].rejected_at.or(s.rejected_at);
+                merged[i].last_seen = merged[i].last_seen.max(s.last_seen);
             }
             None => {
                 index.insert(s.id, merged.len());
-                merged.push(s.clone());
+                merged.push(*s);
             }
         }
     }
@@ -260,8 +249,9 @@ pub fn snapshot_json(t: &Tables, workers: &[WorkerSnapshot], flow_logs: &[FlowLo
         })).collect::<Vec<_>>(),
         "FlowLogs": flow_logs.iter().map(|f| json!({"FlowLogId": f.flow_log_id, "RecordsWritten": f.records_written, "RecordsSkipped": f.records_skipped,
                                                      "Files": f.files, "Bytes": f.bytes, "Errors": f.errors, "LastError": f.last_error})).collect::<Vec<_>>(),
-        // The workers publish no flow samples yet (see `FlowSample`).
-        "TopFlows": top_flows_json(t, &[]),
+        "TopFlows": top_flows_json(t, &workers.iter().flat_map(|w| w.top_flows.iter().copied()).collect::<Vec<_>>()),
+        // Top flows are counted exactly while this is 1, estimated from 1-in-N samples above.
+        "TopFlowsSampledOneIn": workers.iter().map(|w| w.top_every).max().unwrap_or(1),
     })
 }
 

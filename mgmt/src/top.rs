@@ -400,7 +400,10 @@ pub fn render(prev: Option<&Sample>, cur: &Sample, o: &FrameOptions) -> Vec<Stri
         ("TOP TALKERS (accepted, by bytes/s)", "ACCEPT", "Bytes"),
         ("TOP REJECTED FLOWS (by packets/s)", "REJECT", "Packets"),
     ] {
-        lines.push(title.into());
+        match s["TopFlowsSampledOneIn"].as_u64() {
+            Some(n) if n > 1 => lines.push(format!("{title}  estimated from 1-in-{n} samples")),
+            _ => lines.push(title.into()),
+        }
         let Some(flows) = flows else {
             lines.push("  (this vpcgated reports no flows)".into());
             lines.push(String::new());

@@ -38,6 +38,7 @@ fn sample(eni: EniId, accept: bool, sport: u16, packets: u64, bytes: u64) -> Flo
         rejected_at: (!accept).then_some(Hop::SgEgress),
         packets,
         bytes,
+        last_seen: 0,
     }
 }
 

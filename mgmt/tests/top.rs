@@ -113,6 +113,7 @@ fn sample(t: &Tables, k: u64) -> Value {
         rejected_at,
         packets: packets * k,
         bytes: bytes * k,
+        last_seen: 0,
     };
     v["TopFlows"] = top_flows_json(
         t,

@@ -287,7 +287,7 @@ class Scenario:
             server.wait(timeout=10)
             try:
                 end = json.loads(out.stdout)["end"]
-                iperf = {"bytes": end["sum_received"]["bytes"], "gbit_per_s": round(end["sum_received"]["bits_per_second"] / 1e9, 2),
+                iperf = {"bytes": end["sum_received"]["bytes"], "bytes_sent": end["sum_sent"]["bytes"], "gbit_per_s": round(end["sum_received"]["bits_per_second"] / 1e9, 2),
                          "retransmits": end["sum_sent"].get("retransmits")}
             except (json.JSONDecodeError, KeyError):
                 iperf = {"error": out.stderr.strip() or out.stdout[-300:]}

@@ -1369,7 +1369,8 @@ impl Traffic<'_> {
         let late = self.g.chance(0.1);
         for (k, i) in order.into_iter().enumerate() {
             if k == 1 && late {
-                let gap = 30 * NS + *self.g.pick(&[-1_000_000i64, 1_000_000, -300_000_000, 300_000_000]) as u64;
+                let gap =
+                    (30 * NS).wrapping_add_signed(*self.g.pick(&[-1_000_000i64, 1_000_000, -300_000_000, 300_000_000]));
                 self.advance(gap);
             } else if k > 0 {
                 let d = self.g.rng.gen_range(0..2_000_000);
