@@ -646,7 +646,7 @@ impl Pipeline {
             }
         }
         let bytes = plan.ip_len as u64;
-        if matches!(plan.verdict, Verdict::Forward(_) | Verdict::Reject(_)) && self.top.tick() {
+        if matches!(plan.verdict, Verdict::Forward(_) | Verdict::Reject(_)) && self.top.tick(now) {
             self.sample_top(plan, bytes, now);
         }
         match plan.verdict {

@@ -43,7 +43,14 @@ pub struct TopFlows {
     seen: u64,
     retuned_at: Nanos,
     decisions: u64,
+    /// Samples taken since the last retune: a burst retunes early, after
+    /// [`RETUNE_AFTER`] samples, instead of sampling every packet for a second.
+    samples: u32,
 }
+
+const RETUNE_AFTER: u32 = 1024;
+/// The time [`RETUNE_AFTER`] samples take at [`SAMPLES_PER_SEC`]; faster is a burst.
+const BURST: Nanos = RETUNE_AFTER as u64 * 1_000_000_000 / SAMPLES_PER_SEC;
 
 impl Default for TopFlows {
     fn default() -> Self {
@@ -60,20 +67,24 @@ impl TopFlows {
             seen: 0,
             retuned_at: 0,
             decisions: 0,
+            samples: 0,
         }
     }
 
     /// Called for every policy decision; true when this one is to be sampled.
     #[inline]
-    pub fn tick(&mut self) -> bool {
+    pub fn tick(&mut self, now: Nanos) -> bool {
         self.decisions += 1;
         self.countdown -= 1;
-        if self.countdown == 0 {
-            self.countdown = self.every;
-            true
-        } else {
-            false
+        if self.countdown != 0 {
+            return false;
         }
+        self.countdown = self.every;
+        self.samples += 1;
+        if self.samples >= RETUNE_AFTER && now.saturating_sub(self.retuned_at) < BURST {
+            self.retune(now);
+        }
+        true
     }
 
     /// The current sampling rate (1 = every decision counted).
@@ -92,6 +103,7 @@ impl TopFlows {
         }
         self.seen = self.decisions;
         self.retuned_at = now;
+        self.samples = 0;
     }
 
     /// Counts a sampled packet of `bytes` to `id`, weighted by the sampling rate.
@@ -153,7 +165,7 @@ mod tests {
     fn quiet_core_counts_exactly() {
         let mut t = TopFlows::new();
         for i in 0..1000u64 {
-            assert!(t.tick());
+            assert!(t.tick(i));
             t.record(&flow((i % 5) as u32), None, 100, i);
         }
         let s = t.samples(1000);
@@ -165,12 +177,13 @@ mod tests {
     fn busy_core_samples_and_weights() {
         let mut t = TopFlows::new();
         t.retune(1);
-        for _ in 0..1_000_000 {
-            t.tick();
+        // 1 M decisions a second: a burst retune after the first 1024 samples, then steady.
+        for i in 0..1_000_000 {
+            t.tick(1 + i * 1000);
         }
         t.retune(1_000_000_001);
         assert_eq!(t.every(), 64, "1 M decisions/s over 16 k samples/s, rounded up to a power of two");
-        let sampled = (0..6400).filter(|_| t.tick()).count();
+        let sampled = (0..6400).filter(|_| t.tick(1_000_000_002)).count();
         assert_eq!(sampled, 100);
         t.record(&flow(1), None, 64, 2_000_000_000);
         assert_eq!(t.samples(2_000_000_000)[0].packets, 64);
@@ -178,6 +191,16 @@ mod tests {
         // Quiet again: back to exact counting.
         t.retune(3_000_000_000);
         assert_eq!(t.every(), 1);
+    }
+
+    #[test]
+    fn a_burst_retunes_within_a_thousand_samples() {
+        let mut t = TopFlows::new();
+        t.retune(1);
+        // 10 M decisions in 10 ms of appliance time: 1 G/s.
+        let sampled = (0..10_000_000u64).filter(|i| t.tick(1 + i)).count();
+        assert!(sampled < 20_000, "{sampled} samples");
+        assert!(t.every() >= 1 << 14, "every {}", t.every());
     }
 
     #[test]

@@ -36,6 +36,9 @@ pub struct PortFacts {
     pub mtu: u32,
     /// `Some(true)` if the RSS key makes the hash symmetric, `None` without RSS.
     pub rss_symmetric: Option<bool>,
+    /// The interface's interrupts (number, name, CPUs they may run on); empty for
+    /// virtual interfaces.
+    pub irqs: Vec<(u32, String, String)>,
 }
 
 fn sys(ifname: &str, rel: &str) -> PathBuf {
@@ -63,6 +66,51 @@ pub fn port_facts(port: &str, ifname: &str) -> Result<PortFacts, String> {
         rx_queues,
         mtu,
         rss_symmetric: rss_symmetric(ifname),
+        irqs: irqs(ifname),
+    })
+}
+
+/// The interrupts of an interface, from /proc/interrupts: lines naming the interface
+/// (`eth0-TxRx-0`, `i40e-eth0-TxRx-0`, ...) or its PCI device (`mlx5_comp0@pci:0000:...`),
+/// with their `smp_affinity_list`.
+fn irqs(ifname: &str) -> Vec<(u32, String, String)> {
+    let device = std::fs::read_link(sys(ifname, "device"))
+        .ok()
+        .and_then(|p| p.file_name().map(|f| f.to_string_lossy().into_owned()));
+    let Ok(table) = std::fs::read_to_string("/proc/interrupts") else { return Vec::new() };
+    table
+        .lines()
+        .filter_map(|line| {
+            let (num, rest) = line.trim_start().split_once(':')?;
+            let irq: u32 = num.trim().parse().ok()?;
+            let name = rest.split_whitespace().last()?.to_string();
+            let mine = name.split(['-', '@', ' ']).any(|part| part == ifname)
+                || device.as_deref().is_some_and(|d| name.contains(d));
+            if !mine {
+                return None;
+            }
+            let cpus = std::fs::read_to_string(format!("/proc/irq/{irq}/smp_affinity_list")).unwrap_or_default();
+            Some((irq, name, cpus.trim().to_string()))
+        })
+        .collect()
+}
+
+/// What the facts say about running workers on `cores` (worker `i` serves queue `i`):
+/// where the interrupts of a queue run on a core other than its worker's, the kernel
+/// half of every packet and the worker's half are on different cores.
+fn irq_advice(f: &PortFacts, cores: &[usize]) -> Option<String> {
+    if f.irqs.is_empty() {
+        return None;
+    }
+    let shown: Vec<String> = f.irqs.iter().map(|(n, name, cpus)| format!("{n} {name} -> cpus {cpus}")).collect();
+    let pinned = cores.iter().all(|c| f.irqs.iter().any(|(_, _, cpus)| cpus == &c.to_string()));
+    Some(if pinned {
+        format!("irqs: {}", shown.join(", "))
+    } else {
+        format!(
+            "irqs: {} (not one per worker core {cores:?}: pin queue i's interrupt to worker i's core, see docs/deploy.md)",
+            shown.join(", ")
+        )
     })
 }
 
@@ -370,6 +418,10 @@ pub fn start(
             format!("port {}: {} driver={} queues={} mtu={} {rss}", f.port, f.interface, f.driver, f.rx_queues, f.mtu);
         log::info!("{line}");
         println!("vpcgated: {line}");
+        if let Some(irqs) = irq_advice(f, &cores[..count.min(cores.len())]) {
+            log::info!("port {}: {irqs}", f.port);
+            println!("vpcgated: port {}: {irqs}", f.port);
+        }
     }
 
     let (records_tx, records_rx) = bounded::<Vec<FlowRecord>>(1024);
@@ -393,6 +445,21 @@ pub fn start(
     // the generator and the hosts share it); 1024 dropped frames under iperf3.
     let af_cfg =
         AfXdpConfig { mode, zero_copy: w.zero_copy.unwrap_or(true), ring_size: 4096, ..AfXdpConfig::default() };
+    // A frame must fit in one UMEM frame after the kernel's headroom, with room for
+    // two VLAN tags: a larger MTU would be dropped by the kernel, silently.
+    let room = af_cfg.frame_size - dataplane::port::afxdp::XDP_HEADROOM;
+    for f in &facts {
+        if f.mtu + 22 > room {
+            return Err(format!(
+                "port {}: {} has MTU {}, but a frame must fit in {room} bytes (MTU at most {}): `ip link set dev {} mtu 1500`",
+                f.port,
+                f.interface,
+                f.mtu,
+                room - 22,
+                f.interface
+            ));
+        }
+    }
     let ct = checked.config.appliance.conntrack;
     let (ready_tx, ready_rx) = mpsc::channel::<Result<String, String>>();
     let mut workers = Vec::new();

@@ -117,6 +117,9 @@ impl PortSpec {
     }
 }
 
+/// Bytes the kernel keeps in front of every received frame (XDP headroom).
+pub const XDP_HEADROOM: u32 = libxdp_sys::XDP_PACKET_HEADROOM;
+
 /// Knobs for [`AfXdpIo::new`]; `Default` is what the dataplane runs with.
 #[derive(Clone, Debug)]
 pub struct AfXdpConfig {

@@ -256,8 +256,13 @@ fn main() {
     };
 
     let quota = bc::quota_config();
+    // One case alone, long enough for a profiler (callgrind, perf record).
     if args.iter().any(|a| a == "--profile-established") {
         row("AWS quotas", "(a) established", &established(&quota, 4096, total * 8, 1));
+        return;
+    }
+    if args.iter().any(|a| a == "--profile-deny") {
+        row("AWS quotas", "(c) NACL deny", &nacl_deny(&quota, total * 8, 1));
         return;
     }
     row(
