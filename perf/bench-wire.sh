@@ -1,0 +1,626 @@
+#!/usr/bin/env bash
+# The wire benchmark: delivered Mpps and latency of four ways of forwarding the same
+# traffic between the same namespaces, driven by the same generator, in one run.
+#
+#   netns vgx-wNNNNN-h1 (generator)      netns vgx-wNNNNN-sw (DUT)       netns vgx-wNNNNN-h2 (sink)
+#   h1 198.19.0.10/24  ====  sa (uplink side) [leg] sb (web side)  ====  h2 198.18.1.10/24
+#
+# Legs (the DUT in the middle namespace is switched between them; veths stay):
+#   vpcgate   vpcgated with the three-tier scenario's policy (perf/baselines/vpcgate-config.jq)
+#   xdpfwd    our bare AF_XDP L2 forwarder, no policy: the ceiling
+#   nftables  Linux routing + a stateful nftables ruleset equivalent to the policy
+#             (perf/baselines/nftables.nft)
+#   ovs       Open vSwitch's userspace datapath, AF_XDP ports, ct() flows equivalent to
+#             the policy (perf/baselines/ovs-flows.txt)
+# Traffic: xdpgen (perf/src/bin/xdpgen.rs) sends UDP from the internet client
+# 198.19.0.10 (N source ports) to the web ENI 198.18.1.10 udp/9, which the policy
+# allows (web-sg and the public NACL get one benchmark rule each, on every leg), and
+# receives it on h2 with AF_XDP, timestamps compared in one process.
+#
+# usage: perf/bench-wire.sh [--runs N] [--duration S] [--flows N] [--size 64|imix|B]
+#                           [--rate PPS|max] [--lat-rate PPS|auto] [--legs L,L,...]
+#                           [--mode auto|skb|driver] [--rx-thread kernel|all|off] [--no-prio]
+#                           [--no-install] [--bin DIR] [--keep]
+#
+#   --runs N       runs per leg; medians are reported (default 3)
+#   --duration S   seconds of traffic per run (default 5)
+#   --flows N      UDP flows (source ports 1024..) (default 64)
+#   --size S       frame size with FCS: 64 (default), another size, or imix (7:4:1 of
+#                  64/576/1500)
+#   --rate R       max (default): send flat out and report what is delivered; or a
+#                  fixed rate in frames/s, which is then also the latency rate
+#   --lat-rate R   with --rate max, the fixed rate of the latency runs: auto (default)
+#                  is half the slowest leg's median Mpps of this run, so it is below
+#                  every leg's maximum and latency is not queueing at saturation
+#   --legs L       which legs, in order (default vpcgate,xdpfwd,nftables,ovs)
+#   --mode M       XDP mode of the AF_XDP sockets (generator, xdpfwd, OVS): auto (= SKB
+#                  on veth, the faster one there), skb, driver
+#   --rx-thread W  which legs get the DUT's ingress receive processing on the DUT core:
+#                  kernel (default): the nftables leg, whose forwarding *is* that
+#                  processing; the AF_XDP legs leave it where veth does it, on the
+#                  sending (generator's) core. all: every leg. off: no leg (nftables
+#                  then forwards on the generator's core). See BENCHMARKS.md.
+#   --no-prio      run at normal priority; by default the generator and the DUT's
+#                  processes run in their own session with autogroup nice -20, so that
+#                  builds in other sessions take less of their cores
+#   --no-install   do not apt-get install missing packages (a leg whose tools are
+#                  missing is then reported unavailable)
+#   --bin DIR      where xdpgen, xdpfwd and vpcgated are (default target/release;
+#                  built if missing)
+#   --keep         keep the work directory (logs, configs, raw JSON) even on success
+#
+# Cores: the generator on the first core, every DUT on the last (2-core VM: 0 and 1).
+# Prints a markdown table on stdout; progress and per-run JSON go to stderr. Makes its
+# own namespaces and removes them, and whatever each leg started, however it ends
+# (failure, Ctrl-C). Only 198.18.0.0/15 addresses; traffic never leaves the namespaces.
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/.." && pwd)
+topo_sh=$root/scripts/netns/topo.sh
+baselines=$here/baselines
+
+orig_args=("$@")
+runs=3
+duration=5
+flows=64
+size=64
+rate=max
+lat_rate=auto
+legs_arg=vpcgate,xdpfwd,nftables,ovs
+mode=auto
+rx_thread=kernel
+prio=1
+install=1
+bin=$root/target/release
+keep=0
+usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
+while [[ $# -gt 0 ]]; do
+    case "$1" in
+        --runs) runs=$2; shift 2 ;;
+        --duration) duration=$2; shift 2 ;;
+        --flows) flows=$2; shift 2 ;;
+        --size) size=$2; shift 2 ;;
+        --rate) rate=$2; shift 2 ;;
+        --lat-rate) lat_rate=$2; shift 2 ;;
+        --legs) legs_arg=$2; shift 2 ;;
+        --mode) mode=$2; shift 2 ;;
+        --rx-thread) rx_thread=$2; shift 2 ;;
+        --no-prio) prio=0; shift ;;
+        --no-install) install=0; shift ;;
+        --bin) bin=$2; shift 2 ;;
+        --keep) keep=1; shift ;;
+        -h|--help) usage; exit 0 ;;
+        *) echo "bench-wire.sh: unknown option $1 (--help)" >&2; exit 2 ;;
+    esac
+done
+
+die() { echo "bench-wire.sh: $*" >&2; exit 2; }
+is_uint() { [[ $1 =~ ^[1-9][0-9]*$ ]]; }
+is_uint "$runs" || die "--runs needs a positive number"
+is_uint "$flows" || die "--flows needs a positive number"
+[[ $duration =~ ^[0-9]+(\.[0-9]+)?$ ]] || die "--duration needs seconds"
+[[ $rate == max ]] || is_uint "$rate" || die "--rate needs frames/s or max"
+[[ $lat_rate == auto ]] || is_uint "$lat_rate" || die "--lat-rate needs frames/s or auto"
+case "$size" in
+    imix) size_args=(--imix); frame=IMIX ;;
+    *) if ! [[ $size =~ ^[0-9]+$ ]] || (( size < 64 || size > 1518 )); then
+           die "--size needs 64..1518 or imix"
+       fi
+       size_args=(--size "$size"); frame="$size B" ;;
+esac
+case "$rx_thread" in kernel|all|off) ;; *) die "--rx-thread needs kernel, all or off" ;; esac
+case "$mode" in
+    auto|skb) ovs_xdp_mode=generic ;;
+    driver) ovs_xdp_mode=native ;;
+    *) die "--mode needs auto, skb or driver" ;;
+esac
+IFS=, read -r -a legs <<<"$legs_arg"
+for leg in "${legs[@]}"; do
+    case "$leg" in vpcgate|xdpfwd|nftables|ovs) ;; *) die "unknown leg $leg" ;; esac
+done
+(( EUID == 0 )) || die "needs root (namespaces, XDP)"
+
+# --- Names and addresses ---------------------------------------------------------
+# One prefix per run of this script, so that two runs (or other tests using topo.sh)
+# never share a namespace.
+prefix=vgx-w$(( $$ % 100000 ))-
+ns_gen=${prefix}h1
+ns_dut=${prefix}sw
+ns_sink=${prefix}h2
+if_gen=${prefix}h1
+if_sink=${prefix}h2
+if_up=${prefix}sa     # the DUT's uplink side, facing the generator
+if_web=${prefix}sb    # the DUT's web side, facing the sink
+client_ip=198.19.0.10 # the scenario's "client" (internet)
+web_ip=198.18.1.10    # the scenario's web ENI
+udp_port=9            # the benchmark's rule pair allows udp/9 to web
+# vpcgate's RouterMac (the config's default); the nftables router and OVS take it too,
+# so the generator sends byte-identical frames to the three routing legs.
+router_mac=02:76:70:63:67:01
+cores=$(nproc)
+gen_core=0
+dut_core=$(( cores - 1 ))
+(( cores >= 2 )) || die "needs 2 cores: the generator and the DUT must not share one"
+
+work=$(mktemp -d /tmp/vgx-wire.XXXXXX)
+results=$work/results      # phase leg run json, one line each
+: >"$results"
+current_leg=               # the leg that is up, for the exit trap
+failed=0
+declare -A unavailable=()  # leg -> why
+
+log() { echo "bench-wire: $*" >&2; }
+
+# --- Cleanup ----------------------------------------------------------------------
+policy_rc_made=0
+cleanup() {
+    local rc=$?
+    trap - EXIT INT TERM
+    if [[ -n $current_leg ]]; then
+        "down_$current_leg" || true
+    fi
+    # Ends whatever still runs in the namespaces (they are ours), deletes them and
+    # with them every veth.
+    "$topo_sh" down --prefix "$prefix" >/dev/null 2>&1 || true
+    if (( policy_rc_made )); then rm -f /usr/sbin/policy-rc.d; fi
+    if (( keep || failed || rc != 0 )); then
+        log "work directory kept: $work"
+    else
+        rm -rf "$work"
+    fi
+    exit "$rc"
+}
+trap cleanup EXIT
+# Ctrl-C or a kill: leave through the EXIT trap, which cleans up.
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# --- Tools ------------------------------------------------------------------------
+# Debian packages the legs need. openvswitch-switch brings ovs-vswitchd with AF_XDP
+# support (and libxdp1); jq builds vpcgate's config and reads xdpgen's JSON.
+need_pkgs=(iproute2 ethtool jq util-linux)
+for leg in "${legs[@]}"; do
+    case "$leg" in
+        nftables) need_pkgs+=(nftables) ;;
+        ovs) need_pkgs+=(openvswitch-switch) ;;
+    esac
+done
+missing=()
+for p in "${need_pkgs[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if (( ${#missing[@]} )); then
+    if (( install )); then
+        log "installing ${missing[*]}"
+        # The package's postinst would start a system-wide Open vSwitch in the root
+        # namespace; we want only our private one in the DUT namespace. policy-rc.d
+        # returning 101 tells invoke-rc.d not to start services (kept if one exists).
+        if [[ ! -e /usr/sbin/policy-rc.d ]]; then
+            printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+            chmod 755 /usr/sbin/policy-rc.d
+            policy_rc_made=1
+        fi
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" >&2 \
+            || { apt-get update -q >&2 && DEBIAN_FRONTEND=noninteractive \
+                 apt-get install -y -q --no-install-recommends "${missing[@]}" >&2; }
+        if (( policy_rc_made )); then rm -f /usr/sbin/policy-rc.d; policy_rc_made=0; fi
+    else
+        log "missing packages: ${missing[*]} (--no-install given)"
+    fi
+fi
+command -v jq >/dev/null || die "jq is needed"
+command -v nft >/dev/null || unavailable[nftables]="nft not installed"
+command -v ovs-vswitchd >/dev/null || unavailable[ovs]="openvswitch-switch not installed"
+
+want_bins=(xdpgen xdpfwd)
+for leg in "${legs[@]}"; do [[ $leg == vpcgate ]] && want_bins+=(vpcgated); done
+for b in "${want_bins[@]}"; do
+    if [[ ! -x $bin/$b ]]; then
+        log "building xdpgen, xdpfwd and vpcgated (release)"
+        (cd "$root" && cargo build --release -p perf --bin xdpgen --bin xdpfwd -p mgmt --bin vpcgated) >&2
+        break
+    fi
+done
+
+# --- Helpers ----------------------------------------------------------------------
+# run NS CMD...: CMD inside namespace NS; with priority, in a session of its own
+# whose autogroup gets nice -20 (plain nice means little across sessions when the
+# kernel groups tasks by session, as it does here).
+run() {
+    local ns=$1
+    shift
+    if (( prio )) && [[ -e /proc/self/autogroup ]]; then
+        setsid -w bash -c 'echo -20 >/proc/self/autogroup; exec ip netns exec "$@"' _ "$ns" "$@"
+    else
+        ip netns exec "$ns" "$@"
+    fi
+}
+
+mac_of() { ip netns exec "$1" cat "/sys/class/net/$2/address"; }
+
+median() {
+    sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) exit; print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+
+# wait_for_line FILE REGEX PID SECONDS: until FILE has a line matching REGEX (0), PID
+# is gone (1) or the time is up (2).
+wait_for_line() {
+    local file=$1 re=$2 pid=$3 i
+    for (( i = 0; i < $4 * 10; i++ )); do
+        grep -Eq "$re" "$file" 2>/dev/null && return 0
+        kill -0 "$pid" 2>/dev/null || return 1
+        sleep 0.1
+    done
+    return 2
+}
+
+# stop_pid PID [SECONDS]: SIGTERM, a grace period, then SIGKILL. Only pids we started.
+stop_pid() {
+    local pid=$1 i
+    [[ -n $pid ]] || return 0
+    kill "$pid" 2>/dev/null || return 0
+    for (( i = 0; i < ${2:-10} * 10; i++ )); do
+        kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || true; return 0; }
+        sleep 0.1
+    done
+    kill -9 "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+}
+
+# The DUT namespace back to bare veths: every leg's teardown ends with this, so the
+# next leg starts from the same state whatever the last one left (an XDP program of a
+# killed daemon, addresses, a MAC).
+dut_reset() {
+    local dev pid
+    # Processes still in the DUT namespace are ours (a leg's daemon that did not stop).
+    for pid in $(ip netns pids "$ns_dut" 2>/dev/null); do kill -9 "$pid" 2>/dev/null || true; done
+    for dev in "$if_up" "$if_web"; do
+        ip -n "$ns_dut" link set dev "$dev" xdpgeneric off 2>/dev/null || true
+        ip -n "$ns_dut" link set dev "$dev" xdpdrv off 2>/dev/null || true
+        ip -n "$ns_dut" addr flush dev "$dev" 2>/dev/null || true
+        ip -n "$ns_dut" link set dev "$dev" promisc off 2>/dev/null || true
+    done
+    ip -n "$ns_dut" link set dev "$if_up" address "$dut_up_mac" 2>/dev/null || true
+    ip netns exec "$ns_dut" sysctl -qw net.ipv4.ip_forward=0 2>/dev/null || true
+    steer_rx off
+}
+
+# steer_rx on|off: where the DUT's ingress veth does its receive processing. A frame
+# sent into a veth is received -- IP forwarding, conntrack and nftables, or a
+# generic-XDP program and the copy into an AF_XDP socket -- by the core that sent
+# it, the generator's, in its softirq. The nftables leg needs that moved to forward
+# on the DUT core at all. RPS can move it, but it then runs in ksoftirqd, which gets
+# starved by anything busy on that core (measured: 70-98% loss). So instead: GRO on
+# gives the veth a NAPI context (GRO does not merge this UDP: rx-udp-gro-forwarding
+# stays off), threaded NAPI gives that context a kernel thread of its own, and the
+# thread goes on the DUT core with the DUT's priority, like the user-space DUTs.
+steer_rx() {
+    local dev=/sys/class/net/$if_up pid
+    if [[ $1 == on ]]; then
+        ip netns exec "$ns_dut" ethtool -K "$if_up" gro on >/dev/null
+        ip netns exec "$ns_dut" sh -c "echo 1 >$dev/threaded"
+        # The thread is named napi/<device>-<napi id>, and the device name is ours.
+        # Its full name is only in /proc/PID/comm (pgrep reads the 15-character one).
+        local c name
+        for _ in $(seq 20); do
+            for c in /proc/[0-9]*/comm; do
+                read -r name <"$c" 2>/dev/null || continue
+                if [[ $name =~ ^napi/$if_up-[0-9]+$ ]]; then pid=${c#/proc/}; pid=${pid%/comm}; break; fi
+            done
+            [[ -n $pid ]] && break
+            sleep 0.1
+        done
+        [[ -n $pid ]] || { why="no NAPI thread for $if_up"; return 1; }
+        taskset -p "$dut_mask" "$pid" >/dev/null
+        if (( prio )); then renice -n -20 -p "$pid" >/dev/null; fi
+    else
+        ip netns exec "$ns_dut" sh -c "echo 0 >$dev/threaded" 2>/dev/null || true
+        ip netns exec "$ns_dut" ethtool -K "$if_up" gro off >/dev/null 2>&1 || true
+    fi
+}
+dut_mask=$(printf '%x' $(( 1 << dut_core )))
+
+# --- Topology ---------------------------------------------------------------------
+log "namespaces ${prefix}{h1,sw,h2}; generator on core $gen_core, DUT on core $dut_core"
+# tx off on the hosts: an AF_XDP forwarder copies frames as they are, so hosts must not
+# leave checksums to an offload (the notes: TCP through AF_XDP on veth needs it; the
+# generator's UDP carries full checksums anyway). Same for every leg.
+"$topo_sh" up --prefix "$prefix" --tx-off --h1-addr "$client_ip/24" --h2-addr "$web_ip/24" >/dev/null
+gen_mac=$(mac_of "$ns_gen" "$if_gen")
+sink_mac=$(mac_of "$ns_sink" "$if_sink")
+dut_up_mac=$(mac_of "$ns_dut" "$if_up")
+
+# --- Legs: up_LEG sets the DUT up (and sets dst_mac, what the generator sends to);
+# down_LEG takes it down and always ends with dut_reset. up_LEG returns non-zero with
+# the reason in $why when the leg cannot run. -------------------------------------
+
+dut_pid=
+why=
+
+up_xdpfwd() {
+    dst_mac=$sink_mac # an L2 forwarder: frames are addressed to the far host
+    if [[ $rx_thread == all ]]; then steer_rx on || return 1; fi
+    local log=$work/xdpfwd.log
+    run "$ns_dut" "$bin/xdpfwd" --a "$if_up" --b "$if_web" --cores "$dut_core" --mode "$mode" >"$log" 2>&1 &
+    dut_pid=$!
+    if ! wait_for_line "$log" '^xdpfwd: ready' "$dut_pid" 20; then
+        why="xdpfwd did not start: $(tail -1 "$log")"
+        return 1
+    fi
+}
+down_xdpfwd() {
+    stop_pid "$dut_pid"
+    dut_pid=
+    dut_reset
+}
+
+up_vpcgate() {
+    dst_mac=$router_mac
+    if [[ $rx_thread == all ]]; then steer_rx on || return 1; fi
+    local cfg=$work/vpcgate.json state=$work/vpcgate-state log=$work/vpcgated.log
+    rm -rf "$state"
+    mkdir -p "$state"
+    # The scenario's config with one benchmark rule pair, bound to this topology: the
+    # web ENI has the sink's MAC and sits behind the web-side veth; the uplink's
+    # gateway is the generator (its MAC is the one frames from the internet carry).
+    jq --arg uplink "$if_up" --arg web "$if_web" --arg gateway_mac "$gen_mac" \
+        --arg web_mac "$sink_mac" --arg router_mac "$router_mac" --argjson port "$udp_port" \
+        -f "$baselines/vpcgate-config.jq" "$root/examples/three-tier/config.json" >"$cfg"
+    # taskset puts the daemon (management thread and workers) on the DUT core; a
+    # worker that pins itself elsewhere would override it, so say which core we meant.
+    run "$ns_dut" taskset -c "$dut_core" "$bin/vpcgated" --config "$cfg" --state-dir "$state" \
+        --socket "$state/api.sock" --reset >"$log" 2>&1 &
+    dut_pid=$!
+    local r=0
+    wait_for_line "$log" '^vpcgated: ready' "$dut_pid" 30 || r=$?
+    if (( r )); then
+        why=$(grep -m1 '^vpcgated: ' "$log" || tail -1 "$log")
+        (( r == 2 )) && why="vpcgated not ready after 30 s ($why)"
+        return 1
+    fi
+}
+down_vpcgate() {
+    # SIGTERM: vpcgated detaches its XDP programs on the way out.
+    stop_pid "$dut_pid" 10
+    dut_pid=
+    dut_reset
+}
+
+up_nftables() {
+    dst_mac=$router_mac
+    if [[ $rx_thread != off ]]; then steer_rx on || return 1; fi
+    local nd=(ip -n "$ns_dut")
+    "${nd[@]}" link set dev "$if_up" address "$router_mac"
+    "${nd[@]}" addr add 198.19.0.1/24 dev "$if_up"
+    "${nd[@]}" addr add 198.18.1.1/24 dev "$if_web"
+    # The sink's AF_XDP socket takes every frame, ARP requests included, so the
+    # router would never learn the web host's MAC: a permanent neighbour instead.
+    "${nd[@]}" neigh replace "$web_ip" lladdr "$sink_mac" dev "$if_web" nud permanent
+    "${nd[@]}" neigh replace "$client_ip" lladdr "$gen_mac" dev "$if_up" nud permanent
+    ip netns exec "$ns_dut" sysctl -qw net.ipv4.ip_forward=1
+    sed -e "s/@UPLINK@/$if_up/g; s/@WEB@/$if_web/g; s/@PORT@/$udp_port/g" \
+        "$baselines/nftables.nft" >"$work/nftables.nft"
+    if ! ip netns exec "$ns_dut" nft -f "$work/nftables.nft" 2>"$work/nft.log"; then
+        why="nft refused the ruleset: $(head -3 "$work/nft.log")"
+        return 1
+    fi
+}
+down_nftables() {
+    ip netns exec "$ns_dut" nft delete table inet vpcgate_bench 2>/dev/null || true
+    ip -n "$ns_dut" neigh flush dev "$if_web" 2>/dev/null || true
+    ip -n "$ns_dut" neigh flush dev "$if_up" 2>/dev/null || true
+    dut_reset
+}
+
+# Open vSwitch runs from a private directory (database, sockets, logs, pid files),
+# never the system's /var/run/openvswitch, and both daemons live in the DUT
+# namespace: ovs-vswitchd opens AF_XDP ports by interface name in its own namespace,
+# and the topology's teardown then ends them with the namespace.
+ovs_dir=$work/ovs
+ovs_vsctl() { ovs-vsctl --db="unix:$ovs_dir/db.sock" --timeout=20 "$@"; }
+ovs_pids=()
+up_ovs() {
+    dst_mac=$router_mac
+    if [[ $rx_thread == all ]]; then steer_rx on || return 1; fi
+    rm -rf "$ovs_dir"
+    mkdir -p "$ovs_dir"
+    export OVS_RUNDIR=$ovs_dir OVS_LOGDIR=$ovs_dir OVS_DBDIR=$ovs_dir OVS_SYSCONFDIR=$ovs_dir
+    ovsdb-tool create "$ovs_dir/conf.db" /usr/share/openvswitch/vswitch.ovsschema
+    # No --detach: a daemon that forks calls setsid() and would leave the autogroup
+    # run() gives it. Started in the background and watched through pids instead.
+    ip netns exec "$ns_dut" taskset -c "$dut_core" ovsdb-server "$ovs_dir/conf.db" \
+        --remote="punix:$ovs_dir/db.sock" --pidfile="$ovs_dir/ovsdb-server.pid" \
+        --unixctl="$ovs_dir/ovsdb-server.ctl" --log-file="$ovs_dir/ovsdb-server.log" \
+        >/dev/null 2>&1 &
+    ovs_pids+=($!)
+    local i
+    for (( i = 0; i < 100; i++ )); do [[ -S $ovs_dir/db.sock ]] && break; sleep 0.1; done
+    ovs_vsctl --no-wait init
+    # The PMD thread (the one that polls the AF_XDP sockets and runs the datapath) on
+    # the DUT core. No DPDK.
+    ovs_vsctl --no-wait set Open_vSwitch . \
+        "other_config:pmd-cpu-mask=0x$(printf '%x' $(( 1 << dut_core )))" other_config:dpdk-init=false
+    run "$ns_dut" taskset -c "$dut_core" ovs-vswitchd "unix:$ovs_dir/db.sock" \
+        --pidfile="$ovs_dir/ovs-vswitchd.pid" --unixctl="$ovs_dir/ovs-vswitchd.ctl" \
+        --log-file="$ovs_dir/ovs-vswitchd.log" >/dev/null 2>&1 &
+    ovs_pids+=($!)
+    # ovs-vsctl waits for ovs-vswitchd to apply each change, so the ports are bound
+    # (AF_XDP sockets made, XDP programs attached) when these return.
+    if ! ovs_vsctl add-br br0 -- set bridge br0 datapath_type=netdev \
+        || ! ovs_vsctl add-port br0 "$if_up" -- set interface "$if_up" type=afxdp \
+                "options:xdp-mode=$ovs_xdp_mode" ofport_request=1 \
+        || ! ovs_vsctl add-port br0 "$if_web" -- set interface "$if_web" type=afxdp \
+                "options:xdp-mode=$ovs_xdp_mode" ofport_request=2; then
+        why="OVS did not take the AF_XDP ports: $(grep -m1 -E 'ERR|EMER' "$ovs_dir/ovs-vswitchd.log" || echo see log)"
+        return 1
+    fi
+    local err
+    err=$(ovs_vsctl --bare --columns=error list interface "$if_up" "$if_web" | tr -s '\n' ' ')
+    if [[ -n ${err// /} ]]; then
+        why="OVS port error: $err"
+        return 1
+    fi
+    sed -e "s/@ROUTER_MAC@/$router_mac/g; s/@WEB_MAC@/$sink_mac/g; s/@GATEWAY_MAC@/$gen_mac/g; s/@PORT@/$udp_port/g" \
+        "$baselines/ovs-flows.txt" >"$work/ovs-flows.txt"
+    # replace-flows also removes the bridge's default "normal" flow.
+    if ! ovs-ofctl -O OpenFlow13 replace-flows br0 "$work/ovs-flows.txt" 2>"$work/ovs-ofctl.log"; then
+        why="ovs-ofctl refused the flows: $(head -3 "$work/ovs-ofctl.log")"
+        return 1
+    fi
+}
+down_ovs() {
+    if [[ -S $ovs_dir/db.sock ]]; then
+        # Deleting the bridge closes the AF_XDP sockets and detaches the XDP programs
+        # while ovs-vswitchd still runs; `exit --cleanup` alone returns before that
+        # is done.
+        ovs_vsctl del-br br0 2>/dev/null || true
+        ovs-appctl -t "$ovs_dir/ovs-vswitchd.ctl" exit --cleanup 2>/dev/null || true
+        ovs-appctl -t "$ovs_dir/ovsdb-server.ctl" exit 2>/dev/null || true
+    fi
+    local pid
+    for pid in "${ovs_pids[@]}"; do stop_pid "$pid" 5; done
+    ovs_pids=()
+    # The netdev datapath's tap device, left behind in the namespace.
+    ip -n "$ns_dut" link del ovs-netdev 2>/dev/null || true
+    ip -n "$ns_dut" link del br0 2>/dev/null || true
+    unset OVS_RUNDIR OVS_LOGDIR OVS_DBDIR OVS_SYSCONFDIR
+    dut_reset
+}
+
+# --- Measuring ----------------------------------------------------------------------
+# gen RATE SECONDS: one xdpgen run against the leg that is up; prints its JSON line.
+gen() {
+    local secs=$2
+    # A hung generator must not hang the benchmark.
+    run "$ns_gen" timeout -s INT "$(awk -v d="$secs" 'BEGIN { print int(d + 30) }')" \
+        "$bin/xdpgen" --tx "$if_gen" --rx "$if_sink" --rx-netns "$ns_sink" \
+        --core "$gen_core" --mode "$mode" --flows "$flows" "${size_args[@]}" \
+        --src-ip "$client_ip" --dst-ip "$web_ip" --src-port 1024-65535 --dst-port "$udp_port" \
+        --dst-mac "$dst_mac" --rate "$1" --duration "$secs" 2>>"$work/xdpgen.log"
+}
+
+# measure PHASE RATE: bring every available leg up in turn (a different leg first in
+# each round, so that drift on a shared machine does not always hit the same one),
+# warm it up, run the generator, take it down.
+measure() {
+    local phase=$1 pps=$2 round i leg line n=${#legs[@]} warm
+    for (( round = 1; round <= runs; round++ )); do
+        for (( i = 0; i < n; i++ )); do
+            leg=${legs[$(( (i + round - 1) % n ))]}
+            [[ -n ${unavailable[$leg]:-} ]] && continue
+            current_leg=$leg
+            why=
+            if ! "up_$leg"; then
+                unavailable[$leg]=${why:-failed to start}
+                log "$leg: not available: ${unavailable[$leg]}"
+                "down_$leg" || true
+                current_leg=
+                continue
+            fi
+            # A warm-up at a low rate: conntrack entries made, OVS megaflows installed,
+            # and a check that this leg delivers at all before it is measured.
+            warm=$(gen 20000 1 || true)
+            if [[ -z $warm ]] || ! jq -e '.received > 0.9 * .sent' <<<"$warm" >/dev/null; then
+                unavailable[$leg]="delivered too little in the warm-up: ${warm:-generator failed, see $work/xdpgen.log}"
+                log "$leg: ${unavailable[$leg]}"
+                failed=1
+                "down_$leg" || true
+                current_leg=
+                continue
+            fi
+            if line=$(gen "$pps" "$duration") && [[ -n $line ]]; then
+                echo "$phase $leg $round $line" >>"$results"
+                log "$phase $leg run $round: $(jq -r '"\(.mpps) Mpps, loss \(.loss), p50 \(.latency_us.p50) us, p99 \(.latency_us.p99) us"' <<<"$line")"
+            else
+                log "$phase $leg run $round: the generator failed (see $work/xdpgen.log)"
+                failed=1
+            fi
+            "down_$leg"
+            current_leg=
+            # A re-attach right after a detach can meet EBUSY (the notes); why race.
+            sleep 0.5
+        done
+    done
+}
+
+# field PHASE LEG JQ: the values of one field over a leg's runs, one a line.
+field() {
+    awk -v p="$1" -v l="$2" '$1 == p && $2 == l { $1 = $2 = $3 = ""; print }' "$results" | jq -r "$3"
+}
+
+# --- The run ------------------------------------------------------------------------
+started=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+if [[ $rate == max ]]; then
+    log "throughput: flat out, $runs runs of ${duration}s per leg"
+    measure tput 0
+    if [[ $lat_rate == auto ]]; then
+        slowest=$(for leg in "${legs[@]}"; do field tput "$leg" .mpps | median; done | sort -g | head -1)
+        [[ -n $slowest ]] || die "no leg delivered anything"
+        # Half the slowest leg's median, rounded down to 10 kpps.
+        lat_pps=$(awk -v m="$slowest" 'BEGIN { r = int(m * 1e6 / 2 / 1e4) * 1e4; print (r < 1e4) ? 1e4 : r }')
+    else
+        lat_pps=$lat_rate
+    fi
+    log "latency: $lat_pps frames/s, $runs runs of ${duration}s per leg"
+    measure lat "$lat_pps"
+    lat_phase="lat"
+else
+    log "fixed rate $rate frames/s, $runs runs of ${duration}s per leg"
+    measure tput "$rate"
+    lat_pps=$rate
+    lat_phase="tput"
+fi
+
+# --- Report -------------------------------------------------------------------------
+fmt() { awk -v x="$1" -v d="${2:-3}" 'BEGIN { if (x == "") print "–"; else printf "%.*f\n", d, x }'; }
+declare -A med=()
+for leg in "${legs[@]}"; do med[$leg]=$(field tput "$leg" .mpps | median); done
+ratio() { # ratio LEG BASE
+    local a=${med[$1]:-} b=${med[$2]:-}
+    [[ -n $a && -n $b ]] || { echo "–"; return; }
+    awk -v a="$a" -v b="$b" 'BEGIN { printf "%.2f×\n", a / b }'
+}
+
+rate_words=$([[ $rate == max ]] && echo "flat out" || echo "at $rate frames/s")
+cat <<EOF
+### Wire benchmark, $started
+
+- machine: $(lscpu | sed -n 's/^Model name: *//p' | head -1), $cores CPUs, $(uname -sr)
+- command: \`perf/bench-wire.sh $(printf '%q ' "${orig_args[@]}" | sed 's/ $//')\`
+- traffic: UDP $client_ip -> $web_ip:$udp_port, $flows flows, $frame frames; Mpps $rate_words,
+  median of $runs runs of ${duration}s (min–max); latency at $lat_pps frames/s (medians of the
+  runs' percentiles); generator on core $gen_core, DUT on core $dut_core, XDP mode $mode, DUT ingress thread $rx_thread
+
+| leg | frame | flows | Mpps delivered (median, min–max) | loss | latency p50 / p99 / p99.9 (µs) @ $(awk -v r="$lat_pps" 'BEGIN { printf "%g kpps", r / 1e3 }') | × xdpfwd | × nftables |
+|---|---|---|---|---|---|---|---|
+EOF
+for leg in "${legs[@]}"; do
+    if [[ -z ${med[$leg]} ]]; then
+        reason=${unavailable[$leg]:-no result}
+        [[ $leg == vpcgate && $reason == *"no AF_XDP dataplane"* ]] && reason="not available in this build ($reason)"
+        echo "| $leg | $frame | $flows | ${reason//|/\\|} | | | | |"
+        continue
+    fi
+    lo=$(field tput "$leg" .mpps | sort -g | head -1)
+    hi=$(field tput "$leg" .mpps | sort -g | tail -1)
+    loss=$(field tput "$leg" .loss | median)
+    p50=$(field "$lat_phase" "$leg" '.latency_us.p50' | median)
+    p99=$(field "$lat_phase" "$leg" '.latency_us.p99' | median)
+    p999=$(field "$lat_phase" "$leg" '.latency_us."p99.9"' | median)
+    printf '| %s | %s | %s | %s (%s–%s) | %s%% | %s / %s / %s | %s | %s |\n' \
+        "$leg" "$frame" "$flows" "$(fmt "${med[$leg]}")" "$(fmt "$lo")" "$(fmt "$hi")" \
+        "$(fmt "$(awk -v l="$loss" 'BEGIN { print l * 100 }')" 1)" \
+        "$(fmt "$p50" 0)" "$(fmt "$p99" 0)" "$(fmt "$p999" 0)" \
+        "$(ratio "$leg" xdpfwd)" "$(ratio "$leg" nftables)"
+done
+if [[ -n ${med[vpcgate]:-} ]]; then
+    echo
+    echo "vpcgate target: ≥ 0.9× xdpfwd (got $(ratio vpcgate xdpfwd)), ≥ 1.3× nftables (got $(ratio vpcgate nftables))"
+fi
+echo
+echo "Per run (Mpps, in run order):"
+for leg in "${legs[@]}"; do
+    v=$(field tput "$leg" .mpps | tr '\n' ' ')
+    [[ -n $v ]] && echo "- $leg: $v"
+done
