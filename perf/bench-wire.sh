@@ -19,7 +19,7 @@
 #
 # usage: perf/bench-wire.sh [--runs N] [--duration S] [--flows N] [--size 64|imix|B]
 #                           [--rate PPS|max] [--lat-rate PPS|auto] [--legs L,L,...]
-#                           [--mode auto|skb|driver] [--rx-thread kernel|all|off] [--no-prio]
+#                           [--mode auto|skb|driver] [--nft-rx sender|rps|napi] [--no-prio]
 #                           [--no-install] [--bin DIR] [--keep]
 #
 #   --runs N       runs per leg; medians are reported (default 3)
@@ -35,11 +35,15 @@
 #   --legs L       which legs, in order (default vpcgate,xdpfwd,nftables,ovs)
 #   --mode M       XDP mode of the AF_XDP sockets (generator, xdpfwd, OVS): auto (= SKB
 #                  on veth, the faster one there), skb, driver
-#   --rx-thread W  which legs get the DUT's ingress receive processing on the DUT core:
-#                  kernel (default): the nftables leg, whose forwarding *is* that
-#                  processing; the AF_XDP legs leave it where veth does it, on the
-#                  sending (generator's) core. all: every leg. off: no leg (nftables
-#                  then forwards on the generator's core). See BENCHMARKS.md.
+#   --nft-rx WHERE where the nftables leg forwards. A frame sent into a veth is received
+#                  -- for nftables: routed, tracked, filtered and sent on -- by the core
+#                  that sent it, in its softirq. sender (default): leave it there, on
+#                  the generator's core. rps or napi: move it to the DUT core (RPS, or a
+#                  threaded-NAPI kernel thread pinned there with the DUT's priority).
+#                  Both measured slower on this VM than sender (cross-core handoff per
+#                  packet); the default gives the baseline its best placement. The
+#                  AF_XDP legs' own work is on the DUT core; veth does their receive
+#                  copy on the sending core the same way (BENCHMARKS.md).
 #   --no-prio      run at normal priority; by default the generator and the DUT's
 #                  processes run in their own session with autogroup nice -20, so that
 #                  builds in other sessions take less of their cores
@@ -69,7 +73,7 @@ rate=max
 lat_rate=auto
 legs_arg=vpcgate,xdpfwd,nftables,ovs
 mode=auto
-rx_thread=kernel
+nft_rx=sender
 prio=1
 install=1
 bin=$root/target/release
@@ -85,7 +89,7 @@ while [[ $# -gt 0 ]]; do
         --lat-rate) lat_rate=$2; shift 2 ;;
         --legs) legs_arg=$2; shift 2 ;;
         --mode) mode=$2; shift 2 ;;
-        --rx-thread) rx_thread=$2; shift 2 ;;
+        --nft-rx) nft_rx=$2; shift 2 ;;
         --no-prio) prio=0; shift ;;
         --no-install) install=0; shift ;;
         --bin) bin=$2; shift 2 ;;
@@ -109,7 +113,7 @@ case "$size" in
        fi
        size_args=(--size "$size"); frame="$size B" ;;
 esac
-case "$rx_thread" in kernel|all|off) ;; *) die "--rx-thread needs kernel, all or off" ;; esac
+case "$nft_rx" in sender|rps|napi) ;; *) die "--nft-rx needs sender, rps or napi" ;; esac
 case "$mode" in
     auto|skb) ovs_xdp_mode=generic ;;
     driver) ovs_xdp_mode=native ;;
@@ -157,6 +161,10 @@ policy_rc_made=0
 cleanup() {
     local rc=$?
     trap - EXIT INT TERM
+    if [[ -n ${gen_pid:-} ]]; then
+        kill -INT "$gen_pid" 2>/dev/null || true
+        wait "$gen_pid" 2>/dev/null || true
+    fi
     if [[ -n $current_leg ]]; then
         "down_$current_leg" || true
     fi
@@ -283,41 +291,41 @@ dut_reset() {
     done
     ip -n "$ns_dut" link set dev "$if_up" address "$dut_up_mac" 2>/dev/null || true
     ip netns exec "$ns_dut" sysctl -qw net.ipv4.ip_forward=0 2>/dev/null || true
-    steer_rx off
+    steer_rx sender
 }
 
-# steer_rx on|off: where the DUT's ingress veth does its receive processing. A frame
-# sent into a veth is received -- IP forwarding, conntrack and nftables, or a
-# generic-XDP program and the copy into an AF_XDP socket -- by the core that sent
-# it, the generator's, in its softirq. The nftables leg needs that moved to forward
-# on the DUT core at all. RPS can move it, but it then runs in ksoftirqd, which gets
-# starved by anything busy on that core (measured: 70-98% loss). So instead: GRO on
-# gives the veth a NAPI context (GRO does not merge this UDP: rx-udp-gro-forwarding
-# stays off), threaded NAPI gives that context a kernel thread of its own, and the
-# thread goes on the DUT core with the DUT's priority, like the user-space DUTs.
+# steer_rx sender|rps|napi: where the DUT's ingress veth does its receive processing
+# (--nft-rx). RPS queues it to the DUT core's backlog, processed in softirq or, when
+# that falls behind, in ksoftirqd (which anything busy on that core starves: 98% loss
+# behind a busy-polling forwarder). napi: GRO on gives the veth a NAPI context (GRO
+# does not merge this UDP: rx-udp-gro-forwarding stays off), threaded NAPI gives it
+# a kernel thread, and the thread goes on the DUT core with the DUT's priority.
 steer_rx() {
-    local dev=/sys/class/net/$if_up pid
-    if [[ $1 == on ]]; then
-        ip netns exec "$ns_dut" ethtool -K "$if_up" gro on >/dev/null
-        ip netns exec "$ns_dut" sh -c "echo 1 >$dev/threaded"
-        # The thread is named napi/<device>-<napi id>, and the device name is ours.
-        # Its full name is only in /proc/PID/comm (pgrep reads the 15-character one).
-        local c name
-        for _ in $(seq 20); do
-            for c in /proc/[0-9]*/comm; do
-                read -r name <"$c" 2>/dev/null || continue
-                if [[ $name =~ ^napi/$if_up-[0-9]+$ ]]; then pid=${c#/proc/}; pid=${pid%/comm}; break; fi
+    local dev=/sys/class/net/$if_up pid=
+    ip netns exec "$ns_dut" sh -c "echo 0 >$dev/queues/rx-0/rps_cpus; echo 0 >$dev/threaded" 2>/dev/null || true
+    ip netns exec "$ns_dut" ethtool -K "$if_up" gro off >/dev/null 2>&1 || true
+    case "$1" in
+        rps)
+            ip netns exec "$ns_dut" sh -c "echo $dut_mask >$dev/queues/rx-0/rps_cpus" ;;
+        napi)
+            ip netns exec "$ns_dut" ethtool -K "$if_up" gro on >/dev/null
+            ip netns exec "$ns_dut" sh -c "echo 1 >$dev/threaded"
+            # The thread is named napi/<device>-<napi id>, and the device name is
+            # ours. Its full name is only in /proc/PID/comm (pgrep reads 15 characters).
+            local c name
+            for _ in $(seq 20); do
+                for c in /proc/[0-9]*/comm; do
+                    read -r name <"$c" 2>/dev/null || continue
+                    if [[ $name =~ ^napi/$if_up-[0-9]+$ ]]; then pid=${c#/proc/}; pid=${pid%/comm}; break; fi
+                done
+                [[ -n $pid ]] && break
+                sleep 0.1
             done
-            [[ -n $pid ]] && break
-            sleep 0.1
-        done
-        [[ -n $pid ]] || { why="no NAPI thread for $if_up"; return 1; }
-        taskset -p "$dut_mask" "$pid" >/dev/null
-        if (( prio )); then renice -n -20 -p "$pid" >/dev/null; fi
-    else
-        ip netns exec "$ns_dut" sh -c "echo 0 >$dev/threaded" 2>/dev/null || true
-        ip netns exec "$ns_dut" ethtool -K "$if_up" gro off >/dev/null 2>&1 || true
-    fi
+            [[ -n $pid ]] || { why="no NAPI thread for $if_up"; return 1; }
+            taskset -p "$dut_mask" "$pid" >/dev/null
+            if (( prio )); then renice -n -20 -p "$pid" >/dev/null; fi
+            ;;
+    esac
 }
 dut_mask=$(printf '%x' $(( 1 << dut_core )))
 
@@ -331,6 +339,18 @@ gen_mac=$(mac_of "$ns_gen" "$if_gen")
 sink_mac=$(mac_of "$ns_sink" "$if_sink")
 dut_up_mac=$(mac_of "$ns_dut" "$if_up")
 
+# check_cores PID NAME: warn when a thread of a DUT process may run on other cores
+# than the DUT's (a daemon that pins its own threads overrides taskset).
+check_cores() {
+    local t allowed
+    for t in /proc/"$1"/task/*; do
+        allowed=$(sed -n 's/^Cpus_allowed_list:[[:space:]]*//p' "$t/status" 2>/dev/null) || continue
+        if [[ -n $allowed && $allowed != "$dut_core" ]]; then
+            log "warning: $2 thread $(cat "$t/comm" 2>/dev/null) (tid ${t##*/}) may run on cores $allowed, not only the DUT core $dut_core"
+        fi
+    done
+}
+
 # --- Legs: up_LEG sets the DUT up (and sets dst_mac, what the generator sends to);
 # down_LEG takes it down and always ends with dut_reset. up_LEG returns non-zero with
 # the reason in $why when the leg cannot run. -------------------------------------
@@ -338,9 +358,22 @@ dut_up_mac=$(mac_of "$ns_dut" "$if_up")
 dut_pid=
 why=
 
+# Not a leg of the table: the generator alone, received by xdpgen itself on the DUT's
+# ingress veth with nothing forwarding. The most any leg could deliver in this run,
+# and a gauge of how fast the (shared) machine is right now.
+up_ceiling() {
+    dst_mac=$dut_up_mac
+    rx_if=$if_up
+    rx_ns=$ns_dut
+}
+down_ceiling() {
+    rx_if=
+    rx_ns=
+    dut_reset
+}
+
 up_xdpfwd() {
     dst_mac=$sink_mac # an L2 forwarder: frames are addressed to the far host
-    if [[ $rx_thread == all ]]; then steer_rx on || return 1; fi
     local log=$work/xdpfwd.log
     run "$ns_dut" "$bin/xdpfwd" --a "$if_up" --b "$if_web" --cores "$dut_core" --mode "$mode" >"$log" 2>&1 &
     dut_pid=$!
@@ -357,7 +390,6 @@ down_xdpfwd() {
 
 up_vpcgate() {
     dst_mac=$router_mac
-    if [[ $rx_thread == all ]]; then steer_rx on || return 1; fi
     local cfg=$work/vpcgate.json state=$work/vpcgate-state log=$work/vpcgated.log
     rm -rf "$state"
     mkdir -p "$state"
@@ -379,6 +411,7 @@ up_vpcgate() {
         (( r == 2 )) && why="vpcgated not ready after 30 s ($why)"
         return 1
     fi
+    check_cores "$dut_pid" vpcgated
 }
 down_vpcgate() {
     # SIGTERM: vpcgated detaches its XDP programs on the way out.
@@ -389,7 +422,7 @@ down_vpcgate() {
 
 up_nftables() {
     dst_mac=$router_mac
-    if [[ $rx_thread != off ]]; then steer_rx on || return 1; fi
+    steer_rx "$nft_rx" || return 1
     local nd=(ip -n "$ns_dut")
     "${nd[@]}" link set dev "$if_up" address "$router_mac"
     "${nd[@]}" addr add 198.19.0.1/24 dev "$if_up"
@@ -422,7 +455,6 @@ ovs_vsctl() { ovs-vsctl --db="unix:$ovs_dir/db.sock" --timeout=20 "$@"; }
 ovs_pids=()
 up_ovs() {
     dst_mac=$router_mac
-    if [[ $rx_thread == all ]]; then steer_rx on || return 1; fi
     rm -rf "$ovs_dir"
     mkdir -p "$ovs_dir"
     export OVS_RUNDIR=$ovs_dir OVS_LOGDIR=$ovs_dir OVS_DBDIR=$ovs_dir OVS_SYSCONFDIR=$ovs_dir
@@ -463,6 +495,7 @@ up_ovs() {
     fi
     sed -e "s/@ROUTER_MAC@/$router_mac/g; s/@WEB_MAC@/$sink_mac/g; s/@GATEWAY_MAC@/$gen_mac/g; s/@PORT@/$udp_port/g" \
         "$baselines/ovs-flows.txt" >"$work/ovs-flows.txt"
+    check_cores "$(cat "$ovs_dir/ovs-vswitchd.pid")" ovs-vswitchd
     # replace-flows also removes the bridge's default "normal" flow.
     if ! ovs-ofctl -O OpenFlow13 replace-flows br0 "$work/ovs-flows.txt" 2>"$work/ovs-ofctl.log"; then
         why="ovs-ofctl refused the flows: $(head -3 "$work/ovs-ofctl.log")"
@@ -489,25 +522,36 @@ down_ovs() {
 }
 
 # --- Measuring ----------------------------------------------------------------------
-# gen RATE SECONDS: one xdpgen run against the leg that is up; prints its JSON line.
+# gen RATE SECONDS: one xdpgen run against the leg that is up; its JSON line goes to
+# $work/gen.json. In the background and waited for, so that Ctrl-C is handled at once
+# (bash runs a trap only after the foreground command ends); the exit trap ends it.
+gen_pid=
 gen() {
     local secs=$2
-    # A hung generator must not hang the benchmark.
+    : >"$work/gen.json"
+    # timeout: a hung generator must not hang the benchmark.
     run "$ns_gen" timeout -s INT "$(awk -v d="$secs" 'BEGIN { print int(d + 30) }')" \
-        "$bin/xdpgen" --tx "$if_gen" --rx "$if_sink" --rx-netns "$ns_sink" \
+        "$bin/xdpgen" --tx "$if_gen" --rx "${rx_if:-$if_sink}" --rx-netns "${rx_ns:-$ns_sink}" \
         --core "$gen_core" --mode "$mode" --flows "$flows" "${size_args[@]}" \
         --src-ip "$client_ip" --dst-ip "$web_ip" --src-port 1024-65535 --dst-port "$udp_port" \
-        --dst-mac "$dst_mac" --rate "$1" --duration "$secs" 2>>"$work/xdpgen.log"
+        --dst-mac "$dst_mac" --rate "$1" --duration "$secs" >"$work/gen.json" 2>>"$work/xdpgen.log" &
+    gen_pid=$!
+    local rc=0
+    wait "$gen_pid" || rc=$?
+    gen_pid=
+    [[ $rc == 0 && -s $work/gen.json ]]
 }
 
-# measure PHASE RATE: bring every available leg up in turn (a different leg first in
+# measure PHASE RATE LEG...: bring every available leg up in turn (a different leg first in
 # each round, so that drift on a shared machine does not always hit the same one),
 # warm it up, run the generator, take it down.
 measure() {
-    local phase=$1 pps=$2 round i leg line n=${#legs[@]} warm
+    local phase=$1 pps=$2 round i leg line warm
+    shift 2
+    local order=("$@") n=$#
     for (( round = 1; round <= runs; round++ )); do
         for (( i = 0; i < n; i++ )); do
-            leg=${legs[$(( (i + round - 1) % n ))]}
+            leg=${order[$(( (i + round - 1) % n ))]}
             [[ -n ${unavailable[$leg]:-} ]] && continue
             current_leg=$leg
             why=
@@ -520,7 +564,8 @@ measure() {
             fi
             # A warm-up at a low rate: conntrack entries made, OVS megaflows installed,
             # and a check that this leg delivers at all before it is measured.
-            warm=$(gen 20000 1 || true)
+            warm=
+            if gen 20000 1; then warm=$(<"$work/gen.json"); fi
             if [[ -z $warm ]] || ! jq -e '.received > 0.9 * .sent' <<<"$warm" >/dev/null; then
                 unavailable[$leg]="delivered too little in the warm-up: ${warm:-generator failed, see $work/xdpgen.log}"
                 log "$leg: ${unavailable[$leg]}"
@@ -529,7 +574,8 @@ measure() {
                 current_leg=
                 continue
             fi
-            if line=$(gen "$pps" "$duration") && [[ -n $line ]]; then
+            if gen "$pps" "$duration"; then
+                line=$(<"$work/gen.json")
                 echo "$phase $leg $round $line" >>"$results"
                 log "$phase $leg run $round: $(jq -r '"\(.mpps) Mpps, loss \(.loss), p50 \(.latency_us.p50) us, p99 \(.latency_us.p99) us"' <<<"$line")"
             else
@@ -551,9 +597,10 @@ field() {
 
 # --- The run ------------------------------------------------------------------------
 started=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+load_start=$(cut -d' ' -f1-3 /proc/loadavg)
 if [[ $rate == max ]]; then
     log "throughput: flat out, $runs runs of ${duration}s per leg"
-    measure tput 0
+    measure tput 0 "${legs[@]}" ceiling
     if [[ $lat_rate == auto ]]; then
         slowest=$(for leg in "${legs[@]}"; do field tput "$leg" .mpps | median; done | sort -g | head -1)
         [[ -n $slowest ]] || die "no leg delivered anything"
@@ -563,11 +610,11 @@ if [[ $rate == max ]]; then
         lat_pps=$lat_rate
     fi
     log "latency: $lat_pps frames/s, $runs runs of ${duration}s per leg"
-    measure lat "$lat_pps"
+    measure lat "$lat_pps" "${legs[@]}"
     lat_phase="lat"
 else
     log "fixed rate $rate frames/s, $runs runs of ${duration}s per leg"
-    measure tput "$rate"
+    measure tput "$rate" "${legs[@]}" ceiling
     lat_pps=$rate
     lat_phase="tput"
 fi
@@ -582,15 +629,26 @@ ratio() { # ratio LEG BASE
     awk -v a="$a" -v b="$b" 'BEGIN { printf "%.2f×\n", a / b }'
 }
 
+# The command line as typed, quoting only what needs it.
+shown_command() {
+    local a out="perf/bench-wire.sh"
+    for a in "${orig_args[@]}"; do
+        if [[ $a =~ ^[A-Za-z0-9_./,:=+-]+$ ]]; then out+=" $a"; else out+=" $(printf '%q' "$a")"; fi
+    done
+    echo "$out"
+}
+
 rate_words=$([[ $rate == max ]] && echo "flat out" || echo "at $rate frames/s")
 cat <<EOF
 ### Wire benchmark, $started
 
 - machine: $(lscpu | sed -n 's/^Model name: *//p' | head -1), $cores CPUs, $(uname -sr)
-- command: \`perf/bench-wire.sh $(printf '%q ' "${orig_args[@]}" | sed 's/ $//')\`
+- load average (1/5/15 min) at start $load_start, at end $(cut -d' ' -f1-3 /proc/loadavg): the machine
+  is shared, and other work shows here
+- command: \`$(shown_command)\`
 - traffic: UDP $client_ip -> $web_ip:$udp_port, $flows flows, $frame frames; Mpps $rate_words,
   median of $runs runs of ${duration}s (min–max); latency at $lat_pps frames/s (medians of the
-  runs' percentiles); generator on core $gen_core, DUT on core $dut_core, XDP mode $mode, DUT ingress thread $rx_thread
+  runs' percentiles); generator on core $gen_core, DUT on core $dut_core, XDP mode $mode, nftables forwarding on the $( [[ $nft_rx == sender ]] && echo "generator's core (--nft-rx sender)" || echo "DUT core (--nft-rx $nft_rx)")
 
 | leg | frame | flows | Mpps delivered (median, min–max) | loss | latency p50 / p99 / p99.9 (µs) @ $(awk -v r="$lat_pps" 'BEGIN { printf "%g kpps", r / 1e3 }') | × xdpfwd | × nftables |
 |---|---|---|---|---|---|---|---|
@@ -618,9 +676,15 @@ if [[ -n ${med[vpcgate]:-} ]]; then
     echo
     echo "vpcgate target: ≥ 0.9× xdpfwd (got $(ratio vpcgate xdpfwd)), ≥ 1.3× nftables (got $(ratio vpcgate nftables))"
 fi
+ceiling=$(field tput ceiling .mpps | median)
+if [[ -n $ceiling ]]; then
+    echo
+    echo "Generator alone (nothing forwarding, received on the DUT's ingress veth): $(fmt "$ceiling") Mpps" \
+        "($(fmt "$(field tput ceiling .mpps | sort -g | head -1)")–$(fmt "$(field tput ceiling .mpps | sort -g | tail -1)")), the most any leg could deliver in this run."
+fi
 echo
 echo "Per run (Mpps, in run order):"
-for leg in "${legs[@]}"; do
+for leg in "${legs[@]}" ceiling; do
     v=$(field tput "$leg" .mpps | tr '\n' ' ')
     [[ -n $v ]] && echo "- $leg: $v"
 done
