@@ -574,19 +574,31 @@ measure() {
                 current_leg=
                 continue
             fi
-            if gen "$pps" "$duration"; then
+            if ! gen "$pps" "$duration"; then
+                log "$phase $leg run $round: the generator failed (see $work/xdpgen.log)"
+                failed=1
+            elif ! dut_alive; then
+                log "$phase $leg run $round: the DUT exited during the run; discarded (logs in $work)"
+                failed=1
+            else
                 line=$(<"$work/gen.json")
                 echo "$phase $leg $round $line" >>"$results"
                 log "$phase $leg run $round: $(jq -r '"\(.mpps) Mpps, loss \(.loss), p50 \(.latency_us.p50) us, p99 \(.latency_us.p99) us"' <<<"$line")"
-            else
-                log "$phase $leg run $round: the generator failed (see $work/xdpgen.log)"
-                failed=1
             fi
             "down_$leg"
             current_leg=
             # A re-attach right after a detach can meet EBUSY (the notes); why race.
             sleep 0.5
         done
+    done
+}
+
+# dut_alive: the processes of the leg that is up still run (a run in which the DUT
+# died measures nothing but its death).
+dut_alive() {
+    local p
+    for p in ${dut_pid:-} "${ovs_pids[@]}"; do
+        kill -0 "$p" 2>/dev/null || return 1
     done
 }
 
@@ -688,3 +700,6 @@ for leg in "${legs[@]}" ceiling; do
     v=$(field tput "$leg" .mpps | tr '\n' ' ')
     [[ -n $v ]] && echo "- $leg: $v"
 done
+# A leg that failed (not one that is merely unavailable) makes the run fail, after
+# the table: the work directory with its logs is kept.
+if (( failed )); then exit 1; fi
