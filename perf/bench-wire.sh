@@ -7,7 +7,7 @@
 #
 # Legs (the DUT in the middle namespace is switched between them; veths stay):
 #   vpcgate   vpcgated with the three-tier scenario's policy (perf/baselines/vpcgate-config.jq)
-#   xdpfwd    our bare AF_XDP L2 forwarder, no policy: the ceiling
+#   xdpfwd    our bare AF_XDP L2 forwarder, no policy: the ceiling for vpcgate
 #   nftables  Linux routing + a stateful nftables ruleset equivalent to the policy
 #             (perf/baselines/nftables.nft)
 #   ovs       Open vSwitch's userspace datapath, AF_XDP ports, ct() flows equivalent to
@@ -54,7 +54,8 @@
 #   --keep         keep the work directory (logs, configs, raw JSON) even on success
 #
 # Cores: the generator on the first core, every DUT on the last (2-core VM: 0 and 1).
-# Prints a markdown table on stdout; progress and per-run JSON go to stderr. Makes its
+# Prints a markdown table on stdout, progress on stderr; xdpgen's JSON lines and the
+# legs' logs and configs are in a work directory, kept with --keep or on failure. Makes its
 # own namespaces and removes them, and whatever each leg started, however it ends
 # (failure, Ctrl-C). Only 198.18.0.0/15 addresses; traffic never leaves the namespaces.
 set -euo pipefail
@@ -222,7 +223,9 @@ command -v nft >/dev/null || unavailable[nftables]="nft not installed"
 command -v ovs-vswitchd >/dev/null || unavailable[ovs]="openvswitch-switch not installed"
 
 want_bins=(xdpgen xdpfwd)
-for leg in "${legs[@]}"; do [[ $leg == vpcgate ]] && want_bins+=(vpcgated); done
+for leg in "${legs[@]}"; do
+    if [[ $leg == vpcgate ]]; then want_bins+=(vpcgated); fi
+done
 for b in "${want_bins[@]}"; do
     if [[ ! -x $bin/$b ]]; then
         log "building xdpgen, xdpfwd and vpcgated (release)"
@@ -361,12 +364,12 @@ why=
 # Not a leg of the table: the generator alone, received by xdpgen itself on the DUT's
 # ingress veth with nothing forwarding. The most any leg could deliver in this run,
 # and a gauge of how fast the (shared) machine is right now.
-up_ceiling() {
+up_nodut() {
     dst_mac=$dut_up_mac
     rx_if=$if_up
     rx_ns=$ns_dut
 }
-down_ceiling() {
+down_nodut() {
     rx_if=
     rx_ns=
     dut_reset
@@ -612,7 +615,7 @@ started=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 load_start=$(cut -d' ' -f1-3 /proc/loadavg)
 if [[ $rate == max ]]; then
     log "throughput: flat out, $runs runs of ${duration}s per leg"
-    measure tput 0 "${legs[@]}" ceiling
+    measure tput 0 "${legs[@]}" nodut
     if [[ $lat_rate == auto ]]; then
         slowest=$(for leg in "${legs[@]}"; do field tput "$leg" .mpps | median; done | sort -g | head -1)
         [[ -n $slowest ]] || die "no leg delivered anything"
@@ -626,7 +629,7 @@ if [[ $rate == max ]]; then
     lat_phase="lat"
 else
     log "fixed rate $rate frames/s, $runs runs of ${duration}s per leg"
-    measure tput "$rate" "${legs[@]}" ceiling
+    measure tput "$rate" "${legs[@]}" nodut
     lat_pps=$rate
     lat_phase="tput"
 fi
@@ -688,17 +691,17 @@ if [[ -n ${med[vpcgate]:-} ]]; then
     echo
     echo "vpcgate target: ≥ 0.9× xdpfwd (got $(ratio vpcgate xdpfwd)), ≥ 1.3× nftables (got $(ratio vpcgate nftables))"
 fi
-ceiling=$(field tput ceiling .mpps | median)
-if [[ -n $ceiling ]]; then
+nodut=$(field tput nodut .mpps | median)
+if [[ -n $nodut ]]; then
     echo
-    echo "Generator alone (nothing forwarding, received on the DUT's ingress veth): $(fmt "$ceiling") Mpps" \
-        "($(fmt "$(field tput ceiling .mpps | sort -g | head -1)")–$(fmt "$(field tput ceiling .mpps | sort -g | tail -1)")), the most any leg could deliver in this run."
+    echo "Generator alone (nothing forwarding, received on the DUT's ingress veth): $(fmt "$nodut") Mpps" \
+        "($(fmt "$(field tput nodut .mpps | sort -g | head -1)")–$(fmt "$(field tput nodut .mpps | sort -g | tail -1)")): roughly the most any leg can deliver in this run, and a gauge of how fast the shared machine is right now."
 fi
 echo
 echo "Per run (Mpps, in run order):"
-for leg in "${legs[@]}" ceiling; do
+for leg in "${legs[@]}" nodut; do
     v=$(field tput "$leg" .mpps | tr '\n' ' ')
-    [[ -n $v ]] && echo "- $leg: $v"
+    [[ -n $v ]] && echo "- ${leg/#nodut/generator alone}: $v"
 done
 # A leg that failed (not one that is merely unavailable) makes the run fail, after
 # the table: the work directory with its logs is kept.
