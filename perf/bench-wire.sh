@@ -49,8 +49,8 @@
 #                  builds in other sessions take less of their cores
 #   --no-install   do not apt-get install missing packages (a leg whose tools are
 #                  missing is then reported unavailable)
-#   --bin DIR      where xdpgen, xdpfwd and vpcgated are (default target/release;
-#                  built if missing)
+#   --bin DIR      where xdpgen, xdpfwd, vpcgated and vpcgate are (default
+#                  target/release; built if missing)
 #   --keep         keep the work directory (logs, configs, raw JSON) even on success
 #
 # Cores: the generator on the first core, every DUT on the last (2-core VM: 0 and 1).
@@ -228,24 +228,30 @@ for leg in "${legs[@]}"; do
 done
 for b in "${want_bins[@]}"; do
     if [[ ! -x $bin/$b ]]; then
-        log "building xdpgen, xdpfwd and vpcgated (release)"
-        (cd "$root" && cargo build --release -p perf --bin xdpgen --bin xdpfwd -p mgmt --bin vpcgated) >&2
+        log "building xdpgen, xdpfwd, vpcgated and vpcgate (release)"
+        (cd "$root" && cargo build --release -p perf --bin xdpgen --bin xdpfwd -p mgmt --bin vpcgated --bin vpcgate) >&2
         break
     fi
 done
 
 # --- Helpers ----------------------------------------------------------------------
-# run NS CMD...: CMD inside namespace NS; with priority, in a session of its own
-# whose autogroup gets nice -20 (plain nice means little across sessions when the
-# kernel groups tasks by session, as it does here).
-run() {
+# spawn NS CMD...: starts CMD inside namespace NS in the background; its pid in
+# $spawned. With priority, in a session of its own whose autogroup gets nice -20
+# (plain nice means little across sessions when the kernel groups tasks by session,
+# as it does here). A simple command put in the background: bash forks once and the
+# child execs setsid, bash, ip netns exec and CMD in turn, so $! is CMD's own pid, the
+# one to signal and wait for (a function put in the background would be a subshell
+# between them). setsid does not fork: a script's background job leads no group.
+spawned=
+spawn() {
     local ns=$1
     shift
     if (( prio )) && [[ -e /proc/self/autogroup ]]; then
-        setsid -w bash -c 'echo -20 >/proc/self/autogroup; exec ip netns exec "$@"' _ "$ns" "$@"
+        setsid bash -c 'echo -20 >/proc/self/autogroup; exec ip netns exec "$@"' _ "$ns" "$@" &
     else
-        ip netns exec "$ns" "$@"
+        ip netns exec "$ns" "$@" &
     fi
+    spawned=$!
 }
 
 mac_of() { ip netns exec "$1" cat "/sys/class/net/$2/address"; }
@@ -378,8 +384,8 @@ down_nodut() {
 up_xdpfwd() {
     dst_mac=$sink_mac # an L2 forwarder: frames are addressed to the far host
     local log=$work/xdpfwd.log
-    run "$ns_dut" "$bin/xdpfwd" --a "$if_up" --b "$if_web" --cores "$dut_core" --mode "$mode" >"$log" 2>&1 &
-    dut_pid=$!
+    spawn "$ns_dut" "$bin/xdpfwd" --a "$if_up" --b "$if_web" --cores "$dut_core" --mode "$mode" >"$log" 2>&1
+    dut_pid=$spawned
     if ! wait_for_line "$log" '^xdpfwd: ready' "$dut_pid" 20; then
         why="xdpfwd did not start: $(tail -1 "$log")"
         return 1
@@ -402,11 +408,21 @@ up_vpcgate() {
     jq --arg uplink "$if_up" --arg web "$if_web" --arg gateway_mac "$gen_mac" \
         --arg web_mac "$sink_mac" --arg router_mac "$router_mac" --argjson port "$udp_port" \
         -f "$baselines/vpcgate-config.jq" "$root/examples/three-tier/config.json" >"$cfg"
+    # vpcgate's own reading of the config for the benchmark's packet: a leg that
+    # measured drops would measure nothing. (The CLI is optional here.)
+    if [[ -x $bin/vpcgate ]]; then
+        "$bin/vpcgate" trace --config "$cfg" --port internet --src "$client_ip" --dst "$web_ip" \
+            --protocol udp --sport 1024 --dport "$udp_port" --output text >"$work/vpcgate-trace.txt" 2>&1 || true
+        if ! grep -q '^ *verdict: forward' "$work/vpcgate-trace.txt"; then
+            why="vpcgate trace does not forward the benchmark's packet: $(grep -m1 verdict "$work/vpcgate-trace.txt" || tail -1 "$work/vpcgate-trace.txt")"
+            return 1
+        fi
+    fi
     # taskset puts the daemon (management thread and workers) on the DUT core; a
     # worker that pins itself elsewhere would override it, so say which core we meant.
-    run "$ns_dut" taskset -c "$dut_core" "$bin/vpcgated" --config "$cfg" --state-dir "$state" \
-        --socket "$state/api.sock" --reset >"$log" 2>&1 &
-    dut_pid=$!
+    spawn "$ns_dut" taskset -c "$dut_core" "$bin/vpcgated" --config "$cfg" --state-dir "$state" \
+        --socket "$state/api.sock" --reset >"$log" 2>&1
+    dut_pid=$spawned
     local r=0
     wait_for_line "$log" '^vpcgated: ready' "$dut_pid" 30 || r=$?
     if (( r )); then
@@ -463,7 +479,7 @@ up_ovs() {
     export OVS_RUNDIR=$ovs_dir OVS_LOGDIR=$ovs_dir OVS_DBDIR=$ovs_dir OVS_SYSCONFDIR=$ovs_dir
     ovsdb-tool create "$ovs_dir/conf.db" /usr/share/openvswitch/vswitch.ovsschema
     # No --detach: a daemon that forks calls setsid() and would leave the autogroup
-    # run() gives it. Started in the background and watched through pids instead.
+    # spawn gives it. Started in the background and watched through pids instead.
     ip netns exec "$ns_dut" taskset -c "$dut_core" ovsdb-server "$ovs_dir/conf.db" \
         --remote="punix:$ovs_dir/db.sock" --pidfile="$ovs_dir/ovsdb-server.pid" \
         --unixctl="$ovs_dir/ovsdb-server.ctl" --log-file="$ovs_dir/ovsdb-server.log" \
@@ -476,10 +492,10 @@ up_ovs() {
     # the DUT core. No DPDK.
     ovs_vsctl --no-wait set Open_vSwitch . \
         "other_config:pmd-cpu-mask=0x$(printf '%x' $(( 1 << dut_core )))" other_config:dpdk-init=false
-    run "$ns_dut" taskset -c "$dut_core" ovs-vswitchd "unix:$ovs_dir/db.sock" \
+    spawn "$ns_dut" taskset -c "$dut_core" ovs-vswitchd "unix:$ovs_dir/db.sock" \
         --pidfile="$ovs_dir/ovs-vswitchd.pid" --unixctl="$ovs_dir/ovs-vswitchd.ctl" \
-        --log-file="$ovs_dir/ovs-vswitchd.log" >/dev/null 2>&1 &
-    ovs_pids+=($!)
+        --log-file="$ovs_dir/ovs-vswitchd.log" >/dev/null 2>&1
+    ovs_pids+=("$spawned")
     # ovs-vsctl waits for ovs-vswitchd to apply each change, so the ports are bound
     # (AF_XDP sockets made, XDP programs attached) when these return.
     if ! ovs_vsctl add-br br0 -- set bridge br0 datapath_type=netdev \
@@ -533,12 +549,12 @@ gen() {
     local secs=$2
     : >"$work/gen.json"
     # timeout: a hung generator must not hang the benchmark.
-    run "$ns_gen" timeout -s INT "$(awk -v d="$secs" 'BEGIN { print int(d + 30) }')" \
+    spawn "$ns_gen" timeout -s INT "$(awk -v d="$secs" 'BEGIN { print int(d + 30) }')" \
         "$bin/xdpgen" --tx "$if_gen" --rx "${rx_if:-$if_sink}" --rx-netns "${rx_ns:-$ns_sink}" \
         --core "$gen_core" --mode "$mode" --flows "$flows" "${size_args[@]}" \
         --src-ip "$client_ip" --dst-ip "$web_ip" --src-port 1024-65535 --dst-port "$udp_port" \
-        --dst-mac "$dst_mac" --rate "$1" --duration "$secs" >"$work/gen.json" 2>>"$work/xdpgen.log" &
-    gen_pid=$!
+        --dst-mac "$dst_mac" --rate "$1" --duration "$secs" >"$work/gen.json" 2>>"$work/xdpgen.log"
+    gen_pid=$spawned
     local rc=0
     wait "$gen_pid" || rc=$?
     gen_pid=
