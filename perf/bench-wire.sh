@@ -32,7 +32,9 @@
 #   --lat-rate R   with --rate max, the fixed rate of the latency runs: auto (default)
 #                  is half the slowest leg's median Mpps of this run, so it is below
 #                  every leg's maximum and latency is not queueing at saturation
-#   --legs L       which legs, in order (default vpcgate,xdpfwd,nftables,ovs)
+#   --legs L       which legs, in order (default vpcgate,xdpfwd,nftables,ovs); also
+#                  nftables:sender, nftables:rps, nftables:napi (the nftables leg with
+#                  that --nft-rx, to compare placements within one run)
 #   --mode M       XDP mode of the AF_XDP sockets (generator, xdpfwd, OVS): auto (= SKB
 #                  on veth, the faster one there), skb, driver
 #   --nft-rx WHERE where the nftables leg forwards. A frame sent into a veth is received
@@ -122,7 +124,10 @@ case "$mode" in
 esac
 IFS=, read -r -a legs <<<"$legs_arg"
 for leg in "${legs[@]}"; do
-    case "$leg" in vpcgate|xdpfwd|nftables|ovs) ;; *) die "unknown leg $leg" ;; esac
+    case "$leg" in
+        vpcgate|xdpfwd|nftables|ovs|nftables:sender|nftables:rps|nftables:napi) ;;
+        *) die "unknown leg $leg" ;;
+    esac
 done
 (( EUID == 0 )) || die "needs root (namespaces, XDP)"
 
@@ -167,7 +172,7 @@ cleanup() {
         wait "$gen_pid" 2>/dev/null || true
     fi
     if [[ -n $current_leg ]]; then
-        "down_$current_leg" || true
+        "down_${current_leg%%:*}" || true
     fi
     # Ends whatever still runs in the namespaces (they are ours), deletes them and
     # with them every veth.
@@ -191,7 +196,7 @@ trap 'exit 143' TERM
 need_pkgs=(iproute2 ethtool jq util-linux)
 for leg in "${legs[@]}"; do
     case "$leg" in
-        nftables) need_pkgs+=(nftables) ;;
+        nftables*) need_pkgs+=(nftables) ;;
         ovs) need_pkgs+=(openvswitch-switch) ;;
     esac
 done
@@ -219,7 +224,9 @@ if (( ${#missing[@]} )); then
     fi
 fi
 command -v jq >/dev/null || die "jq is needed"
-command -v nft >/dev/null || unavailable[nftables]="nft not installed"
+if ! command -v nft >/dev/null; then
+    for leg in nftables nftables:sender nftables:rps nftables:napi; do unavailable[$leg]="nft not installed"; done
+fi
 command -v ovs-vswitchd >/dev/null || unavailable[ovs]="openvswitch-switch not installed"
 
 want_bins=(xdpgen xdpfwd)
@@ -441,7 +448,8 @@ down_vpcgate() {
 
 up_nftables() {
     dst_mac=$router_mac
-    steer_rx "$nft_rx" || return 1
+    # nftables:WHERE, a leg of its own, compares placements within one run.
+    steer_rx "${leg_variant:-$nft_rx}" || return 1
     local nd=(ip -n "$ns_dut")
     "${nd[@]}" link set dev "$if_up" address "$router_mac"
     "${nd[@]}" addr add 198.19.0.1/24 dev "$if_up"
@@ -573,11 +581,14 @@ measure() {
             leg=${order[$(( (i + round - 1) % n ))]}
             [[ -n ${unavailable[$leg]:-} ]] && continue
             current_leg=$leg
+            # nftables:rps is the nftables leg with --nft-rx rps.
+            leg_variant=
+            if [[ $leg == *:* ]]; then leg_variant=${leg#*:}; fi
             why=
-            if ! "up_$leg"; then
+            if ! "up_${leg%%:*}"; then
                 unavailable[$leg]=${why:-failed to start}
                 log "$leg: not available: ${unavailable[$leg]}"
-                "down_$leg" || true
+                "down_${leg%%:*}" || true
                 current_leg=
                 continue
             fi
@@ -589,7 +600,7 @@ measure() {
                 unavailable[$leg]="delivered too little in the warm-up: ${warm:-generator failed, see $work/xdpgen.log}"
                 log "$leg: ${unavailable[$leg]}"
                 failed=1
-                "down_$leg" || true
+                "down_${leg%%:*}" || true
                 current_leg=
                 continue
             fi
@@ -604,7 +615,7 @@ measure() {
                 echo "$phase $leg $round $line" >>"$results"
                 log "$phase $leg run $round: $(jq -r '"\(.mpps) Mpps, loss \(.loss), p50 \(.latency_us.p50) us, p99 \(.latency_us.p99) us"' <<<"$line")"
             fi
-            "down_$leg"
+            "down_${leg%%:*}"
             current_leg=
             # A re-attach right after a detach can meet EBUSY (the notes); why race.
             sleep 0.5
