@@ -6,6 +6,7 @@
 #   PFXh1 198.18.0.1/24 ==== PFXsa   (forwarder)   PFXsb ==== PFXh2 198.18.0.2/24
 #
 # usage: topo.sh up   [--prefix P] [--queues N] [--tx-off] [--mtu M]
+#                     [--h1-addr A/L] [--h2-addr A/L]
 #        topo.sh down [--prefix P]
 #        topo.sh show [--prefix P]
 #
@@ -16,6 +17,11 @@
 #                a forwarder that copies frames through AF_XDP passes on the partial
 #                checksums of offloaded packets, and the receiver drops them.
 #   --mtu M      MTU of every veth (default 1500).
+#   --h1-addr A/L, --h2-addr A/L
+#                the hosts' addresses (default 198.18.0.1/24 and 198.18.0.2/24). A
+#                routing switch puts them in different subnets, e.g. an internet
+#                client 198.19.0.10/24 and a VPC host 198.18.1.10/24. Both must be in
+#                198.18.0.0/15.
 #
 # Addresses are from 198.18.0.0/15 (RFC 2544 benchmarking) only; the namespaces have
 # no route anywhere else. `up` removes what it made if it fails half-way; `down` is
@@ -29,12 +35,16 @@ prefix=vgx-
 queues=1
 tx_off=0
 mtu=1500
+addr_h1=198.18.0.1/24
+addr_h2=198.18.0.2/24
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --prefix) prefix=$2; shift 2 ;;
         --queues) queues=$2; shift 2 ;;
         --tx-off) tx_off=1; shift ;;
         --mtu) mtu=$2; shift 2 ;;
+        --h1-addr) addr_h1=$2; shift 2 ;;
+        --h2-addr) addr_h2=$2; shift 2 ;;
         *) echo "topo.sh: unknown option $1" >&2; exit 2 ;;
     esac
 done
@@ -52,6 +62,16 @@ if ! [[ "$queues" =~ ^[1-9][0-9]*$ ]]; then
     exit 2
 fi
 
+# Only benchmark addresses (RFC 2544, 198.18.0.0/15): nothing these hosts send can be
+# meant for a real network.
+for a in "$addr_h1" "$addr_h2"; do
+    if ! [[ "$a" =~ ^198\.1[89]\.([0-9]{1,3})\.([0-9]{1,3})/([0-9]{1,2})$ ]] \
+        || (( BASH_REMATCH[1] > 255 || BASH_REMATCH[2] > 255 || BASH_REMATCH[3] < 15 || BASH_REMATCH[3] > 32 )); then
+        echo "topo.sh: $a is not an address/length inside 198.18.0.0/15" >&2
+        exit 2
+    fi
+done
+
 ns_h1=${prefix}h1
 ns_h2=${prefix}h2
 ns_sw=${prefix}sw
@@ -59,8 +79,8 @@ if_h1=${prefix}h1
 if_h2=${prefix}h2
 if_sa=${prefix}sa
 if_sb=${prefix}sb
-ip_h1=198.18.0.1
-ip_h2=198.18.0.2
+ip_h1=${addr_h1%/*}
+ip_h2=${addr_h2%/*}
 
 down() {
     local ns pid
@@ -89,7 +109,7 @@ host_setup() {
     local ns=$1 dev=$2 addr=$3
     ip -n "$ns" link set lo up
     ip -n "$ns" link set "$dev" mtu "$mtu" up
-    ip -n "$ns" addr add "$addr/24" dev "$dev"
+    ip -n "$ns" addr add "$addr" dev "$dev"
     if (( tx_off )); then
         ip netns exec "$ns" ethtool -K "$dev" tx off >/dev/null
     fi
@@ -121,16 +141,16 @@ up() {
     ip -n "$ns_sw" link set lo up
     ip -n "$ns_sw" link set "$if_sa" mtu "$mtu" up
     ip -n "$ns_sw" link set "$if_sb" mtu "$mtu" up
-    host_setup "$ns_h1" "$if_h1" "$ip_h1"
-    host_setup "$ns_h2" "$if_h2" "$ip_h2"
+    host_setup "$ns_h1" "$if_h1" "$addr_h1"
+    host_setup "$ns_h2" "$if_h2" "$addr_h2"
     trap - ERR
     show
 }
 
 show() {
     cat <<EOF
-ns_h1=$ns_h1 if_h1=$if_h1 ip_h1=$ip_h1
-ns_h2=$ns_h2 if_h2=$if_h2 ip_h2=$ip_h2
+ns_h1=$ns_h1 if_h1=$if_h1 ip_h1=$ip_h1 addr_h1=$addr_h1
+ns_h2=$ns_h2 if_h2=$if_h2 ip_h2=$ip_h2 addr_h2=$addr_h2
 ns_sw=$ns_sw if_sa=$if_sa if_sb=$if_sb
 queues=$queues tx_off=$tx_off mtu=$mtu
 EOF
