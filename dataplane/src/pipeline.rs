@@ -713,16 +713,18 @@ impl Pipeline {
             }
             Verdict::Reject(hop) => {
                 // Refused at the destination: it did leave the source (ACCEPT there).
+                // Counted out there too: OutPackets is what the flow log calls ACCEPT egress.
                 if hop.direction() == Direction::Ingress {
                     self.account(t, plan, plan.src, true, true, bytes, now);
+                    if let Some(c) = plan.src.and_then(|e| self.stats.eni(e)) {
+                        c.out_packets += 1;
+                        c.out_bytes += bytes;
+                    }
                 }
                 let eni = if hop.direction() == Direction::Egress { plan.src } else { plan.dst };
                 self.account(t, plan, eni, hop.direction() == Direction::Egress, false, bytes, now);
                 if let Some(c) = eni.and_then(|e| self.stats.eni(e)) {
-                    match hop.direction() {
-                        Direction::Egress => c.rejected_out += 1,
-                        Direction::Ingress => c.rejected_in += 1,
-                    }
+                    c.reject(hop.direction() == Direction::Egress, bytes);
                 }
             }
             Verdict::Drop(DropReason::ConntrackFull) => {

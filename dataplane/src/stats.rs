@@ -4,17 +4,29 @@ use crate::pipeline::{DropReason, Hop, Verdict};
 use crate::tables::EniId;
 use crate::wire::Malformed;
 
-/// Counters of one ENI, as the ENA driver names its allowances.
+/// Counters of one ENI, as the ENA driver names its allowances. Bytes are IP bytes
+/// (header included, Ethernet not), as flow logs count them.
+///
+/// They add up to what the ENI's flow log reports (TrafficType ALL, every record
+/// kept): `out_*` = ACCEPT egress (every packet that passed the ENI's own egress
+/// hops: forwarded, or refused later at the destination's ingress NACL or security
+/// group), `in_*` = ACCEPT ingress (delivered to the ENI), `rejected_out*` = REJECT
+/// egress (refused by the ENI's security groups or its subnet's NACL on the way
+/// out), `rejected_in*` = REJECT ingress (refused on the way in).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct EniCounters {
-    /// Frames the ENI sent that were forwarded / that were refused by policy.
+    /// Packets that left the ENI (passed its egress hops).
     pub out_packets: u64,
     pub out_bytes: u64,
-    /// Frames delivered to the ENI.
+    /// Packets delivered to the ENI.
     pub in_packets: u64,
     pub in_bytes: u64,
+    /// Packets from the ENI refused on the way out, and their bytes.
     pub rejected_out: u64,
+    pub rejected_out_bytes: u64,
+    /// Packets to the ENI refused on the way in, and their bytes.
     pub rejected_in: u64,
+    pub rejected_in_bytes: u64,
     pub conntrack_allowance_exceeded: u64,
     pub srcdst_check_dropped: u64,
 }
@@ -26,9 +38,23 @@ impl EniCounters {
         self.in_packets += o.in_packets;
         self.in_bytes += o.in_bytes;
         self.rejected_out += o.rejected_out;
+        self.rejected_out_bytes += o.rejected_out_bytes;
         self.rejected_in += o.rejected_in;
+        self.rejected_in_bytes += o.rejected_in_bytes;
         self.conntrack_allowance_exceeded += o.conntrack_allowance_exceeded;
         self.srcdst_check_dropped += o.srcdst_check_dropped;
+    }
+
+    /// Counts a packet refused on the way out (`egress`) or in.
+    #[inline]
+    pub fn reject(&mut self, egress: bool, bytes: u64) {
+        if egress {
+            self.rejected_out += 1;
+            self.rejected_out_bytes += bytes;
+        } else {
+            self.rejected_in += 1;
+            self.rejected_in_bytes += bytes;
+        }
     }
 }
 

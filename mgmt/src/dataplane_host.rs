@@ -348,19 +348,7 @@ fn flowlog_thread(
 
 fn publish_flowlog_stats(board: &StatsBoard, a: &flowlog::Aggregator) {
     if let Ok(mut f) = board.flow_logs.lock() {
-        *f = a
-            .stats()
-            .into_iter()
-            .map(|s| FlowLogCounters {
-                flow_log_id: s.flow_log_id,
-                records_written: s.sink.records,
-                records_skipped: s.skipped_records + s.sink.dropped,
-                files: s.sink.files,
-                bytes: s.sink.bytes,
-                errors: s.sink.errors,
-                last_error: s.last_error,
-            })
-            .collect();
+        *f = a.stats().into_iter().map(FlowLogCounters::from).collect();
     }
 }
 

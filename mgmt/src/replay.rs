@@ -4,6 +4,10 @@
 //! Verdicts file (JSON lines, one per input frame, in order):
 //! `{"frame": 0, "ingress_port": "internet", "verdict": "forward"|"reject"|"drop"|"reply",
 //!   "egress_port": "web"|null, "reason": "sg-ingress"|...|null, "detail": "bad-ipv4-ihl"|null}`
+//!
+//! Stats file (`--stats`): the run's counters as `DescribeStats` answers them
+//! (`Totals`, one entry in `Workers`, `NetworkInterfaces`, `FlowLogs`, `TopFlows`), so
+//! what the flow logs say can be checked against the switch's own counters.
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -12,11 +16,12 @@ use std::path::{Path, PathBuf};
 use dataplane::pipeline::{Outcome, Pipeline, PipelineConfig, Verdict};
 use dataplane::port::pcap::{read_capture, PcapIo, PcapNgWriter};
 use dataplane::stats::Stats;
-use dataplane::tables::Tables;
+use dataplane::tables::{EniId, Tables};
 use dataplane::worker::{run_batch, BatchScratch};
 use serde_json::json;
 
 use crate::compile::compile_once;
+use crate::stats::{snapshot_json, FlowLogCounters, WorkerSnapshot};
 use crate::model::Config;
 use crate::validate::{check, Checked};
 
@@ -31,6 +36,8 @@ pub struct ReplayOptions {
     pub explain: bool,
     /// Write the config's flow logs under this directory, on the capture's clock.
     pub flow_log_root: Option<PathBuf>,
+    /// Write the run's counters here, as `DescribeStats` answers (one worker).
+    pub stats: Option<PathBuf>,
 }
 
 pub struct ReplaySummary {
@@ -141,6 +148,11 @@ pub fn replay(opts: &ReplayOptions) -> Result<ReplaySummary, String> {
         agg.finish().map_err(|e| format!("writing flow logs: {e}"))?;
         flow_log_stats = agg.stats();
     }
+    if let Some(path) = &opts.stats {
+        let doc = stats_json(&tables, &pipeline, &flow_log_stats, last_time);
+        let text = serde_json::to_string_pretty(&doc).expect("stats serialise") + "\n";
+        std::fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))?;
+    }
     if let Some(e) = error {
         return Err(format!("writing verdicts: {e}"));
     }
@@ -149,4 +161,18 @@ pub fn replay(opts: &ReplayOptions) -> Result<ReplaySummary, String> {
     }
     io.finish().map_err(|e| format!("writing the output capture: {e}"))?;
     Ok(ReplaySummary { frames: frame, stats: pipeline.stats, flow_logs: flow_log_stats })
+}
+
+/// The counters of a replay as `DescribeStats` answers them: the pipeline is one
+/// worker (worker 0, on no particular core).
+pub fn stats_json(t: &Tables, p: &Pipeline, flow_logs: &[flowlog::LogStats], now: u64) -> serde_json::Value {
+    let mut w = WorkerSnapshot::new(0, None);
+    w.stats = p.stats.clone();
+    w.conntrack_entries = p.conntrack.len();
+    w.conntrack_capacity = p.conntrack.capacity();
+    w.conntrack_per_eni = (0..t.enis.len() as u32).map(|e| p.conntrack.eni_len(EniId(e))).collect();
+    w.top_flows = p.top.samples(now);
+    w.top_every = p.top.every();
+    let logs: Vec<FlowLogCounters> = flow_logs.iter().cloned().map(FlowLogCounters::from).collect();
+    snapshot_json(t, &[w], &logs)
 }

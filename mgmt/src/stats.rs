@@ -101,6 +101,20 @@ pub struct FlowLogCounters {
     pub last_error: Option<String>,
 }
 
+impl From<flowlog::LogStats> for FlowLogCounters {
+    fn from(s: flowlog::LogStats) -> FlowLogCounters {
+        FlowLogCounters {
+            flow_log_id: s.flow_log_id,
+            records_written: s.sink.records,
+            records_skipped: s.skipped_records + s.sink.dropped,
+            files: s.sink.files,
+            bytes: s.sink.bytes,
+            errors: s.sink.errors,
+            last_error: s.last_error,
+        }
+    }
+}
+
 /// One flow direction at one ENI as a worker sampled it (see [`dataplane::topflows`]).
 pub use dataplane::topflows::FlowSample;
 
@@ -243,7 +257,8 @@ pub fn snapshot_json(t: &Tables, workers: &[WorkerSnapshot], flow_logs: &[FlowLo
         })).collect::<Vec<_>>(),
         "NetworkInterfaces": per_eni(t, workers).into_iter().map(|(id, c, entries, available)| json!({
             "NetworkInterfaceId": id, "OutPackets": c.out_packets, "OutBytes": c.out_bytes, "InPackets": c.in_packets, "InBytes": c.in_bytes,
-            "RejectedOut": c.rejected_out, "RejectedIn": c.rejected_in, "ConntrackEntries": entries,
+            "RejectedOut": c.rejected_out, "RejectedOutBytes": c.rejected_out_bytes,
+            "RejectedIn": c.rejected_in, "RejectedInBytes": c.rejected_in_bytes, "ConntrackEntries": entries,
             "conntrack_allowance_exceeded": c.conntrack_allowance_exceeded, "conntrack_allowance_available": available,
             "srcdst_check_dropped": c.srcdst_check_dropped,
         })).collect::<Vec<_>>(),
@@ -400,13 +415,25 @@ pub fn prometheus(stats: &Value) -> String {
             .map(|e| (format!("{{eni=\"{}\"}}", esc(e["NetworkInterfaceId"].as_str().unwrap_or(""))), num(&e[key])))
             .collect()
     };
-    family("eni_out_packets_total", "counter", "Packets the ENI sent that were forwarded.", per_eni("OutPackets"));
+    family(
+        "eni_out_packets_total",
+        "counter",
+        "Packets that left the ENI (its flow log's ACCEPT egress, incl. those refused at the destination).",
+        per_eni("OutPackets"),
+    );
     family("eni_in_packets_total", "counter", "Packets delivered to the ENI.", per_eni("InPackets"));
-    family("eni_out_bytes_total", "counter", "Bytes the ENI sent that were forwarded.", per_eni("OutBytes"));
-    family("eni_in_bytes_total", "counter", "Bytes delivered to the ENI.", per_eni("InBytes"));
+    family("eni_out_bytes_total", "counter", "IP bytes that left the ENI.", per_eni("OutBytes"));
+    family("eni_in_bytes_total", "counter", "IP bytes delivered to the ENI.", per_eni("InBytes"));
     family("eni_conntrack_entries", "gauge", "Conntrack entries of the ENI, all cores.", per_eni("ConntrackEntries"));
     family("eni_rejected_out_total", "counter", "Packets from the ENI refused by policy.", per_eni("RejectedOut"));
     family("eni_rejected_in_total", "counter", "Packets to the ENI refused by policy.", per_eni("RejectedIn"));
+    family(
+        "eni_rejected_out_bytes_total",
+        "counter",
+        "IP bytes from the ENI refused by policy.",
+        per_eni("RejectedOutBytes"),
+    );
+    family("eni_rejected_in_bytes_total", "counter", "IP bytes to the ENI refused by policy.", per_eni("RejectedInBytes"));
     family(
         "conntrack_allowance_exceeded_total",
         "counter",

@@ -59,6 +59,7 @@ fn replay_with_logs(config: &Path, pcap: &Path, root: &Path) {
         port: None,
         explain: false,
         flow_log_root: Some(root.to_path_buf()),
+        stats: None,
     };
     replay(&opts).unwrap();
 }
@@ -128,6 +129,51 @@ fn every_scenario_row_produces_the_predicted_records() {
         }
         assert_eq!(got, want, "row {} ({}): {recs:#?}", a.row, a.what);
         std::fs::remove_dir_all(&root).ok();
+    }
+}
+
+/// The switch's per-ENI counters add up to what its flow log says: ACCEPT = packets
+/// that left the ENI (even if refused at the destination) plus packets delivered to
+/// it; REJECT = packets refused on the way out plus on the way in.
+#[test]
+fn per_eni_counters_equal_the_flow_log_sums_for_every_row() {
+    for a in tt::attempts() {
+        let root = tmp(&format!("{}-stats", a.file));
+        let stats_path = root.with_extension("json");
+        let opts = ReplayOptions {
+            config: PathBuf::from(tt::CONFIG),
+            pcap: PathBuf::from(tt::CAPTURES).join(format!("{}.pcapng", a.file)),
+            verdicts: None,
+            out: None,
+            port: None,
+            explain: false,
+            flow_log_root: Some(root.clone()),
+            stats: Some(stats_path.clone()),
+        };
+        replay(&opts).unwrap();
+        let mut logged: BTreeMap<(String, String), (u64, u64)> = BTreeMap::new();
+        for r in records(&root).iter().filter(|r| r[13] == "OK") {
+            let e = logged.entry((r[2].clone(), r[12].clone())).or_default();
+            e.0 += r[8].parse::<u64>().unwrap();
+            e.1 += r[9].parse::<u64>().unwrap();
+        }
+        let stats: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&stats_path).unwrap()).unwrap();
+        let mut counted: BTreeMap<(String, String), (u64, u64)> = BTreeMap::new();
+        for e in stats["NetworkInterfaces"].as_array().unwrap() {
+            let n = |k: &str| e[k].as_u64().unwrap();
+            let id = e["NetworkInterfaceId"].as_str().unwrap().to_string();
+            let accept = (n("OutPackets") + n("InPackets"), n("OutBytes") + n("InBytes"));
+            let reject = (n("RejectedOut") + n("RejectedIn"), n("RejectedOutBytes") + n("RejectedInBytes"));
+            for (action, v) in [("ACCEPT", accept), ("REJECT", reject)] {
+                if v != (0, 0) {
+                    counted.insert((id.clone(), action.into()), v);
+                }
+            }
+        }
+        assert!(!counted.is_empty(), "row {}: nothing counted", a.row);
+        assert_eq!(counted, logged, "row {} ({})", a.row, a.what);
+        std::fs::remove_dir_all(&root).ok();
+        std::fs::remove_file(&stats_path).ok();
     }
 }
 

@@ -48,6 +48,7 @@ fn rows_1_to_13b_replay_as_the_scenario_table_says() {
             port: None,
             explain: false,
             flow_log_root: None,
+            stats: None,
         };
         let summary = replay(&opts).unwrap_or_else(|e| panic!("row {}: {e}", a.row));
         assert_eq!(summary.frames as usize, a.frames.len());

@@ -78,6 +78,9 @@ pub enum Command {
         /// Write the config's flow logs under DIR (the capture's timestamps are the clock).
         #[arg(long, value_name = "DIR")]
         flow_log_root: Option<PathBuf>,
+        /// Write the run's counters to FILE, as `vpcgate stats` prints them (JSON).
+        #[arg(long, value_name = "FILE")]
+        stats: Option<PathBuf>,
     },
     /// Would this packet get through, and why? Every hop with the rule that decided it.
     Trace(TraceArgs),
@@ -208,8 +211,8 @@ pub fn main() -> ExitCode {
             };
             crate::top::run(&socket, opts)
         }
-        Command::Replay { config, pcap, verdicts, out, port, explain, flow_log_root } => {
-            match replay(&ReplayOptions { config, pcap, verdicts, out, port, explain, flow_log_root }) {
+        Command::Replay { config, pcap, verdicts, out, port, explain, flow_log_root, stats } => {
+            match replay(&ReplayOptions { config, pcap, verdicts, out, port, explain, flow_log_root, stats }) {
                 Ok(summary) => {
                     let s = &summary.stats;
                     let rejected: u64 = s.rejected.iter().sum();
