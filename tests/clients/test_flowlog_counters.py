@@ -422,7 +422,7 @@ def test_the_capture_exercises_every_kind_of_decision(run):
     assert protos == {"1", "6", "17"}
     paths = Counter(r[0] for r in con.sql(f"select \"traffic-path\" from {rel} where \"flow-direction\" = 'egress'").fetchall())
     assert paths["1"] > 0 and paths["2"] > 0, "egress inside the VPC and to the internet"
-    windows = con.sql(f"select count(distinct cast(start as bigint) // 60) from {rel}").fetchone()[0]
+    windows = con.execute(f"select count(distinct cast(start as bigint) // 60) from {rel}").fetchone()[0]
     assert windows >= 3, "several aggregation windows"
 
 
@@ -452,8 +452,8 @@ def test_nothing_skipped_and_every_record_accounted(run):
     assert len(logs) == 4
     for f in logs.values():
         assert f["RecordsSkipped"] == 0 and f["Errors"] == 0 and f["LastError"] is None, f
-    text_rows = con.sql(f"select count(*) from {text_relation(run['root'])}").fetchone()[0]
-    parquet_rows = con.sql(f"select count(*) from {parquet_relation(run['root'])}").fetchone()[0]
+    text_rows = con.execute(f"select count(*) from {text_relation(run['root'])}").fetchone()[0]
+    parquet_rows = con.execute(f"select count(*) from {parquet_relation(run['root'])}").fetchone()[0]
     assert logs["fl-0c0ffee0000000001"]["RecordsWritten"] == text_rows
     assert sum(f["RecordsWritten"] for k, f in logs.items() if k != "fl-0c0ffee0000000001") == parquet_rows
     # One gzip header line per text file, nothing else beside the records.
