@@ -679,7 +679,7 @@ impl Pipeline {
                         }
                     }
                 }
-                self.stats.untracked += plan.untracked as u64;
+                self.stats.count_untracked(plan.untracked);
                 if let Some(c) = plan.src.and_then(|e| self.stats.eni(e)) {
                     c.out_packets += 1;
                     c.out_bytes += bytes;

@@ -58,6 +58,12 @@ impl EniCounters {
     }
 }
 
+/// False only in a benchmark build made with `VPCGATE_UNCOUNTED=1` in the environment
+/// (`perf/bench-counting.sh`): every per-packet counter and the top-flow sampling are
+/// behind it, so that build measures the pipeline with counting compiled out. An
+/// environment variable, not a cargo feature, so `--all-features` never ships it.
+pub const COUNTED: bool = option_env!("VPCGATE_UNCOUNTED").is_none();
+
 #[derive(Clone, Debug, Default)]
 pub struct Stats {
     pub frames: u64,
@@ -81,11 +87,17 @@ impl Stats {
 
     #[inline]
     pub fn eni(&mut self, e: EniId) -> Option<&mut EniCounters> {
+        if !COUNTED {
+            return None;
+        }
         self.per_eni.get_mut(e.0 as usize)
     }
 
     #[inline]
     pub fn count(&mut self, v: Verdict, bytes: usize) {
+        if !COUNTED {
+            return;
+        }
         self.frames += 1;
         self.bytes += bytes as u64;
         match v {
@@ -98,6 +110,13 @@ impl Stats {
                     self.malformed[m as usize] += 1;
                 }
             }
+        }
+    }
+
+    #[inline]
+    pub fn count_untracked(&mut self, hops: u8) {
+        if COUNTED {
+            self.untracked += hops as u64;
         }
     }
 

@@ -74,6 +74,9 @@ impl TopFlows {
     /// Called for every policy decision; true when this one is to be sampled.
     #[inline]
     pub fn tick(&mut self, now: Nanos) -> bool {
+        if !crate::stats::COUNTED {
+            return false;
+        }
         self.decisions += 1;
         self.countdown -= 1;
         if self.countdown != 0 {

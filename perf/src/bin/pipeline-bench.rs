@@ -4,7 +4,7 @@
 //! lookups/s. Frames are copied into the batch buffers before every batch (as a NIC
 //! would have written them), and that copy is part of the measured time.
 //!
-//! `cargo run --release -p perf --bin pipeline-bench [-- --runs 5 --quick]`
+//! `cargo run --release -p perf --bin pipeline-bench [-- --runs 5 --quick --quota-only]`
 //! Prints a markdown table (medians of the runs) for BENCHMARKS.md.
 
 use std::time::Instant;
@@ -272,6 +272,9 @@ fn main() {
     );
     row("AWS quotas", "(b) new flows (SYN, 1 entry each)", &new_flows(&quota, quota_new_flows(new_count), runs));
     row("AWS quotas", "(c) NACL deny", &nacl_deny(&quota, total, runs));
+    if args.iter().any(|a| a == "--quota-only") {
+        return;
+    }
 
     let mut lookups = Vec::new();
     for set in ["acl1_10k", "fw1_10k"] {
