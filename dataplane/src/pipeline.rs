@@ -746,9 +746,11 @@ impl Pipeline {
         outcome
     }
 
-    /// Counts a packet for flow logs at `eni` (if it has one) outside conntrack.
+    /// Counts a packet for flow logs at `eni` (if it has one) outside conntrack. The
+    /// check is inlined, the counting is not: most ENIs have no flow log, and an
+    /// out-of-line call with eight arguments costs more than the check.
     #[allow(clippy::too_many_arguments)]
-    #[inline]
+    #[inline(always)]
     fn account(
         &mut self,
         t: &Tables,
@@ -759,10 +761,14 @@ impl Pipeline {
         bytes: u64,
         now: Nanos,
     ) {
-        let Some(eni) = eni else { return };
-        if t.eni(eni).is_none_or(|e| e.flow_meta.is_none()) {
-            return;
+        if let Some(eni) = eni.filter(|&e| t.eni(e).is_some_and(|e| e.flow_meta.is_some())) {
+            self.account_logged(plan, eni, egress, accept, bytes, now);
         }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    #[inline(never)]
+    fn account_logged(&mut self, plan: &Plan, eni: EniId, egress: bool, accept: bool, bytes: u64, now: Nanos) {
         let id = FlowId { eni, egress, accept, to_uplink: egress && plan.to_uplink, ..plan.packet };
         self.flows.add(&id, bytes, now / NANOS_PER_SEC, plan.tcp_flags);
     }

@@ -66,7 +66,7 @@ pub const COUNTED: bool = option_env!("VPCGATE_UNCOUNTED").is_none();
 
 #[derive(Clone, Debug, Default)]
 pub struct Stats {
-    pub frames: u64,
+    /// Bytes of every frame judged (frames: [`Stats::frames`], the sum of the verdicts).
     pub bytes: u64,
     pub forwarded: u64,
     pub replied: u64,
@@ -98,7 +98,6 @@ impl Stats {
         if !COUNTED {
             return;
         }
-        self.frames += 1;
         self.bytes += bytes as u64;
         match v {
             Verdict::Forward(_) => self.forwarded += 1,
@@ -120,12 +119,17 @@ impl Stats {
         }
     }
 
+    /// Frames judged: each gets exactly one verdict, so they are the verdicts' sum
+    /// (one increment a frame fewer on the hot path).
+    pub fn frames(&self) -> u64 {
+        self.forwarded + self.replied + self.rejected.iter().sum::<u64>() + self.dropped.iter().sum::<u64>()
+    }
+
     pub fn dropped_by(&self, r: DropReason) -> u64 {
         self.dropped[r.kind_index()]
     }
 
     pub fn add(&mut self, o: &Stats) {
-        self.frames += o.frames;
         self.bytes += o.bytes;
         self.forwarded += o.forwarded;
         self.replied += o.replied;

@@ -39,10 +39,11 @@ pub struct TopFlows {
     /// Sample one decision in `every`; `countdown` decisions to the next sample.
     every: u32,
     countdown: u32,
-    /// Decisions seen at the last retune, and when.
-    seen: u64,
+    /// When the last retune was, and `countdown` just after it: the decisions since
+    /// are `samples * every + countdown_at_retune - countdown`, so no per-decision
+    /// counter is needed.
     retuned_at: Nanos,
-    decisions: u64,
+    countdown_at_retune: u32,
     /// Samples taken since the last retune: a burst retunes early, after
     /// [`RETUNE_AFTER`] samples, instead of sampling every packet for a second.
     samples: u32,
@@ -64,9 +65,8 @@ impl TopFlows {
             slots: vec![None; SLOTS].into_boxed_slice(),
             every: 1,
             countdown: 1,
-            seen: 0,
             retuned_at: 0,
-            decisions: 0,
+            countdown_at_retune: 1,
             samples: 0,
         }
     }
@@ -77,7 +77,6 @@ impl TopFlows {
         if !crate::stats::COUNTED {
             return false;
         }
-        self.decisions += 1;
         self.countdown -= 1;
         if self.countdown != 0 {
             return false;
@@ -99,12 +98,14 @@ impl TopFlows {
     pub fn retune(&mut self, now: Nanos) {
         let elapsed = now.saturating_sub(self.retuned_at);
         if self.retuned_at != 0 && elapsed > 0 {
-            let per_sec = (self.decisions - self.seen) as u128 * 1_000_000_000 / elapsed as u128;
+            let decisions =
+                self.samples as u64 * self.every as u64 + self.countdown_at_retune as u64 - self.countdown as u64;
+            let per_sec = decisions as u128 * 1_000_000_000 / elapsed as u128;
             let wanted = (per_sec as u64).div_ceil(SAMPLES_PER_SEC).max(1);
             self.every = wanted.next_power_of_two().min(1 << 16) as u32;
             self.countdown = self.countdown.min(self.every);
         }
-        self.seen = self.decisions;
+        self.countdown_at_retune = self.countdown;
         self.retuned_at = now;
         self.samples = 0;
     }

@@ -240,7 +240,7 @@ pub fn snapshot_json(t: &Tables, workers: &[WorkerSnapshot], flow_logs: &[FlowLo
         }
         let rejected: serde_json::Map<String, Value> =
             Hop::ALL.iter().map(|h| (h.name().to_string(), json!(s.rejected[*h as usize]))).collect();
-        json!({"Frames": s.frames, "Bytes": s.bytes, "Forwarded": s.forwarded, "Replied": s.replied, "Untracked": s.untracked,
+        json!({"Frames": s.frames(), "Bytes": s.bytes, "Forwarded": s.forwarded, "Replied": s.replied, "Untracked": s.untracked,
                "Rejected": rejected, "Dropped": dropped, "Malformed": malformed})
     };
     json!({
@@ -433,7 +433,12 @@ pub fn prometheus(stats: &Value) -> String {
         "IP bytes from the ENI refused by policy.",
         per_eni("RejectedOutBytes"),
     );
-    family("eni_rejected_in_bytes_total", "counter", "IP bytes to the ENI refused by policy.", per_eni("RejectedInBytes"));
+    family(
+        "eni_rejected_in_bytes_total",
+        "counter",
+        "IP bytes to the ENI refused by policy.",
+        per_eni("RejectedInBytes"),
+    );
     family(
         "conntrack_allowance_exceeded_total",
         "counter",

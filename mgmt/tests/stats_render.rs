@@ -106,7 +106,7 @@ fn prometheus_text_of_a_board_with_workers() {
     let t = tables();
     let a = key(&t, small::ENI_A).0 as usize;
     let mut w0 = WorkerSnapshot::new(0, Some(2));
-    w0.stats.frames = 1000;
+    w0.stats.forwarded = 991;
     w0.stats.bytes = 64_000;
     w0.stats.untracked = 3;
     w0.stats.rejected[Hop::NaclIngress as usize] = 7;

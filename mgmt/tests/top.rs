@@ -72,7 +72,6 @@ fn sample(t: &Tables, k: u64) -> Value {
     let (a, b) = (key(t, small::ENI_A), key(t, small::ENI_B));
     let mut w0 = WorkerSnapshot::new(0, Some(2));
     let s = &mut w0.stats;
-    s.frames = 1000 * k;
     s.bytes = 1_500_000 * k;
     s.forwarded = 800 * k;
     s.replied = 10 * k;
@@ -95,7 +94,6 @@ fn sample(t: &Tables, k: u64) -> Value {
     w0.handoff_out = 50 * k;
     w0.batch_nanos.record(40_000).unwrap();
     let mut w1 = WorkerSnapshot::new(1, Some(3));
-    w1.stats.frames = 500 * k;
     w1.stats.bytes = 500_000 * k;
     w1.stats.forwarded = 500 * k;
     w1.conntrack_capacity = 262_144;
