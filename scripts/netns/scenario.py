@@ -16,6 +16,7 @@ import json
 import os
 import shutil
 import signal
+import struct
 import subprocess
 import sys
 import tempfile
@@ -25,6 +26,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
 TOPO = os.path.join(HERE, "three-tier.sh")
 PROBE = os.path.join(HERE, "probe.py")
+INJECT = os.path.join(HERE, "inject.py")
 
 WEB_SG = "sg-0f00d00000000e001"
 PUBLIC_NACL = "acl-0f00d00000000c001"
@@ -54,9 +56,10 @@ class Scenario:
         self.holds = []
 
     # --- setup and teardown -------------------------------------------------------
-    def up(self):
+    def up(self, services=True):
         sh(TOPO, "up", "--queues", str(self.queues))
-        sh(TOPO, "services")
+        if services:
+            sh(TOPO, "services")
         cfg = json.load(open(os.path.join(ROOT, "examples/three-tier/config.json")))
         cfg["Appliance"]["FlowLogRoot"] = os.path.join(self.dir, "flowlogs")
         cfg["Appliance"]["Api"] = {"Socket": self.sock}
@@ -293,6 +296,148 @@ class Scenario:
                 iperf = {"error": out.stderr.strip() or out.stdout[-300:]}
         return {"warm": warm, "transfer": res, "rss_kib_before": rss0, "rss_kib_after": rss1, "iperf3": iperf}
 
+    def exact_stats(self):
+        """Frames of every kind, crafted and sent with packet sockets from the hosts'
+        side of the veths, a distinct number of each; DescribeStats before and after
+        must differ by exactly what was sent: verdicts by reason, per-ENI counters, per
+        queue rx/tx. The hosts' kernels drop every IP packet that arrives (nftables), so no host
+        answers and nothing but the test's frames crosses the switch."""
+        for h in ("web", "bastion", "app", "db"):
+            sh(TOPO, "exec", h, "nft", "add table ip mute; add chain ip mute in { type filter hook prerouting priority -400; "
+               "policy drop; }")
+        # app's subnet NACL refuses app -> internet https on the way out (rule 90).
+        self.cli("create-network-acl-entry", "--network-acl-id", "acl-0f00d00000000c000", "--rule-number", "90",
+                 "--protocol", "tcp", "--port-range", "From=443,To=443", "--cidr-block", "198.19.0.0/16",
+                 "--rule-action", "deny", "--egress")
+        router, gw = "02:76:70:63:67:01", "02:00:00:00:ff:01"
+        mac = {"web": "02:00:00:00:01:0a", "app": "02:00:00:00:02:0a"}
+
+        def ip4(a):
+            return bytes(int(x) for x in a.split("."))
+
+        def csum(b):
+            b += b"\0" * (len(b) % 2)
+            t = sum(struct.unpack(f"!{len(b) // 2}H", b))
+            while t >> 16:
+                t = (t & 0xFFFF) + (t >> 16)
+            return ~t & 0xFFFF
+
+        def eth(src, dst, payload, ethertype=0x0800):
+            f = bytes.fromhex(dst.replace(":", "")) + bytes.fromhex(src.replace(":", "")) + struct.pack("!H", ethertype)
+            f += payload
+            return f + b"\0" * max(0, 60 - len(f))
+
+        def syn(src, dst, sport, dport, ihl=5):
+            seg = struct.pack("!HHIIBBHHH", sport, dport, 1, 0, 5 << 4, 0x02, 65535, 0, 0)
+            pseudo = ip4(src) + ip4(dst) + struct.pack("!BBH", 0, 6, len(seg))
+            seg = seg[:16] + struct.pack("!H", csum(pseudo + seg)) + seg[18:]
+            hdr = struct.pack("!BBHHHBBH4s4s", 0x40 | ihl, 0, 20 + len(seg), 1, 0, 64, 6, 0, ip4(src), ip4(dst))
+            return hdr[:10] + struct.pack("!H", csum(hdr)) + hdr[12:] + seg
+
+        def arp_request(src_mac, src_ip, target):
+            return struct.pack("!HHBBH6s4s6s4s", 1, 0x0800, 6, 4, 1, bytes.fromhex(src_mac.replace(":", "")),
+                               ip4(src_ip), b"\0" * 6, ip4(target))
+
+        web, app = IP["web"], IP["app"]
+        # (what, sending host's namespace + interface, frame, count, expected verdict key)
+        kinds = [
+            ("forward", "web", eth(mac["web"], router, syn(web, app, 50001, 8080)), 7, ("Forwarded",)),
+            ("sg-egress", "web", eth(mac["web"], router, syn(web, IP["db"], 50002, 3306)), 5, ("Rejected", "sg-egress")),
+            ("sg-ingress", "web", eth(mac["web"], router, syn(web, app, 50003, 22)), 4, ("Rejected", "sg-ingress")),
+            ("nacl-ingress", "inet", eth(gw, router, syn(IP["attacker"], web, 50004, 80)), 3,
+             ("Rejected", "nacl-ingress")),
+            ("nacl-egress", "app", eth(mac["app"], router, syn(app, IP["client"], 50005, 443)), 6,
+             ("Rejected", "nacl-egress")),
+            ("no-route", "web", eth(mac["web"], router, syn(web, "198.18.1.99", 50006, 80)), 11, ("Dropped", "no-route")),
+            ("src-dst-check", "web", eth(mac["web"], router, syn("198.18.1.77", app, 50007, 8080)), 2,
+             ("Dropped", "src-dst-check")),
+            ("unknown-source", "web", eth("02:00:00:00:01:99", router, syn(web, app, 50008, 8080)), 8,
+             ("Dropped", "unknown-source")),
+            ("malformed", "web", eth(mac["web"], router, syn(web, app, 50009, 8080, ihl=4)), 9, ("Dropped", "malformed")),
+            ("arp", "web", eth(mac["web"], "ff:ff:ff:ff:ff:ff", arp_request(mac["web"], web, "198.18.1.1"), 0x0806), 3,
+             ("Replied",)),
+        ]
+        time.sleep(1.0)  # the workers publish their counters every 250 ms
+        before = self.stats()
+        by_ns = {}
+        for what, host, frame, count, _ in kinds:
+            by_ns.setdefault(host, []).append(f"{frame.hex()}:{count}")
+        for host, specs in by_ns.items():
+            if host == "inet":
+                sh("ip", "netns", "exec", "vgt-inet", "python3", INJECT, "up0", *specs)
+            else:
+                sh(TOPO, "exec", host, "python3", INJECT, "eth0", *specs)
+        time.sleep(1.5)
+        after = self.stats()
+
+        def delta(path):
+            a, b = after, before
+            for k in path:
+                a, b = a[k], b[k]
+            return a - b
+
+        mismatches = []
+
+        def expect(what, got, want):
+            if got != want:
+                mismatches.append(f"{what}: counted {got}, sent {want}")
+
+        frames = sum(k[3] for k in kinds)
+        expect("Totals.Frames", delta(("Totals", "Frames")), frames)
+        expect("Totals.Bytes", delta(("Totals", "Bytes")), sum(len(k[2]) * k[3] for k in kinds))
+        for what, _, _, count, key in kinds:
+            expect(f"Totals.{'.'.join(key)} ({what})", delta(("Totals", *key)), count)
+        expect("Totals.Malformed.bad-ipv4-ihl", delta(("Totals", "Malformed", "bad-ipv4-ihl")), 9)
+        n = {k[0]: k[3] for k in kinds}
+
+        def queues(doc):
+            out = {}
+            for w in doc["Workers"]:
+                for q in w["Queues"]:
+                    for f in ("RxPackets", "RxBytes", "TxPackets", "TxBytes"):
+                        out[(q["Port"], f)] = out.get((q["Port"], f), 0) + q[f]
+            return out
+
+        qa, qb = queues(after), queues(before)
+        sent_on = {}
+        for _, host, frame, count, _ in kinds:
+            port = "internet" if host == "inet" else host
+            p, b = sent_on.get(port, (0, 0))
+            sent_on[port] = (p + count, b + len(frame) * count)
+        for port in ("web", "bastion", "app", "db", "internet"):
+            p, b = sent_on.get(port, (0, 0))
+            expect(f"{port} RxPackets", qa[(port, "RxPackets")] - qb[(port, "RxPackets")], p)
+            expect(f"{port} RxBytes", qa[(port, "RxBytes")] - qb[(port, "RxBytes")], b)
+        # Forwarded SYNs leave on app's port (Ethernet + 40 IP bytes, padding gone); the
+        # ARP answers on web's.
+        tx = {"app": (n["forward"], n["forward"] * 54), "web": (n["arp"], None)}
+        for port in ("web", "bastion", "app", "db", "internet"):
+            p, b = tx.get(port, (0, 0))
+            expect(f"{port} TxPackets", qa[(port, "TxPackets")] - qb[(port, "TxPackets")], p)
+            if b is not None:
+                expect(f"{port} TxBytes", qa[(port, "TxBytes")] - qb[(port, "TxBytes")], b)
+        enis = {e["NetworkInterfaceId"]: e for e in after["NetworkInterfaces"]}
+        enis0 = {e["NetworkInterfaceId"]: e for e in before["NetworkInterfaces"]}
+        ip_bytes = 40
+        want = {
+            ENI["web"]: {"OutPackets": n["forward"] + n["sg-ingress"], "OutBytes": (n["forward"] + n["sg-ingress"]) * ip_bytes,
+                         "RejectedOut": n["sg-egress"], "RejectedOutBytes": n["sg-egress"] * ip_bytes,
+                         "RejectedIn": n["nacl-ingress"], "RejectedInBytes": n["nacl-ingress"] * ip_bytes,
+                         "srcdst_check_dropped": n["src-dst-check"], "InPackets": 0},
+            ENI["app"]: {"InPackets": n["forward"], "InBytes": n["forward"] * ip_bytes, "RejectedIn": n["sg-ingress"],
+                         "RejectedOut": n["nacl-egress"], "OutPackets": 0},
+            ENI["db"]: {"InPackets": 0, "RejectedIn": 0, "OutPackets": 0},
+            ENI["bastion"]: {"InPackets": 0, "OutPackets": 0},
+        }
+        for eni, fields in want.items():
+            for f, v in fields.items():
+                expect(f"{eni} {f}", enis[eni][f] - enis0[eni][f], v)
+        # Every forwarded SYN opened an entry at web's egress and one at app's ingress.
+        expect(f"{ENI['web']} ConntrackEntries", enis[ENI["web"]]["ConntrackEntries"] - enis0[ENI["web"]]["ConntrackEntries"], 1)
+        expect(f"{ENI['app']} ConntrackEntries", enis[ENI["app"]]["ConntrackEntries"] - enis0[ENI["app"]]["ConntrackEntries"], 1)
+        return {"sent": {k[0]: k[3] for k in kinds}, "frames": frames, "mismatches": mismatches,
+                "before": before, "after": after}
+
 
 def print_table(rows):
     print(f"{'#':>4}  {'attempt':<30} {'expected':<26} {'observed':<30} {'':2}  decision")
@@ -308,6 +453,8 @@ def main():
     ap.add_argument("--queues", type=int, default=1)
     ap.add_argument("--keep", action="store_true", help="leave the topology up (debugging)")
     ap.add_argument("--bulk", type=int, metavar="BYTES", help="only a verified transfer of BYTES web -> app, and iperf3")
+    ap.add_argument("--exact-stats", action="store_true",
+                    help="only: send crafted frames of every kind, check DescribeStats counted exactly them")
     args = ap.parse_args()
     # One run at a time: the topology's names are fixed (tests may run in parallel).
     lock = open("/tmp/vpcgate-three-tier.lock", "w")
@@ -321,7 +468,11 @@ def main():
     signal.signal(signal.SIGTERM, interrupted)
     result = {"rows": [], "flow_records": [], "stats": None}
     try:
-        s.up()
+        s.up(services=not args.exact_stats)
+        if args.exact_stats:
+            result = s.exact_stats()
+            print(json.dumps(result))
+            return
         if args.bulk:
             result = s.bulk(args.bulk)
             result["stats"] = s.stats()
