@@ -612,6 +612,7 @@ impl Conntrack {
 
     /// Files the entry under its expiry second again if that moved (no division on
     /// the common path: the expiry usually stays within the second it is filed under).
+    #[inline]
     fn refile(&mut self, idx: u32) {
         let e = &self.entries[idx as usize];
         let expiry = e.last_seen + e.timeout;
@@ -619,6 +620,12 @@ impl Conntrack {
         if expiry >= filed && expiry - filed < NANOS_PER_SEC {
             return;
         }
+        self.move_to(idx, expiry);
+    }
+
+    /// Out of line: taken about once a second per busy flow, not per packet.
+    #[inline(never)]
+    fn move_to(&mut self, idx: u32, expiry: Nanos) {
         self.unlink(idx);
         self.entries[idx as usize].due = expiry / NANOS_PER_SEC;
         self.link(idx);
