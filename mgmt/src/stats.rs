@@ -433,7 +433,12 @@ pub fn prometheus(stats: &Value) -> String {
         "IP bytes from the ENI refused by policy.",
         per_eni("RejectedOutBytes"),
     );
-    family("eni_rejected_in_bytes_total", "counter", "IP bytes to the ENI refused by policy.", per_eni("RejectedInBytes"));
+    family(
+        "eni_rejected_in_bytes_total",
+        "counter",
+        "IP bytes to the ENI refused by policy.",
+        per_eni("RejectedInBytes"),
+    );
     family(
         "conntrack_allowance_exceeded_total",
         "counter",
