@@ -127,6 +127,15 @@ impl FlowTable {
         }
     }
 
+    /// Flow directions accounted in the table.
+    pub fn len(&self) -> usize {
+        self.used
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.used == 0
+    }
+
     /// Hands every flow direction to `f` and empties the table.
     pub fn drain(&mut self, mut f: impl FnMut(&FlowId, &Acct)) {
         if self.used > 0 {

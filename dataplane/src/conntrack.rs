@@ -466,6 +466,11 @@ impl Conntrack {
         // It stays on the dirty list (flag kept) with nothing left to report.
     }
 
+    /// At most this many flow directions wait for [`Conntrack::drain_accounting`].
+    pub fn accounting_pending(&self) -> usize {
+        self.finished.len() + 2 * self.dirty.len()
+    }
+
     /// Hands over every flow direction counted since the last call.
     pub fn drain_accounting(&mut self, mut f: impl FnMut(&FlowId, &Acct)) {
         for (id, a) in self.finished.drain(..) {

@@ -352,6 +352,9 @@ impl Pipeline {
     pub fn flush_accounting(&mut self, t: &Tables, now: Nanos) {
         let interval = t.flow_interval_secs.max(1) as u64;
         let end = self.next_flush / NANOS_PER_SEC;
+        // One allocation for the interval's records (an interval of new flows can
+        // finish a million): growing by doubling would copy them over and over.
+        self.records.reserve(self.conntrack.accounting_pending() + self.flows.len() + 1);
         let records = &mut self.records;
         let mut emit = |id: &FlowId, a: &Acct| {
             if let Some(meta) = t.eni(id.eni).and_then(|e| e.flow_meta.as_ref()) {
@@ -367,6 +370,12 @@ impl Pipeline {
         }
         let now_s = now / NANOS_PER_SEC;
         self.next_flush = (now_s / interval + 1) * interval * NANOS_PER_SEC;
+    }
+
+    /// Whether finished intervals left flow records to take.
+    #[inline]
+    pub fn has_records(&self) -> bool {
+        !self.records.is_empty()
     }
 
     /// The flow records of finished intervals.

@@ -275,9 +275,10 @@ pub fn flow_log_root(c: &Checked, state_dir: &Path) -> PathBuf {
     c.config.appliance.flow_log_root.as_ref().map(PathBuf::from).unwrap_or_else(|| state_dir.join("flowlogs"))
 }
 
-/// The flow-log thread: records in, windows closed two seconds after they end (the
+/// The flow-log thread (public for benchmarks and tests that drive it as the daemon
+/// does): records in, windows closed two seconds after they end (the
 /// workers flush at the boundary), config changes re-open the sinks.
-fn flowlog_thread(
+pub fn flowlog_thread(
     first: Checked,
     root: PathBuf,
     records: Receiver<Vec<FlowRecord>>,
@@ -325,6 +326,15 @@ fn flowlog_thread(
         if last_close.elapsed() >= Duration::from_secs(1) {
             last_close = Instant::now();
             if let Some(a) = agg.as_mut() {
+                // Records already handed over belong in the windows about to close:
+                // a backlog (this thread descheduled, a slow disk) must not push
+                // them into a later window and leave a false NODATA behind.
+                for _ in 0..records.len() {
+                    match records.try_recv() {
+                        Ok(batch) => a.add(&batch),
+                        Err(_) => break,
+                    }
+                }
                 if let Err(e) = a.close_through(now_nanos() / 1_000_000_000 - 2) {
                     log::warn!("flow logs: {e} (will retry)");
                 }

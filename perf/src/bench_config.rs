@@ -151,6 +151,17 @@ pub fn packet_for(f: &Filter, rng: &mut impl Rng, sport: u16) -> Option<Vec<u8>>
     })
 }
 
+/// `cfg` with a flow log (TrafficType ALL, default format) on the server ENI, to
+/// gzip text under `arn:aws:s3:::BUCKET`, aggregated over `interval` seconds (AWS
+/// allows 60 or 600; shorter intervals are accepted for benchmarks).
+pub fn with_flow_log(mut cfg: Config, interval: u32, bucket: &str) -> Config {
+    let fl = json!({"FlowLogId": "fl-0be0c000000000001", "ResourceId": SERVER_ENI, "TrafficType": "ALL",
+                    "LogDestinationType": "s3", "LogDestination": format!("arn:aws:s3:::{bucket}"),
+                    "MaxAggregationInterval": interval});
+    cfg.flow_logs = vec![serde_json::from_value(fl).expect("flow log")];
+    cfg
+}
+
 /// A deterministic RNG for benchmark traffic.
 pub fn rng(seed: u64) -> rand_chacha::ChaCha8Rng {
     rand_chacha::ChaCha8Rng::seed_from_u64(seed)

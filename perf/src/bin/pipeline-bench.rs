@@ -6,8 +6,24 @@
 //!
 //! `cargo run --release -p perf --bin pipeline-bench [-- --runs 5 --quick --quota-only]`
 //! Prints a markdown table (medians of the runs) for BENCHMARKS.md.
+//!
+//! `--flowlog-cost` measures instead what flow-log accounting costs: the same three
+//! traffic cases with the server ENI under a flow log (TrafficType ALL) and without,
+//! the two alternated run by run in one process. Both run on the wall clock, as a
+//! worker does, so accounting intervals end during the run; finished records are
+//! handed to a bounded channel exactly as the worker hands them to the flow-log
+//! thread (a second thread receives and counts them), and the last interval is
+//! flushed and handed on inside the timed region, so every accounted packet's record
+//! is paid for. `--flowlog-interval S` (default 1, the most flushes) sets the flow
+//! log's aggregation interval.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
+
+use crossbeam_channel::{bounded, Sender, TrySendError};
+use dataplane::worker::RecordHandoff;
+use flowlog::FlowRecord;
 
 use dataplane::addr::Family;
 use dataplane::pipeline::{Frame, Hop, Outcome, Pipeline, PipelineConfig, Verdict};
@@ -39,6 +55,19 @@ struct Result {
     mpps: f64,
     p50_ns: u64,
     p99_ns: u64,
+    /// Flow records handed on (flow-log runs).
+    records: u64,
+}
+
+/// How a run keeps time and what it does with flow records.
+enum Mode<'a> {
+    /// 1 us of appliance time per batch; records (if any) stay in the pipeline.
+    Simulated,
+    /// Appliance time is `base` plus the wall time since the run started (as a
+    /// worker's clock); finished records go through a [`RecordHandoff`] into
+    /// `records`, and the last interval is flushed and handed on before the clock
+    /// stops.
+    Worker { base: u64, records: &'a Sender<Vec<FlowRecord>> },
 }
 
 fn tables_for(cfg: &Config) -> Tables {
@@ -56,7 +85,14 @@ fn run(
     total: usize,
     expect: Expect,
     now: &mut u64,
+    mode: &Mode<'_>,
 ) -> Result {
+    let mut handoff = RecordHandoff::default();
+    let send = |tx: &Sender<Vec<FlowRecord>>, r| {
+        tx.try_send(r).map_err(|e| match e {
+            TrySendError::Full(r) | TrySendError::Disconnected(r) => r,
+        })
+    };
     let mut bufs = vec![vec![0u8; BUF]; BATCH];
     let mut out = [Outcome { verdict: Verdict::Reply, head: 0, len: 0 }; BATCH];
     let mut hist = Histogram::<u64>::new(3).unwrap();
@@ -65,6 +101,9 @@ fn run(
     let start = Instant::now();
     while done < total {
         let t0 = Instant::now();
+        if let Mode::Worker { base, .. } = mode {
+            *now = base + (t0 - start).as_nanos() as u64;
+        }
         let mut frames: Vec<Frame<'_>> = Vec::with_capacity(BATCH);
         for buf in bufs.iter_mut() {
             let f = &input.frames[next % input.frames.len()];
@@ -85,10 +124,26 @@ fn run(
             out.iter().find(|o| o.verdict.name() != "forward")
         );
         done += BATCH;
-        *now += 1_000; // 1 us per batch of appliance time
+        match mode {
+            Mode::Simulated => *now += 1_000, // 1 us per batch of appliance time
+            Mode::Worker { records, .. } => {
+                handoff.pass(pipeline, |r| send(records, r));
+            }
+        }
+    }
+    if let Mode::Worker { records, .. } = mode {
+        // What a stopping worker does: the open interval is flushed and handed on.
+        pipeline.flush_accounting(tables, *now);
+        handoff.pass(pipeline, |r| send(records, r));
+        assert_eq!(handoff.lost, 0, "the flow-log channel could not take the records: SKIPDATA");
     }
     let secs = start.elapsed().as_secs_f64();
-    Result { mpps: done as f64 / secs / 1e6, p50_ns: hist.value_at_quantile(0.5), p99_ns: hist.value_at_quantile(0.99) }
+    Result {
+        mpps: done as f64 / secs / 1e6,
+        p50_ns: hist.value_at_quantile(0.5),
+        p99_ns: hist.value_at_quantile(0.99),
+        records: handoff.sent,
+    }
 }
 
 fn median(mut v: Vec<Result>) -> Result {
@@ -97,13 +152,19 @@ fn median(mut v: Vec<Result>) -> Result {
     v.swap_remove(mid)
 }
 
+/// The appliance clock at the start of every run.
+const EPOCH: u64 = 1_795_305_600_000_000_000;
+
 fn established(cfg: &Config, flows: u32, total: usize, runs: usize) -> Result {
     let tables = tables_for(cfg);
+    median((0..runs).map(|_| established_once(&tables, flows, total, &Mode::Simulated)).collect())
+}
+
+fn established_once(tables: &Tables, flows: u32, total: usize, mode: &Mode<'_>) -> Result {
     let inet = tables.port_by_name("inet").unwrap();
-    let mut results = Vec::new();
-    for _ in 0..runs {
+    {
         let mut p = Pipeline::new(PipelineConfig { conntrack_entries: flows * 2 + 1024, ..Default::default() });
-        let mut now = 1_795_305_600_000_000_000u64;
+        let mut now = EPOCH;
         let server = bc::server();
         let server_port = tables.port_by_name("server").unwrap();
         // Open every flow with a real handshake.
@@ -119,7 +180,7 @@ fn established(cfg: &Config, flows: u32, total: usize, runs: usize) -> Result {
             let mut buf = f.clone();
             buf.resize(BUF, 0);
             let o =
-                p.process_frame(&tables, &mut Frame { buf: &mut buf, len: f.len(), port: *port, time: now }, &mut ());
+                p.process_frame(tables, &mut Frame { buf: &mut buf, len: f.len(), port: *port, time: now }, &mut ());
             assert_eq!(o.verdict.name(), "forward");
         }
         let data: Vec<Vec<u8>> = (0..flows)
@@ -137,40 +198,124 @@ fn established(cfg: &Config, flows: u32, total: usize, runs: usize) -> Result {
                 )
             })
             .collect();
-        results.push(run(&mut p, &tables, &Frames { port: inet, frames: data }, total, Expect::Forward, &mut now));
+        run(&mut p, tables, &Frames { port: inet, frames: data }, total, Expect::Forward, &mut now, mode)
     }
-    median(results)
 }
 
 fn new_flows(cfg: &Config, frames: Vec<Vec<u8>>, runs: usize) -> Result {
     let tables = tables_for(cfg);
-    let inet = tables.port_by_name("inet").unwrap();
-    let total = frames.len() / BATCH * BATCH;
-    let input = Frames { port: inet, frames };
-    let mut results = Vec::new();
-    for _ in 0..runs {
-        let mut p = Pipeline::new(PipelineConfig { conntrack_entries: total as u32 + 1024, ..Default::default() });
-        let mut now = 1_795_305_600_000_000_000u64;
-        results.push(run(&mut p, &tables, &input, total, Expect::Forward, &mut now));
-    }
-    median(results)
+    let input = Frames { port: tables.port_by_name("inet").unwrap(), frames };
+    median((0..runs).map(|_| new_flows_once(&tables, &input, &Mode::Simulated)).collect())
 }
 
-fn nacl_deny(cfg: &Config, total: usize, runs: usize) -> Result {
-    let tables = tables_for(cfg);
-    let inet = tables.port_by_name("inet").unwrap();
+fn new_flows_once(tables: &Tables, input: &Frames, mode: &Mode<'_>) -> Result {
+    let total = input.frames.len() / BATCH * BATCH;
+    let mut p = Pipeline::new(PipelineConfig { conntrack_entries: total as u32 + 1024, ..Default::default() });
+    let mut now = EPOCH;
+    run(&mut p, tables, input, total, Expect::Forward, &mut now, mode)
+}
+
+fn deny_frames(tables: &Tables) -> Frames {
     let server = bc::server();
     let frames = (0..256u32)
         .map(|i| testkit::tcp(&bc::attacker(i), server.ip, router(), 20_000 + i as u16, 443, Flags::SYN, 1, 0, &[0; 6]))
         .collect();
-    let input = Frames { port: inet, frames };
-    let mut results = Vec::new();
-    for _ in 0..runs {
-        let mut p = Pipeline::new(PipelineConfig::default());
-        let mut now = 1_795_305_600_000_000_000u64;
-        results.push(run(&mut p, &tables, &input, total, Expect::Reject(Hop::NaclIngress), &mut now));
+    Frames { port: tables.port_by_name("inet").unwrap(), frames }
+}
+
+fn nacl_deny(cfg: &Config, total: usize, runs: usize) -> Result {
+    let tables = tables_for(cfg);
+    let input = deny_frames(&tables);
+    median((0..runs).map(|_| nacl_deny_once(&tables, &input, total, &Mode::Simulated)).collect())
+}
+
+fn nacl_deny_once(tables: &Tables, input: &Frames, total: usize, mode: &Mode<'_>) -> Result {
+    let mut p = Pipeline::new(PipelineConfig::default());
+    let mut now = EPOCH;
+    run(&mut p, tables, input, total, Expect::Reject(Hop::NaclIngress), &mut now, mode)
+}
+
+fn median_of(v: &[f64]) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
     }
-    median(results)
+}
+
+/// Flow-log accounting's cost: each case with and without a flow log on the server
+/// ENI, alternated (which goes first alternates too), same traffic, same clock.
+fn flowlog_cost(runs: usize, total: usize, new_count: usize, interval: u32) {
+    let plain = tables_for(&bc::quota_config());
+    let logged = tables_for(&bc::with_flow_log(bc::quota_config(), interval, "bench"));
+    let server = plain.eni_by_name(bc::SERVER_ENI).unwrap();
+    assert!(server.flow_meta.is_none(), "the plain config has no flow log");
+    let server = logged.eni_by_name(bc::SERVER_ENI).unwrap();
+    assert!(server.flow_meta.is_some() && logged.flow_interval_secs == interval, "the server ENI is flow-logged");
+
+    // The flow-log thread's side of the channel: takes every batch, counts, drops.
+    let (tx, rx) = bounded::<Vec<FlowRecord>>(1024);
+    let received = Arc::new(AtomicU64::new(0));
+    let counter = received.clone();
+    let drain = std::thread::spawn(move || {
+        for batch in rx {
+            counter.fetch_add(batch.len() as u64, Ordering::Relaxed);
+        }
+    });
+    let mode = Mode::Worker { base: EPOCH, records: &tx };
+
+    let new_frames = Frames { port: plain.port_by_name("inet").unwrap(), frames: quota_new_flows(new_count) };
+    let deny = deny_frames(&plain);
+    type Case<'a> = (&'a str, Box<dyn Fn(&Tables) -> Result + 'a>);
+    let cases: Vec<Case<'_>> = vec![
+        ("(a) established, 4096 flows", Box::new(|t: &Tables| established_once(t, 4096, total, &mode))),
+        ("(b) new flows (SYN, 1 entry each)", Box::new(|t: &Tables| new_flows_once(t, &new_frames, &mode))),
+        ("(c) NACL deny (REJECT records)", Box::new(|t: &Tables| nacl_deny_once(t, &deny, total, &mode))),
+    ];
+    println!(
+        "| traffic (AWS quotas config) | Mpps without flow log | Mpps with flow log (ALL) | cost (1 - with/without, medians) | cost, median of pairs | records/run with | ns/frame p50 without / with |"
+    );
+    println!("|---|---|---|---|---|---|---|");
+    for (name, case) in &cases {
+        let (mut without, mut with) = (Vec::new(), Vec::new());
+        for r in 0..runs {
+            let order: [bool; 2] = if r % 2 == 0 { [false, true] } else { [true, false] };
+            for logged_run in order {
+                let res = case(if logged_run { &logged } else { &plain });
+                if logged_run {
+                    assert!(res.records > 0, "{name}: a flow-logged run produced no records");
+                    with.push(res);
+                } else {
+                    assert_eq!(res.records, 0, "{name}: a run without flow logs produced records");
+                    without.push(res);
+                }
+            }
+        }
+        let rate = |v: &[Result]| median_of(&v.iter().map(|r| r.mpps).collect::<Vec<_>>());
+        let pairs: Vec<f64> = without.iter().zip(&with).map(|(a, b)| 1.0 - b.mpps / a.mpps).collect();
+        let p50 = |v: &[Result]| median_of(&v.iter().map(|r| r.p50_ns as f64).collect::<Vec<_>>());
+        let records = median_of(&with.iter().map(|r| r.records as f64).collect::<Vec<_>>());
+        println!(
+            "| {name} | {:.2} | {:.2} | {:.1}% | {:.1}% | {records:.0} | {:.0} / {:.0} |",
+            rate(&without),
+            rate(&with),
+            100.0 * (1.0 - rate(&with) / rate(&without)),
+            100.0 * median_of(&pairs),
+            p50(&without),
+            p50(&with),
+        );
+    }
+    drop(cases);
+    drop(tx);
+    drain.join().expect("drain thread");
+    println!();
+    println!(
+        "{runs} runs of each leg, alternated; flow-log aggregation interval {interval} s; {} records received by the flow-log side.",
+        received.load(Ordering::Relaxed)
+    );
 }
 
 /// Raw classifier lookups per second against the ENI's inbound rules.
@@ -248,6 +393,41 @@ fn main() {
         .unwrap_or(if quick { 1 } else { 5 });
     let total = if quick { 1 << 18 } else { 1 << 23 };
     let new_count = if quick { 1 << 16 } else { 1 << 20 };
+
+    let interval = args
+        .iter()
+        .position(|a| a == "--flowlog-interval")
+        .and_then(|i| args.get(i + 1))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1);
+    if args.iter().any(|a| a == "--flowlog-cost") {
+        flowlog_cost(runs, total, new_count, interval);
+        return;
+    }
+    // One flow-log cost case alone, for a profiler: `--profile-flowlog a|b|c [--without]`.
+    if let Some(case) = args.iter().position(|a| a == "--profile-flowlog").and_then(|i| args.get(i + 1)) {
+        let cfg = if args.iter().any(|a| a == "--without") {
+            bc::quota_config()
+        } else {
+            bc::with_flow_log(bc::quota_config(), interval, "bench")
+        };
+        let tables = tables_for(&cfg);
+        let (tx, rx) = bounded::<Vec<FlowRecord>>(1024);
+        let drain = std::thread::spawn(move || rx.into_iter().map(|b| b.len()).sum::<usize>());
+        let mode = Mode::Worker { base: EPOCH, records: &tx };
+        let r = match case.as_str() {
+            "a" => established_once(&tables, 4096, total, &mode),
+            "b" => new_flows_once(
+                &tables,
+                &Frames { port: tables.port_by_name("inet").unwrap(), frames: quota_new_flows(new_count) },
+                &mode,
+            ),
+            _ => nacl_deny_once(&tables, &deny_frames(&tables), total, &mode),
+        };
+        drop(tx);
+        println!("{:.2} Mpps, {} records", r.mpps, drain.join().unwrap());
+        return;
+    }
 
     println!("| config | traffic | Mpps (median of {runs}) | ns/frame p50 | ns/frame p99 |");
     println!("|---|---|---|---|---|");
