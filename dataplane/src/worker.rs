@@ -196,7 +196,7 @@ pub trait WorkerHost {
     /// Hands over flow records; gives them back if they cannot be taken now.
     fn records(&mut self, records: Vec<FlowRecord>) -> Result<(), Vec<FlowRecord>>;
     /// Called between batches every `housekeeping`: control requests, counters.
-    fn housekeeping(&mut self, tables: &Tables, pipeline: &Pipeline, telemetry: &WorkerTelemetry);
+    fn housekeeping(&mut self, tables: &Tables, pipeline: &mut Pipeline, telemetry: &WorkerTelemetry);
 }
 
 /// Hands a pipeline's finished flow records on (to the flow-log thread) without ever

@@ -214,7 +214,7 @@ impl WorkerHost for Host {
             TrySendError::Full(r) | TrySendError::Disconnected(r) => r,
         })
     }
-    fn housekeeping(&mut self, tables: &Tables, pipeline: &Pipeline, t: &WorkerTelemetry) {
+    fn housekeeping(&mut self, tables: &Tables, pipeline: &mut Pipeline, t: &WorkerTelemetry) {
         while let Ok(job) = self.jobs.try_recv() {
             let leg = trace::judge(
                 tables,

@@ -210,7 +210,11 @@ fn step_json(t: &Tables, s: &Step) -> Value {
 }
 
 /// Judges one frame against `pipeline`'s current state (changes nothing).
-pub fn judge(t: &Tables, pipeline: &Pipeline, port: PortId, frame: &[u8], now: u64, what: String) -> Leg {
+/// The pipeline first catches up to `now` (conntrack timers, accounting windows), as a
+/// worker does before every batch: judged without that, an entry the worker would
+/// have expired still counts, e.g. against a full table.
+pub fn judge(t: &Tables, pipeline: &mut Pipeline, port: PortId, frame: &[u8], now: u64, what: String) -> Leg {
+    pipeline.sync(t, now);
     let mut steps = Vec::new();
     let mut plan = Plan::default();
     pipeline.decide(t, frame, port, now, &mut steps, &mut plan);
@@ -237,7 +241,7 @@ pub fn trace_offline(t: &Tables, req: &TraceRequest, now: u64) -> Result<Vec<Leg
         (Some(from), Some(to)) => reachability(t, &mut pipeline, req, from, to, now),
         (None, None) => {
             let (port, frame) = build_frame(t, req)?;
-            Ok(vec![judge(t, &pipeline, port, &frame, now, "packet".into())])
+            Ok(vec![judge(t, &mut pipeline, port, &frame, now, "packet".into())])
         }
         _ => Err(Ec2Error::new("MissingParameter", "The reachability form needs both --from and --to")),
     }

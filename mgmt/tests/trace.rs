@@ -1,6 +1,8 @@
 //! `vpcgate trace` agrees with the pipeline, and the reachability form answers for
 //! whole connections of the three-tier scenario.
 
+#[path = "support/diffgen.rs"]
+mod diffgen;
 mod support;
 
 use dataplane::pipeline::{Frame, Pipeline, PipelineConfig};
@@ -75,7 +77,7 @@ fn trace_verdicts_equal_pipeline_verdicts_on_the_captures() {
         let frames = read_capture(&std::path::PathBuf::from(tt::CAPTURES).join(format!("{}.pcapng", a.file))).unwrap();
         for (i, f) in frames.iter().enumerate() {
             let port = t.port_by_name(f.interface.as_deref().unwrap()).unwrap();
-            let traced = judge(&t, &p, port, &f.data, f.time, String::new());
+            let traced = judge(&t, &mut p, port, &f.data, f.time, String::new());
             let mut buf = f.data.clone();
             buf.resize(2048, 0);
             let o = p.process_frame(&t, &mut Frame { buf: &mut buf, len: f.data.len(), port, time: f.time }, &mut ());
@@ -83,4 +85,40 @@ fn trace_verdicts_equal_pipeline_verdicts_on_the_captures() {
             assert_eq!(traced.reason.as_deref(), o.verdict.reason(), "row {} frame {i}", a.row);
         }
     }
+}
+
+/// For every frame of the differential test's random scenarios (random NACLs and
+/// groups, IPv4 and IPv6, ICMP, replies, fragments, config changes mid-flow, timeouts),
+/// the trace's verdict, judged against the pipeline's state just before the frame, is
+/// the verdict the pipeline then gives. `VPCGATE_DIFF_CONFIGS` / `VPCGATE_DIFF_FRAMES`
+/// size it as they size the differential test.
+#[test]
+fn trace_verdicts_equal_pipeline_verdicts_on_the_differential_scenarios() {
+    let env = |name: &str, default: u64| std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default);
+    let (configs, frames) = (env("VPCGATE_DIFF_CONFIGS", 20), env("VPCGATE_DIFF_FRAMES", 300) as usize);
+    let mut judged = 0u64;
+    for index in 0..configs {
+        let sc = diffgen::scenario(1, index, frames);
+        let pc = PipelineConfig { conntrack_entries: sc.config.appliance.conntrack.max_entries, ..Default::default() };
+        let mut h = support::harness::Harness::with_pipeline(sc.config.clone(), pc);
+        for (k, ev) in sc.events.iter().enumerate() {
+            match ev {
+                diffgen::Event::Advance(ns) => h.now += ns,
+                diffgen::Event::Update { config, .. } => h.update(|c| *c = (**config).clone()),
+                diffgen::Event::Send { port, frame, what } => {
+                    let p = h.tables.port_by_name(port).unwrap();
+                    let traced = judge(&h.tables, &mut h.pipeline, p, frame, h.now, String::new());
+                    let o = h.send(port, frame);
+                    let ctx = format!(
+                        "config {index} event {k} ({what}): traced {:?} {:?}, pipeline {:?}",
+                        traced.verdict, traced.reason, o.verdict
+                    );
+                    assert_eq!(traced.verdict, o.verdict.name(), "{ctx}");
+                    assert_eq!(traced.reason.as_deref(), o.verdict.reason(), "{ctx}");
+                    judged += 1;
+                }
+            }
+        }
+    }
+    assert!(judged >= configs * frames as u64 / 2, "only {judged} frames judged");
 }

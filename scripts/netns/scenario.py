@@ -16,8 +16,10 @@ import json
 import os
 import shutil
 import signal
+import socket
 import struct
 import subprocess
+import threading
 import sys
 import tempfile
 import time
@@ -27,6 +29,7 @@ ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
 TOPO = os.path.join(HERE, "three-tier.sh")
 PROBE = os.path.join(HERE, "probe.py")
 INJECT = os.path.join(HERE, "inject.py")
+STREAM = os.path.join(HERE, "stream.py")
 
 WEB_SG = "sg-0f00d00000000e001"
 PUBLIC_NACL = "acl-0f00d00000000c001"
@@ -438,6 +441,132 @@ class Scenario:
         return {"sent": {k[0]: k[3] for k in kinds}, "frames": frames, "mismatches": mismatches,
                 "before": before, "after": after}
 
+    def live_updates(self, secs=30, clients=32, margin=0.1):
+        """Rule changes through the API at full speed while traffic runs.
+
+        Traffic (crafted TCP SYNs, web -> app, sent and received with packet sockets;
+        the hosts' kernels drop what arrives): `est`, 1000/s over 500 source ports,
+        i.e. connections the security groups allow, tracked from their first packet;
+        `probe`, 200/s to tcp/8081, a new connection each, which app-sg allows only
+        while a toggled rule is present. Changes: `clients` API connections authorize
+        and revoke rules and create and delete NACL entries that leave both streams'
+        verdicts alone, as fast as the daemon answers; one more connection toggles
+        app-sg's tcp/8081 rule every 0.5 s. Expected: every `est` frame arrives (none
+        lost, none misjudged during a swap); a `probe` frame sent while the rule was
+        acknowledged present (absent) arrives (does not), except within `margin`
+        seconds after an acknowledgement (publication) or while a toggle is in flight."""
+        for h in ("web", "bastion", "app", "db"):
+            sh(TOPO, "exec", h, "nft", "add table ip mute; add chain ip mute in { type filter hook prerouting priority -400; "
+               "policy drop; }")
+        router = "02:76:70:63:67:01"
+        app_sg, web_sg, db_sg, nacl = "sg-0f00d00000000e002", WEB_SG, "sg-0f00d00000000e003", "acl-0f00d00000000c000"
+        stop = threading.Event()
+        done = [0] * (clients + 1)
+        errors = []
+        toggles = []  # (request time, acknowledgement time, rule present afterwards)
+
+        def call(conn, buf, req):
+            conn.sendall((json.dumps(req) + "\n").encode())
+            while b"\n" not in buf[0]:
+                chunk = conn.recv(65536)
+                if not chunk:
+                    raise RuntimeError("API closed the connection")
+                buf[0] += chunk
+            line, buf[0] = buf[0].split(b"\n", 1)
+            return json.loads(line)
+
+        def churn(k):
+            conn = socket.socket(socket.AF_UNIX)
+            conn.connect(self.sock)
+            buf = [b""]
+            perm = [{"IpProtocol": "tcp", "FromPort": 5000 + k, "ToPort": 5000 + k,
+                     "IpRanges": [{"CidrIp": f"10.{k}.0.0/16"}]}]
+            entry = {"NetworkAclId": nacl, "RuleNumber": 200 + k, "Egress": False}
+            nacl_client = k < 8  # the ACL has room for 16 more entries
+            while not stop.is_set():
+                if nacl_client:
+                    reqs = [dict(entry, Action="CreateNetworkAclEntry", Protocol="6", RuleAction="deny",
+                                 CidrBlock=f"10.99.{k}.0/24", PortRange={"From": 1, "To": 1024}),
+                            dict(entry, Action="DeleteNetworkAclEntry")]
+                else:
+                    reqs = [{"Action": "AuthorizeSecurityGroupIngress", "GroupId": db_sg, "IpPermissions": perm},
+                            {"Action": "RevokeSecurityGroupIngress", "GroupId": db_sg, "IpPermissions": perm}]
+                for req in reqs:
+                    r = call(conn, buf, req)
+                    if "Error" in r:
+                        errors.append(r["Error"])
+                        stop.set()
+                    done[k] += 1
+
+        def toggle():
+            conn = socket.socket(socket.AF_UNIX)
+            conn.connect(self.sock)
+            buf = [b""]
+            perm = [{"IpProtocol": "tcp", "FromPort": 8081, "ToPort": 8081, "UserIdGroupPairs": [{"GroupId": web_sg}]}]
+            present = False
+            while not stop.wait(0.5):
+                action = "RevokeSecurityGroupIngress" if present else "AuthorizeSecurityGroupIngress"
+                t = time.time()
+                r = call(conn, buf, {"Action": action, "GroupId": app_sg, "IpPermissions": perm})
+                if "Error" in r:
+                    errors.append(r["Error"])
+                    stop.set()
+                present = not present
+                toggles.append((t, time.time(), present))
+                done[clients] += 1
+
+        web_mac = "02:00:00:00:01:0a"
+        recv = subprocess.Popen([TOPO, "exec", "app", "python3", STREAM, "recv", "eth0", str(secs + 4)],
+                                stdout=subprocess.PIPE, text=True)
+        time.sleep(0.5)
+        send = subprocess.Popen([TOPO, "exec", "web", "python3", STREAM, "send", "eth0", web_mac, router, str(secs),
+                                 f"est,{IP['web']},{IP['app']},8080,1000,500",
+                                 f"probe,{IP['web']},{IP['app']},8081,200,60000"], stdout=subprocess.PIPE, text=True)
+        time.sleep(0.5)  # the first est packets open their connections before the churn starts
+        threads = [threading.Thread(target=churn, args=(k,)) for k in range(clients)]
+        threads.append(threading.Thread(target=toggle))
+        t0 = time.time()
+        for t in threads:
+            t.start()
+        time.sleep(max(0.0, secs - 1.0))
+        stop.set()
+        for t in threads:
+            t.join()
+        elapsed = time.time() - t0
+        sent_out, _ = send.communicate(timeout=60)
+        received_out, _ = recv.communicate(timeout=60)
+        sent = [json.loads(l) for l in sent_out.splitlines()]
+        received = {(p, q) for _, p, q in (json.loads(l) for l in received_out.splitlines())}
+        mismatches, uncertain = [], 0
+        est_sent = [q for name, q, _, _ in sent if name == "est"]
+        lost = [q for q in est_sent if (8080, q) not in received]
+        if lost:
+            mismatches.append(f"{len(lost)} of {len(est_sent)} est frames lost, first seqs {lost[:10]}")
+        probes = [(q, t) for name, q, _, t in sent if name == "probe"]
+        checked = 0
+        for q, t in probes:
+            in_flight = any(req - 0.001 <= t <= ack + margin for req, ack, _ in toggles)
+            if in_flight:
+                uncertain += 1
+                continue
+            before = [present for req, _, present in toggles if req < t]
+            want = before[-1] if before else False
+            got = (8081, q) in received
+            checked += 1
+            if got != want:
+                mismatches.append(f"probe seq {q} at {t - t0:.3f}s: rule {'present' if want else 'absent'}, "
+                                  f"frame {'arrived' if got else 'did not arrive'}")
+        stats = self.stats()
+        rx_dropped = sum(w["RxDropped"] for w in stats["Workers"])
+        tx_full = sum(w["TxRingFull"] for w in stats["Workers"])
+        if rx_dropped or tx_full:
+            mismatches.append(f"rings dropped frames: RxDropped {rx_dropped}, TxRingFull {tx_full}")
+        changes = sum(done)
+        return {"changes": changes, "seconds": round(elapsed, 2), "changes_per_s": round(changes / elapsed, 1),
+                "toggles": len(toggles), "est_sent": len(est_sent), "est_lost": len(lost), "probes": len(probes),
+                "probes_checked": checked, "probes_uncertain": uncertain, "api_errors": errors[:5],
+                "mismatches": mismatches[:20], "publish": stats.get("Publish")}
+
 
 def print_table(rows):
     print(f"{'#':>4}  {'attempt':<30} {'expected':<26} {'observed':<30} {'':2}  decision")
@@ -453,6 +582,9 @@ def main():
     ap.add_argument("--queues", type=int, default=1)
     ap.add_argument("--keep", action="store_true", help="leave the topology up (debugging)")
     ap.add_argument("--bulk", type=int, metavar="BYTES", help="only a verified transfer of BYTES web -> app, and iperf3")
+    ap.add_argument("--live-updates", type=float, metavar="SECS",
+                    help="only: API changes at full speed for SECS while traffic runs; every frame judged as acknowledged")
+    ap.add_argument("--clients", type=int, default=32, help="API connections making changes (--live-updates)")
     ap.add_argument("--exact-stats", action="store_true",
                     help="only: send crafted frames of every kind, check DescribeStats counted exactly them")
     args = ap.parse_args()
@@ -468,7 +600,11 @@ def main():
     signal.signal(signal.SIGTERM, interrupted)
     result = {"rows": [], "flow_records": [], "stats": None}
     try:
-        s.up(services=not args.exact_stats)
+        s.up(services=not (args.exact_stats or args.live_updates))
+        if args.live_updates:
+            result = s.live_updates(args.live_updates, args.clients)
+            print(json.dumps(result))
+            return
         if args.exact_stats:
             result = s.exact_stats()
             print(json.dumps(result))

@@ -148,7 +148,7 @@ impl WorkerHost for Host {
             TrySendError::Full(r) | TrySendError::Disconnected(r) => r,
         })
     }
-    fn housekeeping(&mut self, _: &Tables, _: &Pipeline, _: &WorkerTelemetry) {}
+    fn housekeeping(&mut self, _: &Tables, _: &mut Pipeline, _: &WorkerTelemetry) {}
 }
 
 /// A thread's time on a CPU so far (scheduler's account), by thread name.
