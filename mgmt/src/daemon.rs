@@ -5,6 +5,7 @@
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use arc_swap::ArcSwap;
 use dataplane::tables::Tables;
@@ -16,6 +17,7 @@ use crate::api::Engine;
 use crate::compile::Compiler;
 use crate::extension::DaemonExtension;
 use crate::model::Config;
+use crate::publish::{PublishLatency, Publisher};
 use crate::stats::StatsBoard;
 use crate::store::Store;
 use crate::trace::{Leg, TraceRequest};
@@ -103,6 +105,8 @@ pub struct Shared {
     pub tables: ArcSwap<Tables>,
     pub stop: AtomicBool,
     pub stats: StatsBoard,
+    /// Durable change -> every worker on the new tables.
+    pub publish: PublishLatency,
     /// Set when the dataplane runs; without it `Trace` judges against fresh state.
     pub tracer: Option<Box<dyn Tracer>>,
 }
@@ -119,22 +123,28 @@ pub fn run(opts: Options) -> Result<(), String> {
     let tables = ArcSwap::from_pointee(compiler.compile(&checked));
     let (shared, dataplane) = if opts.no_dataplane {
         log::info!("management plane only (--no-dataplane): no ports bound");
-        let shared = Shared { tables, stop: AtomicBool::new(false), stats: StatsBoard::default(), tracer: None };
+        let shared = Shared {
+            tables,
+            stop: AtomicBool::new(false),
+            stats: StatsBoard::default(),
+            publish: PublishLatency::new(0),
+            tracer: None,
+        };
         (Arc::new(shared), None)
     } else {
         let (shared, dp) = crate::dataplane_host::start(&checked, tables, &opts.state_dir)?;
         (shared, Some(dp))
     };
 
-    let publish_to = shared.clone();
+    let mut publisher = Publisher { compiler, shared: shared.clone() };
     let flowlog_updates = dataplane.as_ref().map(|d| d.config_sender());
     let publish = Box::new(move |c: &Checked| {
+        // Called as soon as the change is saved: from here it may be acknowledged.
+        let durable = Instant::now();
+        publisher.publish(c, durable);
         if let Some(tx) = &flowlog_updates {
             let _ = tx.try_send(c.clone());
         }
-        let mut tables = compiler.compile(c);
-        tables.published_at = crate::extension::now_nanos();
-        publish_to.tables.store(Arc::new(tables));
     });
     let api_cfg = &checked.config.appliance.api;
     let mut server_cfg = ServerConfig::new(

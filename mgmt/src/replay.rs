@@ -21,8 +21,8 @@ use dataplane::worker::{run_batch, BatchScratch};
 use serde_json::json;
 
 use crate::compile::compile_once;
-use crate::stats::{snapshot_json, FlowLogCounters, WorkerSnapshot};
 use crate::model::Config;
+use crate::stats::{snapshot_json, FlowLogCounters, WorkerSnapshot};
 use crate::validate::{check, Checked};
 
 pub struct ReplayOptions {
