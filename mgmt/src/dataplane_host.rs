@@ -208,7 +208,7 @@ impl WorkerHost for Host {
         self.shared.stop.load(Ordering::Relaxed)
     }
     fn switched(&mut self, from: u64, to: u64) {
-        self.shared.publish.switched(from, to);
+        self.shared.publish.switched(self.worker, from, to);
     }
     fn now(&self) -> u64 {
         now_nanos()

@@ -29,24 +29,30 @@ struct Slot {
     /// `generation << 16 | workers still to switch`: one word, so a worker's
     /// compare-and-swap can never count itself off a slot reused for a later generation.
     state: AtomicU64,
-    /// When the generation became durable, nanoseconds since [`PublishLatency::epoch`].
+    /// When the generation became durable, and when it was stored for the workers,
+    /// nanoseconds since [`PublishLatency::epoch`].
     durable: AtomicU64,
+    stored: AtomicU64,
 }
 
 pub struct PublishLatency {
     workers: u64,
     epoch: Instant,
     slots: Box<[Slot]>,
-    done_tx: Sender<u64>,
-    done_rx: Receiver<u64>,
+    /// (worker, stored -> that worker switched) for every worker, and `u64::MAX`
+    /// with durable -> the last worker switched.
+    done_tx: Sender<(u64, u64)>,
+    done_rx: Receiver<(u64, u64)>,
     histograms: Mutex<Histograms>,
 }
 
-/// Durable -> every worker switched, and the compile step alone (nanoseconds).
+/// Durable -> every worker switched, the compile step alone, and per worker the
+/// time from the snapshot's store to its pick-up (nanoseconds).
 #[derive(Clone)]
 pub struct Histograms {
     pub publish: Histogram<u64>,
     pub compile: Histogram<u64>,
+    pub pickup: Vec<Histogram<u64>>,
 }
 
 fn histogram() -> Histogram<u64> {
@@ -56,14 +62,20 @@ fn histogram() -> Histogram<u64> {
 impl PublishLatency {
     /// For `workers` workers (0: no dataplane, nothing is measured).
     pub fn new(workers: usize) -> PublishLatency {
-        let (done_tx, done_rx) = bounded(SLOTS);
+        let (done_tx, done_rx) = bounded(SLOTS * (workers + 1));
         PublishLatency {
             workers: workers as u64,
             epoch: Instant::now(),
-            slots: (0..SLOTS).map(|_| Slot { state: AtomicU64::new(0), durable: AtomicU64::new(0) }).collect(),
+            slots: (0..SLOTS)
+                .map(|_| Slot { state: AtomicU64::new(0), durable: AtomicU64::new(0), stored: AtomicU64::new(0) })
+                .collect(),
             done_tx,
             done_rx,
-            histograms: Mutex::new(Histograms { publish: histogram(), compile: histogram() }),
+            histograms: Mutex::new(Histograms {
+                publish: histogram(),
+                compile: histogram(),
+                pickup: (0..workers).map(|_| histogram()).collect(),
+            }),
         }
     }
 
@@ -71,20 +83,21 @@ impl PublishLatency {
         t.saturating_duration_since(self.epoch).as_nanos() as u64
     }
 
-    /// Called before `generation` is stored for the workers.
+    /// Called just before `generation` is stored for the workers.
     pub fn begin(&self, generation: u64, durable: Instant) {
         if self.workers == 0 {
             return;
         }
         let slot = &self.slots[generation as usize % SLOTS];
         slot.durable.store(self.since_epoch(durable), Ordering::Relaxed);
+        slot.stored.store(self.since_epoch(Instant::now()), Ordering::Relaxed);
         // Release: a worker that sees the state sees the time.
         slot.state.store(generation << REMAINING_BITS | self.workers, Ordering::Release);
     }
 
     /// A worker moved from tables `from` to tables `to`: it now uses every
     /// generation in between too. Called between batches, only on a change.
-    pub fn switched(&self, from: u64, to: u64) {
+    pub fn switched(&self, worker: usize, from: u64, to: u64) {
         if self.workers == 0 || to <= from {
             return;
         }
@@ -99,11 +112,15 @@ impl PublishLatency {
                 }
                 match slot.state.compare_exchange_weak(s, s - 1, Ordering::AcqRel, Ordering::Acquire) {
                     Ok(_) => {
+                        let now = self.since_epoch(Instant::now());
+                        // Full only if nobody read the figures for 4096 changes: dropped.
+                        if g == to {
+                            let stored = slot.stored.load(Ordering::Relaxed);
+                            let _ = self.done_tx.try_send((worker as u64, now.saturating_sub(stored)));
+                        }
                         if left == 1 {
-                            let took =
-                                self.since_epoch(Instant::now()).saturating_sub(slot.durable.load(Ordering::Relaxed));
-                            // Full only if nobody read the figures for 4096 changes: drop one.
-                            let _ = self.done_tx.try_send(took);
+                            let durable = slot.durable.load(Ordering::Relaxed);
+                            let _ = self.done_tx.try_send((u64::MAX, now.saturating_sub(durable)));
                         }
                         break;
                     }
@@ -122,8 +139,11 @@ impl PublishLatency {
     /// Everything measured so far.
     pub fn histograms(&self) -> Histograms {
         let mut h = self.histograms.lock().unwrap_or_else(|p| p.into_inner());
-        while let Ok(took) = self.done_rx.try_recv() {
-            let _ = h.publish.record(took.max(1));
+        while let Ok((who, took)) = self.done_rx.try_recv() {
+            let target = if who == u64::MAX { Some(&mut h.publish) } else { h.pickup.get_mut(who as usize) };
+            if let Some(target) = target {
+                let _ = target.record(took.max(1));
+            }
         }
         h.clone()
     }
@@ -158,16 +178,16 @@ mod tests {
         let t = Instant::now();
         p.begin(5, t);
         p.begin(6, t);
-        p.switched(4, 5);
+        p.switched(0, 4, 5);
         assert_eq!(p.histograms().publish.len(), 0, "one worker of two has switched");
         // The second worker jumps straight to 6: it uses 5's changes too.
-        p.switched(4, 6);
+        p.switched(1, 4, 6);
         assert_eq!(p.histograms().publish.len(), 1, "5 done");
-        p.switched(5, 6);
-        p.switched(5, 6);
+        p.switched(0, 5, 6);
+        p.switched(0, 5, 6);
         assert_eq!(p.histograms().publish.len(), 2, "6 done, counted once");
         // A generation never begun (the first tables) is ignored.
-        p.switched(0, 1);
+        p.switched(0, 0, 1);
         assert_eq!(p.histograms().publish.len(), 2);
     }
 
@@ -176,9 +196,9 @@ mod tests {
         let p = PublishLatency::new(1);
         let t = Instant::now();
         p.begin(7 + SLOTS as u64, t);
-        p.switched(6, 7);
+        p.switched(0, 6, 7);
         assert_eq!(p.histograms().publish.len(), 0);
-        p.switched(7, 7 + SLOTS as u64);
+        p.switched(0, 7, 7 + SLOTS as u64);
         assert_eq!(p.histograms().publish.len(), 1);
     }
 }

@@ -227,7 +227,9 @@ pub fn describe(shared: &Shared) -> Value {
     let h = shared.publish.histograms();
     // Durable (acknowledgeable) change -> the last worker judging with its tables.
     v["Publish"] = json!({"Generation": t.generation, "DurableToWorkersNanos": quantiles(&h.publish),
-                          "CompileNanos": quantiles(&h.compile)});
+                          "CompileNanos": quantiles(&h.compile),
+                          // Per worker: the snapshot stored -> this worker on it.
+                          "PickupNanos": h.pickup.iter().map(quantiles).collect::<Vec<_>>()});
     v
 }
 
