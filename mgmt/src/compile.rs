@@ -57,8 +57,11 @@ pub struct Compiler {
     group_rules: HashMap<String, [Vec<SgRule>; 2]>,
     group_members: HashMap<String, Vec<Ip>>,
     /// Per ENI, its compiled ingress and egress and the group ids they were built from.
-    eni_sg: HashMap<String, [(Vec<String>, Arc<SgDirection>); 2]>,
+    eni_sg: HashMap<String, [BuiltSg; 2]>,
 }
+
+/// A compiled direction and the ids of the groups it was built from.
+type BuiltSg = (Vec<String>, Arc<SgDirection>);
 
 impl Compiler {
     pub fn new() -> Compiler {

@@ -12,6 +12,7 @@ use dataplane::tables::Tables;
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
+use crate::api::group_commit::GroupCommit;
 use crate::api::server::{self, ServerConfig};
 use crate::api::Engine;
 use crate::compile::Compiler;
@@ -138,9 +139,7 @@ pub fn run(opts: Options) -> Result<(), String> {
 
     let mut publisher = Publisher { compiler, shared: shared.clone() };
     let flowlog_updates = dataplane.as_ref().map(|d| d.config_sender());
-    let publish = Box::new(move |c: &Checked| {
-        // Called as soon as the change is saved: from here it may be acknowledged.
-        let durable = Instant::now();
+    let publish = Box::new(move |c: &Checked, durable: Instant| {
         publisher.publish(c, durable);
         if let Some(tx) = &flowlog_updates {
             let _ = tx.try_send(c.clone());
@@ -157,7 +156,8 @@ pub fn run(opts: Options) -> Result<(), String> {
     server_cfg.read_only_gid = api_cfg.read_only_group.as_deref().map(group_id).transpose()?;
     let socket_path = server_cfg.socket.clone();
     let metrics = crate::metrics_http::start(api_cfg, shared.clone());
-    let mut engine = Engine::new(checked, Some(store), publish);
+    let commits = Arc::new(GroupCommit::new(checked.clone(), Some(store), publish));
+    let mut engine = Engine::deferred(checked);
     engine.set_extension(Box::new(DaemonExtension { shared: shared.clone() }));
     let state_dir = opts.state_dir.clone();
     let mut last_checked = None;
@@ -174,7 +174,7 @@ pub fn run(opts: Options) -> Result<(), String> {
     }));
     let engine = Arc::new(Mutex::new(engine));
     let stop_api = Arc::new(AtomicBool::new(false));
-    let api = server::spawn(server_cfg, engine, stop_api.clone())
+    let api = server::spawn(server_cfg, engine, commits, stop_api.clone())
         .map_err(|e| format!("API socket {}: {e}", socket_path.display()))?;
     log::info!("vpcgated running; API on {}", socket_path.display());
     println!("vpcgated: ready (API on {})", socket_path.display());

@@ -46,6 +46,10 @@ struct Args {
     /// Workers (the veths get as many queues).
     #[arg(long, default_value_t = 2)]
     workers: usize,
+    /// Connections sending changes at once (each one after the other on its own):
+    /// with more than one, the daemon saves several clients' changes at once.
+    #[arg(long, default_value_t = 1)]
+    clients: usize,
     /// Flood ping from h1 to h2 during the run (busy workers).
     #[arg(long)]
     ping: bool,
@@ -134,17 +138,18 @@ fn config(enis: usize, workers: usize, socket: &Path, mac_h1: &str, mac_h2: &str
     })
 }
 
-/// The i-th change: an authorize, the revoke of the same rule, a NACL replace
-/// (alternating between two allow entries that differ only in their CIDR).
-fn change(i: usize) -> Value {
-    let rule = json!([{"IpProtocol": "tcp", "FromPort": 7000 + (i / 3) % 1000, "ToPort": 7000 + (i / 3) % 1000,
+/// Client `k`'s i-th change: an authorize, the revoke of the same rule, a NACL
+/// replace (alternating between two allow entries that differ only in their CIDR).
+fn change(k: usize, i: usize) -> Value {
+    let port = 10000 + k * 100 + (i / 3) % 100;
+    let rule = json!([{"IpProtocol": "tcp", "FromPort": port, "ToPort": port,
                        "IpRanges": [{"CidrIp": "10.200.0.0/16"}]}]);
     match i % 3 {
         0 => json!({"Action": "AuthorizeSecurityGroupIngress", "GroupId": group_id(0, 0), "IpPermissions": rule}),
         1 => json!({"Action": "RevokeSecurityGroupIngress", "GroupId": group_id(0, 0), "IpPermissions": rule}),
         _ => json!({"Action": "ReplaceNetworkAclEntry", "NetworkAclId": NACL, "RuleNumber": 100, "Protocol": "-1",
                     "RuleAction": "allow", "Egress": false,
-                    "CidrBlock": if (i / 3) % 2 == 0 { "128.0.0.0/1" } else { "0.0.0.0/0" }}),
+                    "CidrBlock": if (i / 3).is_multiple_of(2) { "128.0.0.0/1" } else { "0.0.0.0/0" }}),
     }
 }
 
@@ -230,6 +235,7 @@ struct Figures {
     published: u64,
     compile: [f64; 3],
     round_trip: [f64; 3],
+    changes_per_sec: f64,
 }
 
 fn micros(q: &Value) -> [f64; 3] {
@@ -287,14 +293,33 @@ fn run_once(args: &Args, run: usize, vpcgated: &Path, script: &Path) -> Result<F
     } else {
         None
     };
+    let began = Instant::now();
+    let per_client = args.changes / args.clients;
+    let results: Vec<Result<Histogram<u64>, String>> = std::thread::scope(|s| {
+        let socket = &socket;
+        let handles: Vec<_> = (0..args.clients)
+            .map(|k| {
+                s.spawn(move || -> Result<Histogram<u64>, String> {
+                    let mut client = Client::connect(socket).map_err(|e| e.to_string())?;
+                    let mut rtt = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("bounds");
+                    for i in 0..per_client {
+                        let t = Instant::now();
+                        let answer = client.call(&change(k, i))?;
+                        let _ = rtt.record(t.elapsed().as_nanos() as u64);
+                        if answer.get("Error").is_some() {
+                            return Err(format!("client {k} change {i} refused: {answer}"));
+                        }
+                    }
+                    Ok(rtt)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Err("client panicked".into()))).collect()
+    });
+    let changes_per_sec = (per_client * args.clients) as f64 / began.elapsed().as_secs_f64();
     let mut rtt = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("bounds");
-    for i in 0..args.changes {
-        let t = Instant::now();
-        let answer = client.call(&change(i))?;
-        let _ = rtt.record(t.elapsed().as_nanos() as u64);
-        if answer.get("Error").is_some() {
-            return Err(format!("change {i} refused: {answer}"));
-        }
+    for r in results {
+        rtt.add(r?).map_err(|e| e.to_string())?;
     }
     // The last change's pick-up is at most a poll timeout away.
     std::thread::sleep(Duration::from_millis(50));
@@ -313,6 +338,7 @@ fn run_once(args: &Args, run: usize, vpcgated: &Path, script: &Path) -> Result<F
             rtt.value_at_quantile(0.99) as f64 / 1000.0,
             rtt.max() as f64 / 1000.0,
         ],
+        changes_per_sec,
     };
     if args.json {
         eprintln!("{}", json!({"run": run, "publish": p, "round_trip_us": fig.round_trip}));
@@ -320,9 +346,9 @@ fn run_once(args: &Args, run: usize, vpcgated: &Path, script: &Path) -> Result<F
     drop(daemon);
     drop(topo);
     let _ = std::fs::remove_dir_all(&dir);
-    if fig.published < args.changes as u64 {
+    if fig.published == 0 || (args.clients == 1 && fig.published < args.changes as u64) {
         return Err(format!(
-            "the daemon measured {} of {} publications (every change must reach every worker)",
+            "the daemon measured {} publications for {} changes (every save must reach every worker)",
             fig.published, args.changes
         ));
     }
@@ -350,8 +376,8 @@ fn main() {
         match run_once(&args, run, &vpcgated, &script) {
             Ok(f) => {
                 eprintln!(
-                    "run {run}: durable->workers p50 {:.0} p99 {:.0} max {:.0} µs; compile p50 {:.0} p99 {:.0} µs; round trip p50 {:.0} p99 {:.0} µs",
-                    f.publish[0], f.publish[1], f.publish[2], f.compile[0], f.compile[1], f.round_trip[0], f.round_trip[1]
+                    "run {run}: durable->workers p50 {:.0} p99 {:.0} max {:.0} µs; compile p50 {:.0} p99 {:.0} µs; round trip p50 {:.0} p99 {:.0} µs; {:.0} changes/s ({} publications)",
+                    f.publish[0], f.publish[1], f.publish[2], f.compile[0], f.compile[1], f.round_trip[0], f.round_trip[1], f.changes_per_sec, f.published
                 );
                 runs.push(f);
             }
@@ -363,10 +389,11 @@ fn main() {
     }
     let med = |pick: fn(&Figures) -> f64| median(runs.iter().map(pick).collect());
     println!(
-        "{} ENIs x 1,000 rules, {} workers, {} changes per run{}, median of {} runs (µs):\n",
+        "{} ENIs x 1,000 rules, {} workers, {} changes per run from {} client(s){}, median of {} runs (µs):\n",
         args.enis,
         args.workers,
         args.changes,
+        args.clients,
         if args.ping { ", flood ping through the switch" } else { ", workers idle" },
         runs.len()
     );
@@ -390,4 +417,5 @@ fn main() {
         med(|f| f.round_trip[1]),
         med(|f| f.round_trip[2])
     );
+    println!("\nchanges acknowledged per second (median): {:.0}", med(|f| f.changes_per_sec));
 }
