@@ -268,7 +268,7 @@ fn run_once(args: &Args, run: usize, vpcgated: &Path, script: &Path) -> Result<F
         .map_err(|e| format!("{}: {e}", vpcgated.display()))?;
     let mut daemon = Daemon(child);
     let started = Instant::now();
-    let mut client = loop {
+    let client = loop {
         if let Ok(c) = Client::connect(&socket) {
             break c;
         }
@@ -323,6 +323,9 @@ fn run_once(args: &Args, run: usize, vpcgated: &Path, script: &Path) -> Result<F
     }
     // The last change's pick-up is at most a poll timeout away.
     std::thread::sleep(Duration::from_millis(50));
+    // A fresh connection: the daemon closes one idle for its I/O timeout (30 s).
+    drop(client);
+    let mut client = Client::connect(&socket).map_err(|e| e.to_string())?;
     let stats = client.call(&json!({"Action": "DescribeStats"}))?;
     if let Some(p) = ping.as_mut() {
         let _ = p.kill();
