@@ -609,7 +609,7 @@ impl Pipeline {
             ex.step(|| Step::Sg { hop, eni: eni.key, decision: SgDecision::NoRule });
             return None;
         };
-        let other = if dir == Direction::Ingress { &eni.sg_egress } else { &eni.sg_ingress };
+        let other: &sg::SgDirection = if dir == Direction::Ingress { &eni.sg_egress } else { &eni.sg_ingress };
         let (tracking, action) = if !h.ports.trackable {
             (Tracking::NotTracked, CtAction::Nothing)
         } else if let Some(why) = sg::untracked(eni.sg(dir), other, ip.family(), ip.proto, h.ports.sport, h.ports.dport)

@@ -77,8 +77,9 @@ pub struct Eni {
     pub ipv6: Vec<u128>,
     pub source_dest_check: bool,
     pub timeouts: CtTimeouts,
-    pub sg_ingress: SgDirection,
-    pub sg_egress: SgDirection,
+    /// Shared: a change elsewhere reuses an ENI's compiled groups as they are.
+    pub sg_ingress: Arc<SgDirection>,
+    pub sg_egress: Arc<SgDirection>,
     /// Flow-log identity of the ENI.
     pub account_id: String,
     pub instance_id: Option<String>,

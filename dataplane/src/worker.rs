@@ -191,6 +191,9 @@ pub trait WorkerHost {
     /// The current table snapshot (picked up between batches).
     fn tables(&self) -> Arc<Tables>;
     fn stopping(&self) -> bool;
+    /// The worker moved from table generation `from` to `to` (between batches, only
+    /// on a change): for measuring how fast snapshots reach the workers.
+    fn switched(&mut self, _from: u64, _to: u64) {}
     /// The appliance clock, nanoseconds since the Unix epoch.
     fn now(&self) -> Nanos;
     /// Hands over flow records; gives them back if they cannot be taken now.
@@ -290,7 +293,11 @@ pub fn run_worker<I: Io, H: WorkerHost>(
     let me = cfg.index;
     let workers = mesh.workers();
     while !host.stopping() {
-        tables = host.tables();
+        let next = host.tables();
+        if next.generation != tables.generation {
+            host.switched(tables.generation, next.generation);
+        }
+        tables = next;
         let now = host.now();
         let started = Instant::now();
         pipeline.sync(&tables, now);

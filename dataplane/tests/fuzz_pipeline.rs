@@ -46,8 +46,8 @@ fn tables() -> Tables {
         ipv6: vec![ip6],
         source_dest_check: true,
         timeouts: CtTimeouts::default(),
-        sg_ingress: open(),
-        sg_egress: open(),
+        sg_ingress: open().into(),
+        sg_egress: open().into(),
         account_id: "1".into(),
         instance_id: None,
         flow_meta: Some(std::sync::Arc::new(flowlog::EniMeta {

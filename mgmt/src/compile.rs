@@ -2,7 +2,7 @@
 //! one place where AWS's protocol/port semantics become classifier key ranges and
 //! group references become member addresses.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use dataplane::addr::{Ip, Prefix};
 use dataplane::policy::nacl::{Nacl, NaclDirection, NaclRule};
@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use flowlog::EniMeta;
 
-use crate::validate::{Checked, EniInfo, NaclPorts, Peer, SgPorts};
+use crate::validate::{Checked, EniInfo, NaclPorts, Peer, SgPorts, SgRule};
 
 const ALL_KEYS: (u16, u16) = (0, 65535);
 
@@ -43,14 +43,25 @@ pub fn nacl_keys(ports: NaclPorts) -> (u16, u16) {
 }
 
 /// Keeps ENI identities stable across compilations for the daemon's lifetime, and
-/// numbers the snapshots.
+/// numbers the snapshots. Building an ENI's group classifiers is most of a compile
+/// (milliseconds with 1,000 rules), so they are kept and reused while nothing they are
+/// built from changed: its groups (in order), their rules, and the members of the
+/// groups those rules reference.
 #[derive(Default)]
 pub struct Compiler {
     eni_ids: HashMap<String, u32>,
     generation: u64,
     timeouts_epoch: u64,
     previous_timeouts: HashMap<String, CtTimeouts>,
+    /// Each group's rules (ingress, egress) and members as of the last compile.
+    group_rules: HashMap<String, [Vec<SgRule>; 2]>,
+    group_members: HashMap<String, Vec<Ip>>,
+    /// Per ENI, its compiled ingress and egress and the group ids they were built from.
+    eni_sg: HashMap<String, [BuiltSg; 2]>,
 }
+
+/// A compiled direction and the ids of the groups it was built from.
+type BuiltSg = (Vec<String>, Arc<SgDirection>);
 
 impl Compiler {
     pub fn new() -> Compiler {
@@ -78,13 +89,43 @@ impl Compiler {
             }
         }
 
+        // Groups whose rules (per direction) or members differ from the last compile.
+        let mut rules_changed: HashSet<(&str, bool)> = HashSet::new();
+        let mut members_changed: HashSet<String> = HashSet::new();
+        for (g, group) in c.groups.iter().enumerate() {
+            let cached = self.group_rules.entry(group.id.clone()).or_default();
+            for egress in [false, true] {
+                let now = group.rules.iter().filter(|r| r.egress == egress);
+                if !now.clone().eq(cached[egress as usize].iter()) {
+                    rules_changed.insert((group.id.as_str(), egress));
+                    cached[egress as usize] = now.cloned().collect();
+                }
+            }
+            if self.group_members.get(&group.id) != Some(&members[g]) {
+                members_changed.insert(group.id.clone());
+                self.group_members.insert(group.id.clone(), members[g].clone());
+            }
+        }
+        // A group that is gone has no members any more: its references changed too.
+        let present: HashSet<&str> = c.groups.iter().map(|g| g.id.as_str()).collect();
+        self.group_rules.retain(|id, _| present.contains(id.as_str()));
+        self.group_members.retain(|id, _| {
+            let keep = present.contains(id.as_str());
+            if !keep {
+                members_changed.insert(id.clone());
+            }
+            keep
+        });
+        let enis_present: HashSet<&str> = c.enis.iter().map(|e| e.id.as_str()).collect();
+        self.eni_sg.retain(|id, _| enis_present.contains(id.as_str()));
+
         let mut enis: Vec<Option<Eni>> = vec![None; self.eni_ids.len()];
         let mut by_mac = FastMap::default();
         let mut by_ipv4 = FastMap::default();
         let mut by_ipv6 = FastMap::default();
         for e in &c.enis {
             let key = EniId(self.eni_ids[&e.id]);
-            let sg = |egress: bool| -> SgDirection {
+            let sg = |egress: bool| -> Arc<SgDirection> {
                 let mut infos = Vec::new();
                 let mut matches = Vec::new();
                 for &g in &e.groups {
@@ -104,8 +145,29 @@ impl Compiler {
                         }
                     }
                 }
-                SgDirection::build(infos, &matches)
+                Arc::new(SgDirection::build(infos, &matches))
             };
+            let group_ids: Vec<String> = e.groups.iter().map(|&g| c.groups[g].id.clone()).collect();
+            // A direction is reused when its groups, their rules in that direction and
+            // the members of the groups those rules reference are what it was built from.
+            let unchanged = |egress: bool| {
+                e.groups.iter().all(|&g| {
+                    let group = &c.groups[g];
+                    !rules_changed.contains(&(group.id.as_str(), egress))
+                        && (members_changed.is_empty()
+                            || !group.rules.iter().any(|r| {
+                                r.egress == egress && matches!(&r.peer, Peer::Group(id) if members_changed.contains(id))
+                            }))
+                })
+            };
+            let cached = self.eni_sg.get(&e.id);
+            let [sg_ingress, sg_egress] = [false, true].map(|egress| match cached {
+                Some(dirs) if dirs[egress as usize].0 == group_ids && unchanged(egress) => {
+                    dirs[egress as usize].1.clone()
+                }
+                _ => sg(egress),
+            });
+            self.eni_sg.insert(e.id.clone(), [(group_ids.clone(), sg_ingress.clone()), (group_ids, sg_egress.clone())]);
             if let Some(p) = e.port {
                 by_mac.insert(Tables::mac_key(p as u16, e.mac), key);
             }
@@ -126,8 +188,8 @@ impl Compiler {
                 ipv6: e.ipv6.clone(),
                 source_dest_check: e.source_dest_check,
                 timeouts: e.timeouts,
-                sg_ingress: sg(false),
-                sg_egress: sg(true),
+                sg_ingress,
+                sg_egress,
                 account_id: e.owner.clone().unwrap_or_else(|| "000000000000".into()),
                 instance_id: e.instance_id.clone(),
                 flow_meta: flow_logged(c, e).then(|| Arc::new(eni_meta(c, e))),

@@ -5,17 +5,20 @@
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use arc_swap::ArcSwap;
 use dataplane::tables::Tables;
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
+use crate::api::group_commit::GroupCommit;
 use crate::api::server::{self, ServerConfig};
 use crate::api::Engine;
 use crate::compile::Compiler;
 use crate::extension::DaemonExtension;
 use crate::model::Config;
+use crate::publish::{PublishLatency, Publisher};
 use crate::stats::StatsBoard;
 use crate::store::Store;
 use crate::trace::{Leg, TraceRequest};
@@ -103,6 +106,8 @@ pub struct Shared {
     pub tables: ArcSwap<Tables>,
     pub stop: AtomicBool,
     pub stats: StatsBoard,
+    /// Durable change -> every worker on the new tables.
+    pub publish: PublishLatency,
     /// Set when the dataplane runs; without it `Trace` judges against fresh state.
     pub tracer: Option<Box<dyn Tracer>>,
 }
@@ -119,22 +124,26 @@ pub fn run(opts: Options) -> Result<(), String> {
     let tables = ArcSwap::from_pointee(compiler.compile(&checked));
     let (shared, dataplane) = if opts.no_dataplane {
         log::info!("management plane only (--no-dataplane): no ports bound");
-        let shared = Shared { tables, stop: AtomicBool::new(false), stats: StatsBoard::default(), tracer: None };
+        let shared = Shared {
+            tables,
+            stop: AtomicBool::new(false),
+            stats: StatsBoard::default(),
+            publish: PublishLatency::new(0),
+            tracer: None,
+        };
         (Arc::new(shared), None)
     } else {
         let (shared, dp) = crate::dataplane_host::start(&checked, tables, &opts.state_dir)?;
         (shared, Some(dp))
     };
 
-    let publish_to = shared.clone();
+    let mut publisher = Publisher { compiler, shared: shared.clone() };
     let flowlog_updates = dataplane.as_ref().map(|d| d.config_sender());
-    let publish = Box::new(move |c: &Checked| {
+    let publish = Box::new(move |c: &Checked, durable: Instant| {
+        publisher.publish(c, durable);
         if let Some(tx) = &flowlog_updates {
             let _ = tx.try_send(c.clone());
         }
-        let mut tables = compiler.compile(c);
-        tables.published_at = crate::extension::now_nanos();
-        publish_to.tables.store(Arc::new(tables));
     });
     let api_cfg = &checked.config.appliance.api;
     let mut server_cfg = ServerConfig::new(
@@ -147,7 +156,8 @@ pub fn run(opts: Options) -> Result<(), String> {
     server_cfg.read_only_gid = api_cfg.read_only_group.as_deref().map(group_id).transpose()?;
     let socket_path = server_cfg.socket.clone();
     let metrics = crate::metrics_http::start(api_cfg, shared.clone());
-    let mut engine = Engine::new(checked, Some(store), publish);
+    let commits = Arc::new(GroupCommit::new(checked.clone(), Some(store), publish));
+    let mut engine = Engine::deferred(checked);
     engine.set_extension(Box::new(DaemonExtension { shared: shared.clone() }));
     let state_dir = opts.state_dir.clone();
     let mut last_checked = None;
@@ -164,7 +174,7 @@ pub fn run(opts: Options) -> Result<(), String> {
     }));
     let engine = Arc::new(Mutex::new(engine));
     let stop_api = Arc::new(AtomicBool::new(false));
-    let api = server::spawn(server_cfg, engine, stop_api.clone())
+    let api = server::spawn(server_cfg, engine, commits, stop_api.clone())
         .map_err(|e| format!("API socket {}: {e}", socket_path.display()))?;
     log::info!("vpcgated running; API on {}", socket_path.display());
     println!("vpcgated: ready (API on {})", socket_path.display());

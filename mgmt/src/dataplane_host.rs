@@ -22,6 +22,7 @@ use crate::daemon::{Shared, Tracer};
 use crate::error::{invalid, Result as ApiResult};
 use crate::extension::now_nanos;
 use crate::flowlogs;
+use crate::publish::PublishLatency;
 use crate::stats::{FlowLogCounters, QueueCounters, StatsBoard, WorkerSnapshot};
 use crate::trace::{self, Leg, TraceRequest};
 use crate::validate::Checked;
@@ -206,6 +207,9 @@ impl WorkerHost for Host {
     fn stopping(&self) -> bool {
         self.shared.stop.load(Ordering::Relaxed)
     }
+    fn switched(&mut self, from: u64, to: u64) {
+        self.shared.publish.switched(self.worker, from, to);
+    }
     fn now(&self) -> u64 {
         now_nanos()
     }
@@ -267,6 +271,7 @@ fn snapshot(h: &Host, tables: &Tables, p: &Pipeline, t: &WorkerTelemetry) -> Wor
     s.wakeups = t.io.wakeups;
     s.top_flows = p.top.samples(now_nanos());
     s.top_every = p.top.every();
+    s.generation = tables.generation;
     s
 }
 
@@ -435,6 +440,7 @@ pub fn start(
         tables,
         stop: Default::default(),
         stats: StatsBoard::default(),
+        publish: PublishLatency::new(count),
         tracer: Some(Box::new(HostTracer { jobs: job_txs })),
     });
     let mesh = Mesh::new(count, 4096);

@@ -13,6 +13,7 @@ pub mod flowlogs;
 pub mod logging;
 pub mod metrics_http;
 pub mod model;
+pub mod publish;
 pub mod replay;
 pub mod stats;
 pub mod store;

@@ -60,6 +60,8 @@ pub struct WorkerSnapshot {
     /// The flows this worker sampled recently, and its sampling rate (1 in `top_every`).
     pub top_flows: Vec<FlowSample>,
     pub top_every: u32,
+    /// The table generation the worker judged its last batch with.
+    pub generation: u64,
 }
 
 impl WorkerSnapshot {
@@ -85,6 +87,7 @@ impl WorkerSnapshot {
             wakeups: 0,
             top_flows: Vec::new(),
             top_every: 1,
+            generation: 0,
         }
     }
 }
@@ -221,6 +224,12 @@ pub fn describe(shared: &Shared) -> Value {
     // When the board was read (Unix nanoseconds): readers take rates over the time
     // between two answers.
     v["SampledAt"] = json!(crate::extension::now_nanos());
+    let h = shared.publish.histograms();
+    // Durable (acknowledgeable) change -> the last worker judging with its tables.
+    v["Publish"] = json!({"Generation": t.generation, "DurableToWorkersNanos": quantiles(&h.publish),
+                          "CompileNanos": quantiles(&h.compile),
+                          // Per worker: the snapshot stored -> this worker on it.
+                          "PickupNanos": h.pickup.iter().map(quantiles).collect::<Vec<_>>()});
     v
 }
 
@@ -246,7 +255,7 @@ pub fn snapshot_json(t: &Tables, workers: &[WorkerSnapshot], flow_logs: &[FlowLo
     json!({
         "Totals": verdicts(&total),
         "Workers": workers.iter().map(|w| json!({
-            "Worker": w.worker, "Core": w.core, "Verdicts": verdicts(&w.stats),
+            "Worker": w.worker, "Core": w.core, "Generation": w.generation, "Verdicts": verdicts(&w.stats),
             "ConntrackEntries": w.conntrack_entries, "ConntrackCapacity": w.conntrack_capacity,
             "HandoffOut": w.handoff_out, "HandoffIn": w.handoff_in, "HandoffDropped": w.handoff_dropped,
             "Batches": w.batches, "BatchSize": quantiles(&w.batch_sizes), "BatchNanos": quantiles(&w.batch_nanos),

@@ -15,6 +15,7 @@ mod config;
 mod eni;
 pub mod filter;
 mod flowlogs;
+pub mod group_commit;
 pub mod ids;
 mod nacl;
 pub mod server;
@@ -128,11 +129,33 @@ pub struct Engine {
     publish: Publish,
     prepare: Option<Prepare>,
     extension: Option<Box<dyn Extension>>,
+    /// Accepted changes are only applied here; a [`group_commit::GroupCommit`] saves
+    /// and publishes them (and holds their answers until then).
+    deferred: bool,
+    /// Changes applied so far (numbers them for the group commit).
+    staged: u64,
 }
 
 impl Engine {
     pub fn new(current: Checked, store: Option<Store>, publish: Publish) -> Engine {
-        Engine { current, store, publish, prepare: None, extension: None }
+        Engine { current, store, publish, prepare: None, extension: None, deferred: false, staged: 0 }
+    }
+
+    /// An engine whose changes a [`group_commit::GroupCommit`] saves and publishes.
+    pub fn deferred(current: Checked) -> Engine {
+        let mut e = Engine::new(current, None, Box::new(|_| {}));
+        e.deferred = true;
+        e
+    }
+
+    /// How many changes were applied (the number of the last one).
+    pub fn staged(&self) -> u64 {
+        self.staged
+    }
+
+    /// Back to `c` (the last durable config) after a failed save.
+    pub fn reset(&mut self, c: Checked) {
+        self.current = c;
     }
 
     pub fn set_prepare(&mut self, p: Prepare) {
@@ -211,6 +234,11 @@ impl Engine {
     fn commit(&mut self, checked: Checked) -> Result<()> {
         if let Some(prepare) = &mut self.prepare {
             prepare(&checked)?;
+        }
+        if self.deferred {
+            self.current = checked;
+            self.staged += 1;
+            return Ok(());
         }
         if let Some(store) = &self.store {
             store.save(&checked.config).map_err(|e| {

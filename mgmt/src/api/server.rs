@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use super::group_commit::GroupCommit;
 use super::{error_json, Engine, Role};
 use crate::error::Ec2Error;
 
@@ -89,7 +90,12 @@ pub fn role_of(cfg: &ServerConfig, peer: &Peer) -> Option<Role> {
 
 /// Binds the socket (0660, group = the admin group if set) and serves it on a
 /// thread until `stop` is set.
-pub fn spawn(cfg: ServerConfig, engine: Arc<Mutex<Engine>>, stop: Arc<AtomicBool>) -> io::Result<JoinHandle<()>> {
+pub fn spawn(
+    cfg: ServerConfig,
+    engine: Arc<Mutex<Engine>>,
+    commits: Arc<GroupCommit>,
+    stop: Arc<AtomicBool>,
+) -> io::Result<JoinHandle<()>> {
     if let Some(dir) = cfg.socket.parent() {
         std::fs::create_dir_all(dir)?;
     }
@@ -108,14 +114,15 @@ pub fn spawn(cfg: ServerConfig, engine: Arc<Mutex<Engine>>, stop: Arc<AtomicBool
         while !stop.load(Ordering::Relaxed) {
             match listener.accept() {
                 Ok((stream, _)) => {
-                    let (cfg, engine, active) = (cfg.clone(), engine.clone(), active.clone());
+                    let (cfg, engine, commits, active) = (cfg.clone(), engine.clone(), commits.clone(), active.clone());
                     if active.fetch_add(1, Ordering::SeqCst) >= cfg.max_connections {
                         active.fetch_sub(1, Ordering::SeqCst);
                         refuse(stream, &Ec2Error::new("RequestLimitExceeded", "Too many API connections; try again."));
                         continue;
                     }
                     let spawned = std::thread::Builder::new().name("vpcgate-api-conn".into()).spawn(move || {
-                        if let Err(e) = serve_connection(stream, &cfg, &engine) {
+                        below_workers();
+                        if let Err(e) = serve_connection(stream, &cfg, &engine, &commits) {
                             log::debug!("API connection ended: {e}");
                         }
                         active.fetch_sub(1, Ordering::SeqCst);
@@ -134,12 +141,31 @@ pub fn spawn(cfg: ServerConfig, engine: Arc<Mutex<Engine>>, stop: Arc<AtomicBool
     })
 }
 
+/// Requests (validation, saves, compiles) yield to the workers: a worker woken to
+/// pick up new tables, or by traffic, must not wait for the scheduler to finish
+/// validating the next request on its core.
+const API_NICE: libc::c_int = 5;
+
+fn below_workers() {
+    // SAFETY: gettid and setpriority have no memory effects; PRIO_PROCESS with a
+    // thread id changes this thread's nice value only.
+    let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, API_NICE) };
+    if rc != 0 {
+        log::debug!("API thread priority unchanged: {}", io::Error::last_os_error());
+    }
+}
+
 fn refuse(mut stream: UnixStream, e: &Ec2Error) {
     let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
     let _ = writeln!(stream, "{}", error_json(e));
 }
 
-fn serve_connection(stream: UnixStream, cfg: &ServerConfig, engine: &Mutex<Engine>) -> io::Result<()> {
+fn serve_connection(
+    stream: UnixStream,
+    cfg: &ServerConfig,
+    engine: &Mutex<Engine>,
+    commits: &GroupCommit,
+) -> io::Result<()> {
     stream.set_nonblocking(false)?;
     stream.set_read_timeout(Some(cfg.io_timeout))?;
     stream.set_write_timeout(Some(cfg.io_timeout))?;
@@ -176,9 +202,15 @@ fn serve_connection(stream: UnixStream, cfg: &ServerConfig, engine: &Mutex<Engin
         if text.trim().is_empty() {
             continue;
         }
-        let response = {
+        let (response, seq) = {
             let mut engine = engine.lock().unwrap_or_else(|p| p.into_inner());
-            engine.handle_line(text.trim(), role)
+            let response = engine.handle_line(text.trim(), role);
+            (response, engine.staged())
+        };
+        // The answer waits until what it says (and everything it saw) is durable.
+        let response = match commits.settle(engine, seq) {
+            Ok(()) => response,
+            Err(e) => error_json(&e).to_string(),
         };
         writer.write_all(response.as_bytes())?;
         writer.write_all(b"\n")?;
