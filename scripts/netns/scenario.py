@@ -516,12 +516,14 @@ class Scenario:
                 done[clients] += 1
 
         web_mac = "02:00:00:00:01:0a"
+        # To files, not pipes: a full pipe would stop the receiver reading its socket.
+        recv_path, send_path = os.path.join(self.dir, "received.jsonl"), os.path.join(self.dir, "sent.jsonl")
         recv = subprocess.Popen([TOPO, "exec", "app", "python3", STREAM, "recv", "eth0", str(secs + 4)],
-                                stdout=subprocess.PIPE, text=True)
+                                stdout=open(recv_path, "w"))
         time.sleep(0.5)
         send = subprocess.Popen([TOPO, "exec", "web", "python3", STREAM, "send", "eth0", web_mac, router, str(secs),
                                  f"est,{IP['web']},{IP['app']},8080,1000,500",
-                                 f"probe,{IP['web']},{IP['app']},8081,200,60000"], stdout=subprocess.PIPE, text=True)
+                                 f"probe,{IP['web']},{IP['app']},8081,200,60000"], stdout=open(send_path, "w"))
         time.sleep(0.5)  # the first est packets open their connections before the churn starts
         threads = [threading.Thread(target=churn, args=(k,)) for k in range(clients)]
         threads.append(threading.Thread(target=toggle))
@@ -533,17 +535,17 @@ class Scenario:
         for t in threads:
             t.join()
         elapsed = time.time() - t0
-        sent_out, _ = send.communicate(timeout=60)
-        received_out, _ = recv.communicate(timeout=60)
-        sent = [json.loads(l) for l in sent_out.splitlines()]
-        received = {(p, q) for _, p, q in (json.loads(l) for l in received_out.splitlines())}
+        send.wait(timeout=60)
+        recv.wait(timeout=60)
+        sent = [json.loads(l) for l in open(send_path)]
+        received = {(p, q) for _, p, q in (json.loads(l) for l in open(recv_path))}
         mismatches, uncertain = [], 0
         est_sent = [q for name, q, _, _ in sent if name == "est"]
         lost = [q for q in est_sent if (8080, q) not in received]
         if lost:
             mismatches.append(f"{len(lost)} of {len(est_sent)} est frames lost, first seqs {lost[:10]}")
         probes = [(q, t) for name, q, _, t in sent if name == "probe"]
-        checked = 0
+        checked = absent = 0
         for q, t in probes:
             in_flight = any(req - 0.001 <= t <= ack + margin for req, ack, _ in toggles)
             if in_flight:
@@ -553,6 +555,7 @@ class Scenario:
             want = before[-1] if before else False
             got = (8081, q) in received
             checked += 1
+            absent += not want
             if got != want:
                 mismatches.append(f"probe seq {q} at {t - t0:.3f}s: rule {'present' if want else 'absent'}, "
                                   f"frame {'arrived' if got else 'did not arrive'}")
@@ -564,8 +567,8 @@ class Scenario:
         changes = sum(done)
         return {"changes": changes, "seconds": round(elapsed, 2), "changes_per_s": round(changes / elapsed, 1),
                 "toggles": len(toggles), "est_sent": len(est_sent), "est_lost": len(lost), "probes": len(probes),
-                "probes_checked": checked, "probes_uncertain": uncertain, "api_errors": errors[:5],
-                "mismatches": mismatches[:20], "publish": stats.get("Publish")}
+                "probes_checked": checked, "probes_checked_absent": absent, "probes_uncertain": uncertain, "api_errors": errors[:5],
+                "mismatches": mismatches[:20], "publish": stats.get("Publish"), "totals": stats["Totals"]}
 
 
 def print_table(rows):

@@ -248,6 +248,7 @@ fn main() {
         stop: Default::default(),
         stats: StatsBoard::default(),
         tracer: None,
+        publish: mgmt::publish::PublishLatency::new(1),
     });
     let flowlog = {
         let (checked, root, shared) = (checked.clone(), root.clone(), shared.clone());
