@@ -141,6 +141,7 @@ fn a_full_disk_is_reported_retried_and_never_blocks_the_feeder() {
         stop: Default::default(),
         stats: StatsBoard::default(),
         tracer: None,
+        publish: mgmt::publish::PublishLatency::new(1),
     });
     let thread = {
         let (checked, root, shared) = (checked.clone(), root.clone(), shared.clone());
