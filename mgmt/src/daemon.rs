@@ -112,6 +112,20 @@ pub struct Shared {
     pub tracer: Option<Box<dyn Tracer>>,
 }
 
+impl Shared {
+    /// Fresh state for `workers` workers (0: management plane only), with `tables`
+    /// published and no stats yet.
+    pub fn new(tables: ArcSwap<Tables>, workers: usize, tracer: Option<Box<dyn Tracer>>) -> Shared {
+        Shared {
+            tables,
+            stop: AtomicBool::new(false),
+            stats: StatsBoard::default(),
+            publish: PublishLatency::new(workers),
+            tracer,
+        }
+    }
+}
+
 pub fn run(opts: Options) -> Result<(), String> {
     let store =
         Store::open(&opts.state_dir).map_err(|e| format!("state directory {}: {e}", opts.state_dir.display()))?;
@@ -124,14 +138,7 @@ pub fn run(opts: Options) -> Result<(), String> {
     let tables = ArcSwap::from_pointee(compiler.compile(&checked));
     let (shared, dataplane) = if opts.no_dataplane {
         log::info!("management plane only (--no-dataplane): no ports bound");
-        let shared = Shared {
-            tables,
-            stop: AtomicBool::new(false),
-            stats: StatsBoard::default(),
-            publish: PublishLatency::new(0),
-            tracer: None,
-        };
-        (Arc::new(shared), None)
+        (Arc::new(Shared::new(tables, 0, None)), None)
     } else {
         let (shared, dp) = crate::dataplane_host::start(&checked, tables, &opts.state_dir)?;
         (shared, Some(dp))

@@ -22,7 +22,6 @@ use crate::daemon::{Shared, Tracer};
 use crate::error::{invalid, Result as ApiResult};
 use crate::extension::now_nanos;
 use crate::flowlogs;
-use crate::publish::PublishLatency;
 use crate::stats::{FlowLogCounters, QueueCounters, StatsBoard, WorkerSnapshot};
 use crate::trace::{self, Leg, TraceRequest};
 use crate::validate::Checked;
@@ -436,13 +435,7 @@ pub fn start(
         job_txs.push(tx);
         job_rxs.push(rx);
     }
-    let shared = Arc::new(Shared {
-        tables,
-        stop: Default::default(),
-        stats: StatsBoard::default(),
-        publish: PublishLatency::new(count),
-        tracer: Some(Box::new(HostTracer { jobs: job_txs })),
-    });
+    let shared = Arc::new(Shared::new(tables, count, Some(Box::new(HostTracer { jobs: job_txs }))));
     let mesh = Mesh::new(count, 4096);
     let port_names: Vec<String> = checked.ports.iter().map(|p| p.name.clone()).collect();
     // Rings of 4096: room for a TCP burst while the core is busy elsewhere (on a VM

@@ -3,37 +3,13 @@
 //! the same size on a port opened through the CLI for it; the daemon's memory before and
 //! after, its socket counters, and the top-talkers view of the transfer.
 
-use std::path::Path;
-use std::process::Command;
-
-use serde_json::Value;
+mod support;
 
 const GIB: u64 = 1 << 30;
 
-fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe { libc::geteuid() == 0 }
-}
-
 #[test]
 fn one_gib_through_the_switch_verified_without_leaks() {
-    if !is_root() || std::env::var_os("VGX_SKIP_NETNS_TESTS").is_some() {
-        eprintln!("skipping: the bulk transfer needs root (network namespaces, AF_XDP)");
-        return;
-    }
-    let bin_dir = Path::new(env!("CARGO_BIN_EXE_vpcgated")).parent().unwrap();
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/netns/scenario.py");
-    let out = Command::new("python3")
-        .arg(&script)
-        .args(["--bin-dir"])
-        .arg(bin_dir)
-        .args(["--bulk", &GIB.to_string()])
-        .output()
-        .expect("python3 runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let doc: Value = serde_json::from_str(stdout.lines().last().unwrap_or("")).unwrap_or_else(|e| {
-        panic!("scenario.py gave no JSON ({e}):\nstdout: {stdout}\nstderr: {}", String::from_utf8_lossy(&out.stderr))
-    });
+    let Some(doc) = support::live::scenario(&["--bulk", &GIB.to_string()]) else { return };
     eprintln!("{}", serde_json::to_string_pretty(&doc).unwrap());
 
     let t = &doc["transfer"];

@@ -4,37 +4,12 @@
 //! the flow-log records the run produced. Runs `scripts/netns/scenario.py --json`
 //! with this build's binaries.
 
-use std::path::Path;
-use std::process::Command;
+mod support;
 
 use serde_json::Value;
 
-fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe { libc::geteuid() == 0 }
-}
-
 fn run(queues: u32) -> Option<Value> {
-    if !is_root() || std::env::var_os("VGX_SKIP_NETNS_TESTS").is_some() {
-        eprintln!("skipping: the live scenario needs root (network namespaces, AF_XDP)");
-        return None;
-    }
-    let bin_dir = Path::new(env!("CARGO_BIN_EXE_vpcgated")).parent().unwrap();
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/netns/scenario.py");
-    let out = Command::new("python3")
-        .arg(&script)
-        .arg("--json")
-        .arg("--bin-dir")
-        .arg(bin_dir)
-        .arg("--queues")
-        .arg(queues.to_string())
-        .output()
-        .expect("python3 runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let doc: Value = serde_json::from_str(stdout.lines().last().unwrap_or("")).unwrap_or_else(|e| {
-        panic!("scenario.py gave no JSON ({e}):\nstdout: {stdout}\nstderr: {}", String::from_utf8_lossy(&out.stderr))
-    });
-    Some(doc)
+    support::live::scenario(&["--json", "--queues", &queues.to_string()])
 }
 
 /// Flow records as (interface, srcaddr, dstaddr, dstport, action).

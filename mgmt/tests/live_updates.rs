@@ -7,35 +7,12 @@
 //! Runs `scripts/netns/scenario.py --live-updates SECS` (default 30 s;
 //! `VPCGATE_LIVE_UPDATE_SECS`) with this build's binaries.
 
-use std::path::Path;
-use std::process::Command;
-
-use serde_json::Value;
-
-fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe { libc::geteuid() == 0 }
-}
+mod support;
 
 #[test]
 fn rule_changes_at_full_speed_lose_and_misjudge_nothing() {
-    if !is_root() || std::env::var_os("VGX_SKIP_NETNS_TESTS").is_some() {
-        eprintln!("skipping: needs root (network namespaces, AF_XDP)");
-        return;
-    }
     let secs = std::env::var("VPCGATE_LIVE_UPDATE_SECS").unwrap_or_else(|_| "30".into());
-    let bin_dir = Path::new(env!("CARGO_BIN_EXE_vpcgated")).parent().unwrap();
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/netns/scenario.py");
-    let out = Command::new("python3")
-        .arg(&script)
-        .args(["--live-updates", &secs, "--bin-dir"])
-        .arg(bin_dir)
-        .output()
-        .expect("python3 runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let doc: Value = serde_json::from_str(stdout.lines().last().unwrap_or("")).unwrap_or_else(|e| {
-        panic!("scenario.py gave no JSON ({e}):\nstdout: {stdout}\nstderr: {}", String::from_utf8_lossy(&out.stderr))
-    });
+    let Some(doc) = support::live::scenario(&["--live-updates", &secs]) else { return };
     eprintln!("live updates: {doc}");
     assert_eq!(doc["api_errors"].as_array().unwrap().len(), 0, "{doc}");
     let mismatches: Vec<&str> = doc["mismatches"].as_array().unwrap().iter().filter_map(|m| m.as_str()).collect();

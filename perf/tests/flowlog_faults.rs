@@ -136,13 +136,7 @@ fn a_full_disk_is_reported_retried_and_never_blocks_the_feeder() {
 
     let (tx, rx) = bounded::<Vec<FlowRecord>>(1024);
     let (config_tx, config_rx) = bounded(16);
-    let shared = Arc::new(Shared {
-        tables: ArcSwap::from(tables.clone()),
-        stop: Default::default(),
-        stats: StatsBoard::default(),
-        tracer: None,
-        publish: mgmt::publish::PublishLatency::new(1),
-    });
+    let shared = Arc::new(Shared::new(ArcSwap::from(tables.clone()), 1, None));
     let thread = {
         let (checked, root, shared) = (checked.clone(), root.clone(), shared.clone());
         std::thread::spawn(move || mgmt::dataplane_host::flowlog_thread(checked, root, rx, config_rx, shared))

@@ -1,3 +1,4 @@
 pub mod harness;
+pub mod live;
 pub mod small;
 pub mod three_tier;

@@ -243,13 +243,7 @@ fn main() {
     // The daemon's wiring (dataplane_host::start): the same channel bounds.
     let (records_tx, records_rx) = bounded::<Vec<FlowRecord>>(1024);
     let (config_tx, config_rx) = bounded::<Checked>(16);
-    let shared = Arc::new(Shared {
-        tables: ArcSwap::from(tables.clone()),
-        stop: Default::default(),
-        stats: StatsBoard::default(),
-        tracer: None,
-        publish: mgmt::publish::PublishLatency::new(1),
-    });
+    let shared = Arc::new(Shared::new(ArcSwap::from(tables.clone()), 1, None));
     let flowlog = {
         let (checked, root, shared) = (checked.clone(), root.clone(), shared.clone());
         std::thread::Builder::new()
