@@ -24,6 +24,8 @@ import sys
 import tempfile
 import time
 
+import stream  # frame builders, beside this script
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
 TOPO = os.path.join(HERE, "three-tier.sh")
@@ -315,31 +317,14 @@ class Scenario:
         router, gw = "02:76:70:63:67:01", "02:00:00:00:ff:01"
         mac = {"web": "02:00:00:00:01:0a", "app": "02:00:00:00:02:0a"}
 
-        def ip4(a):
-            return bytes(int(x) for x in a.split("."))
-
-        def csum(b):
-            b += b"\0" * (len(b) % 2)
-            t = sum(struct.unpack(f"!{len(b) // 2}H", b))
-            while t >> 16:
-                t = (t & 0xFFFF) + (t >> 16)
-            return ~t & 0xFFFF
-
-        def eth(src, dst, payload, ethertype=0x0800):
-            f = bytes.fromhex(dst.replace(":", "")) + bytes.fromhex(src.replace(":", "")) + struct.pack("!H", ethertype)
-            f += payload
-            return f + b"\0" * max(0, 60 - len(f))
+        eth = stream.ether
 
         def syn(src, dst, sport, dport, ihl=5):
-            seg = struct.pack("!HHIIBBHHH", sport, dport, 1, 0, 5 << 4, 0x02, 65535, 0, 0)
-            pseudo = ip4(src) + ip4(dst) + struct.pack("!BBH", 0, 6, len(seg))
-            seg = seg[:16] + struct.pack("!H", csum(pseudo + seg)) + seg[18:]
-            hdr = struct.pack("!BBHHHBBH4s4s", 0x40 | ihl, 0, 20 + len(seg), 1, 0, 64, 6, 0, ip4(src), ip4(dst))
-            return hdr[:10] + struct.pack("!H", csum(hdr)) + hdr[12:] + seg
+            return stream.syn_packet(src, dst, sport, dport, 1, ihl)
 
         def arp_request(src_mac, src_ip, target):
             return struct.pack("!HHBBH6s4s6s4s", 1, 0x0800, 6, 4, 1, bytes.fromhex(src_mac.replace(":", "")),
-                               ip4(src_ip), b"\0" * 6, ip4(target))
+                               socket.inet_aton(src_ip), b"\0" * 6, socket.inet_aton(target))
 
         web, app = IP["web"], IP["app"]
         # (what, sending host's namespace + interface, frame, count, expected verdict key)

@@ -23,14 +23,26 @@ def csum(b):
     return ~t & 0xFFFF
 
 
-def syn(src_mac, dst_mac, src, dst, sport, dport, seq):
+def ether(src_mac, dst_mac, payload, ethertype=0x0800):
+    """An Ethernet frame, padded to the 60-byte minimum (padding is not IP bytes)."""
+    f = bytes.fromhex(dst_mac.replace(":", "")) + bytes.fromhex(src_mac.replace(":", ""))
+    f += struct.pack("!H", ethertype) + payload
+    return f + b"\0" * max(0, 60 - len(f))
+
+
+def syn_packet(src, dst, sport, dport, seq, ihl=5):
+    """An IPv4 TCP SYN (40 bytes), `seq` as TCP sequence and IP id; an IHL below 5 makes
+    it malformed."""
     s, d = socket.inet_aton(src), socket.inet_aton(dst)
     seg = struct.pack("!HHIIBBHHH", sport, dport, seq, 0, 5 << 4, 0x02, 65535, 0, 0)
     seg = seg[:16] + struct.pack("!H", csum(s + d + struct.pack("!BBH", 0, 6, len(seg)) + seg)) + seg[18:]
-    hdr = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(seg), seq & 0xFFFF, 0, 64, 6, 0, s, d)
+    hdr = struct.pack("!BBHHHBBH4s4s", 0x40 | ihl, 0, 20 + len(seg), seq & 0xFFFF, 0, 64, 6, 0, s, d)
     hdr = hdr[:10] + struct.pack("!H", csum(hdr)) + hdr[12:]
-    f = bytes.fromhex(dst_mac.replace(":", "")) + bytes.fromhex(src_mac.replace(":", "")) + b"\x08\x00" + hdr + seg
-    return f + b"\0" * max(0, 60 - len(f))
+    return hdr + seg
+
+
+def syn(src_mac, dst_mac, src, dst, sport, dport, seq):
+    return ether(src_mac, dst_mac, syn_packet(src, dst, sport, dport, seq))
 
 
 def send(iface, src_mac, dst_mac, secs, specs):
