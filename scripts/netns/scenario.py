@@ -301,15 +301,20 @@ class Scenario:
                 iperf = {"error": out.stderr.strip() or out.stdout[-300:]}
         return {"warm": warm, "transfer": res, "rss_kib_before": rss0, "rss_kib_after": rss1, "iperf3": iperf}
 
+    def mute_hosts(self):
+        """The VPC hosts' kernels drop every IP packet that arrives, so crafted frames
+        get no answers and only the test's frames cross the switch."""
+        for h in ("web", "bastion", "app", "db"):
+            sh(TOPO, "exec", h, "nft", "add table ip mute; add chain ip mute in { type filter hook prerouting priority -400; "
+               "policy drop; }")
+
     def exact_stats(self):
         """Frames of every kind, crafted and sent with packet sockets from the hosts'
         side of the veths, a distinct number of each; DescribeStats before and after
         must differ by exactly what was sent: verdicts by reason, per-ENI counters, per
         queue rx/tx. The hosts' kernels drop every IP packet that arrives (nftables), so no host
         answers and nothing but the test's frames crosses the switch."""
-        for h in ("web", "bastion", "app", "db"):
-            sh(TOPO, "exec", h, "nft", "add table ip mute; add chain ip mute in { type filter hook prerouting priority -400; "
-               "policy drop; }")
+        self.mute_hosts()
         # app's subnet NACL refuses app -> internet https on the way out (rule 90).
         self.cli("create-network-acl-entry", "--network-acl-id", "acl-0f00d00000000c000", "--rule-number", "90",
                  "--protocol", "tcp", "--port-range", "From=443,To=443", "--cidr-block", "198.19.0.0/16",
@@ -440,9 +445,7 @@ class Scenario:
         lost, none misjudged during a swap); a `probe` frame sent while the rule was
         acknowledged present (absent) arrives (does not), except within `margin`
         seconds after an acknowledgement (publication) or while a toggle is in flight."""
-        for h in ("web", "bastion", "app", "db"):
-            sh(TOPO, "exec", h, "nft", "add table ip mute; add chain ip mute in { type filter hook prerouting priority -400; "
-               "policy drop; }")
+        self.mute_hosts()
         router = "02:76:70:63:67:01"
         app_sg, web_sg, db_sg, nacl = "sg-0f00d00000000e002", WEB_SG, "sg-0f00d00000000e003", "acl-0f00d00000000c000"
         stop = threading.Event()
