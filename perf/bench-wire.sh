@@ -19,7 +19,7 @@
 #
 # usage: perf/bench-wire.sh [--runs N] [--duration S] [--flows N] [--size 64|imix|B]
 #                           [--rate PPS|max] [--lat-rate PPS|auto] [--legs L,L,...]
-#                           [--mode auto|skb|driver] [--nft-rx sender|rps|napi] [--no-prio]
+#                           [--mode auto|skb|driver] [--ring N] [--nft-rx sender|rps|napi] [--no-prio]
 #                           [--no-install] [--bin DIR] [--keep]
 #
 #   --runs N       runs per leg; medians are reported (default 3)
@@ -38,6 +38,10 @@
 #                  against the fastest nftables leg of the run
 #   --mode M       XDP mode of the AF_XDP sockets (generator, xdpfwd, OVS): auto (= SKB
 #                  on veth, the faster one there), skb, driver
+#   --ring N       entries in every AF_XDP ring of vpcgated (Appliance.Workers.RingSize)
+#                  and xdpfwd alike (default 4096, vpcgated's default): the ring size sets
+#                  the UMEM's size and so how much of it stays in cache, so the two legs
+#                  are only comparable with the same rings
 #   --nft-rx WHERE where the plain nftables leg forwards. A frame sent into a veth is
 #                  received -- for nftables: routed, tracked, filtered and sent on --
 #                  by the core that sent it, in its softirq. sender (default): leave
@@ -78,6 +82,7 @@ rate=max
 lat_rate=auto
 legs_arg=vpcgate,xdpfwd,nftables,nftables:napi,ovs
 mode=auto
+ring=4096
 nft_rx=sender
 prio=1
 install=1
@@ -94,6 +99,7 @@ while [[ $# -gt 0 ]]; do
         --lat-rate) lat_rate=$2; shift 2 ;;
         --legs) legs_arg=$2; shift 2 ;;
         --mode) mode=$2; shift 2 ;;
+        --ring) ring=$2; shift 2 ;;
         --nft-rx) nft_rx=$2; shift 2 ;;
         --no-prio) prio=0; shift ;;
         --no-install) install=0; shift ;;
@@ -118,6 +124,7 @@ case "$size" in
        fi
        size_args=(--size "$size"); frame="$size B" ;;
 esac
+case "$ring" in 64|128|256|512|1024|2048|4096|8192|16384) ;; *) die "--ring needs a power of two from 64 to 16384" ;; esac
 case "$nft_rx" in sender|rps|napi) ;; *) die "--nft-rx needs sender, rps or napi" ;; esac
 case "$mode" in
     auto|skb) ovs_xdp_mode=generic ;;
@@ -393,7 +400,7 @@ down_nodut() {
 up_xdpfwd() {
     dst_mac=$sink_mac # an L2 forwarder: frames are addressed to the far host
     local log=$work/xdpfwd.log
-    spawn "$ns_dut" "$bin/xdpfwd" --a "$if_up" --b "$if_web" --cores "$dut_core" --mode "$mode" >"$log" 2>&1
+    spawn "$ns_dut" "$bin/xdpfwd" --a "$if_up" --b "$if_web" --cores "$dut_core" --mode "$mode" --ring "$ring" >"$log" 2>&1
     dut_pid=$spawned
     if ! wait_for_line "$log" '^xdpfwd: ready' "$dut_pid" 20; then
         why="xdpfwd did not start: $(tail -1 "$log")"
@@ -415,7 +422,7 @@ up_vpcgate() {
     # web ENI has the sink's MAC and sits behind the web-side veth; the uplink's
     # gateway is the generator (its MAC is the one frames from the internet carry).
     jq --arg uplink "$if_up" --arg web "$if_web" --arg gateway_mac "$gen_mac" \
-        --arg web_mac "$sink_mac" --arg router_mac "$router_mac" --argjson port "$udp_port" \
+        --arg web_mac "$sink_mac" --arg router_mac "$router_mac" --argjson port "$udp_port" --argjson ring "$ring" \
         -f "$baselines/vpcgate-config.jq" "$root/examples/three-tier/config.json" >"$cfg"
     # vpcgate's own reading of the config for the benchmark's packet: a leg that
     # measured drops would measure nothing. (The CLI is optional here.)
@@ -703,7 +710,7 @@ cat <<EOF
 - command: \`$(shown_command)\`
 - traffic: UDP $client_ip -> $web_ip:$udp_port, $flows flows, $frame frames; Mpps $rate_words,
   median of $runs runs of ${duration}s (min–max); latency at $lat_pps frames/s (medians of the
-  runs' percentiles); generator on core $gen_core, DUT on core $dut_core, XDP mode $mode, nftables forwarding on the $( [[ $nft_rx == sender ]] && echo "generator's core (--nft-rx sender)" || echo "DUT core (--nft-rx $nft_rx)")
+  runs' percentiles); generator on core $gen_core, DUT on core $dut_core, XDP mode $mode, AF_XDP rings $ring (vpcgate, xdpfwd), nftables forwarding on the $( [[ $nft_rx == sender ]] && echo "generator's core (--nft-rx sender)" || echo "DUT core (--nft-rx $nft_rx)")
 
 | leg | frame | flows | Mpps delivered (median, min–max) | loss | latency p50 / p99 / p99.9 (µs) @ $(awk -v r="$lat_pps" 'BEGIN { printf "%g kpps", r / 1e3 }') | × xdpfwd | × nftables |
 |---|---|---|---|---|---|---|---|

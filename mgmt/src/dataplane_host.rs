@@ -408,6 +408,10 @@ pub fn start(
     if !(1..=256).contains(&batch) {
         return Err(format!("Appliance.Workers.BatchSize {batch}: use 1 to 256"));
     }
+    let ring_size = w.ring_size.unwrap_or(4096);
+    if !(64..=16384).contains(&ring_size) || !ring_size.is_power_of_two() {
+        return Err(format!("Appliance.Workers.RingSize {ring_size}: use a power of two from 64 to 16384"));
+    }
     for f in &facts {
         let rss = match f.rss_symmetric {
             Some(true) => "symmetric RSS",
@@ -438,10 +442,9 @@ pub fn start(
     let shared = Arc::new(Shared::new(tables, count, Some(Box::new(HostTracer { jobs: job_txs }))));
     let mesh = Mesh::new(count, 4096);
     let port_names: Vec<String> = checked.ports.iter().map(|p| p.name.clone()).collect();
-    // Rings of 4096: room for a TCP burst while the core is busy elsewhere (on a VM
-    // the generator and the hosts share it); 1024 dropped frames under iperf3.
-    let af_cfg =
-        AfXdpConfig { mode, zero_copy: w.zero_copy.unwrap_or(true), ring_size: 4096, ..AfXdpConfig::default() };
+    // Rings of 4096 by default: room for a TCP burst while the core is busy elsewhere
+    // (on a VM the generator and the hosts share it); 1024 dropped frames under iperf3.
+    let af_cfg = AfXdpConfig { mode, zero_copy: w.zero_copy.unwrap_or(true), ring_size, ..AfXdpConfig::default() };
     // A frame must fit in one UMEM frame after the kernel's headroom, with room for
     // two VLAN tags: a larger MTU would be dropped by the kernel, silently.
     let room = af_cfg.frame_size - dataplane::port::afxdp::XDP_HEADROOM;

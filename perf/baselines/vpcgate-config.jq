@@ -3,7 +3,7 @@
 # (internet client -> web, udp/$port) in, bound to the benchmark's topology.
 #
 #   jq --arg uplink IF --arg web IF --arg gateway_mac MAC --arg web_mac MAC \
-#      --arg router_mac MAC --argjson port 9 -f vpcgate-config.jq config.json
+#      --arg router_mac MAC --argjson port 9 --argjson ring 4096 -f vpcgate-config.jq config.json
 #
 # Only the web ENI sits behind a port (the sink's veth); the bastion, app and db ENIs
 # stay in the config without one, so web-sg's reference to bastion-sg resolves exactly
@@ -30,6 +30,7 @@
 | .FlowLogs = []
 | .Appliance = {
     RouterMac: $router_mac,
+    Workers: {RingSize: $ring},
     Ports: [
         {Name: "web", Interface: $web,
          NetworkInterfaceIds: [.NetworkInterfaces[] | select(.Description == "web tier") | .NetworkInterfaceId]},

@@ -56,6 +56,11 @@ pub struct WorkersConfig {
     /// Frames per batch (default 64, at most 256).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub batch_size: Option<usize>,
+    /// Entries in every AF_XDP ring (default 4096, a power of two from 64 to 16384).
+    /// Larger rings absorb longer bursts while the core is busy; smaller ones keep the
+    /// UMEM's working set in cache (BENCHMARKS.md, wire benchmark).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ring_size: Option<u32>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
