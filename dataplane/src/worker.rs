@@ -11,7 +11,7 @@
 //! bounded ring ([`Mesh`]); nothing blocks, a full ring drops and counts.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crossbeam_queue::ArrayQueue;
 use flowlog::FlowRecord;
@@ -190,6 +190,12 @@ impl WorkerTelemetry {
 pub trait WorkerHost {
     /// The current table snapshot (picked up between batches).
     fn tables(&self) -> Arc<Tables>;
+    /// The current snapshot if it is not `current`. Asked before every batch, so
+    /// it should cost one atomic load when nothing changed; the default clones.
+    fn fresh_tables(&mut self, current: &Arc<Tables>) -> Option<Arc<Tables>> {
+        let t = self.tables();
+        (!Arc::ptr_eq(&t, current)).then_some(t)
+    }
     fn stopping(&self) -> bool;
     /// The worker moved from table generation `from` to `to` (between batches, only
     /// on a change): for measuring how fast snapshots reach the workers.
@@ -289,22 +295,45 @@ pub fn run_worker<I: Io, H: WorkerHost>(
     let mut rx: Vec<RxFrame> = Vec::with_capacity(cfg.batch);
     let mut handoff = RecordHandoff::default();
     let mut idle_rounds = 0u32;
-    let mut last_housekeeping = Instant::now();
+    let housekeeping = cfg.housekeeping.as_nanos() as Nanos;
+    let mut next_housekeeping = 0;
     let me = cfg.index;
     let workers = mesh.workers();
+    // Per round, before any frame: one atomic load (tables) and the receive. The
+    // clock is read only when there is work or the worker is idle, twice a batch.
     while !host.stopping() {
-        let next = host.tables();
-        if next.generation != tables.generation {
+        if let Some(next) = host.fresh_tables(&tables) {
             host.switched(tables.generation, next.generation);
+            tables = next;
         }
-        tables = next;
+        rx.clear();
+        let n = io.rx(&mut rx, cfg.batch);
+        let inbox = &mesh.inboxes[me];
+        if n == 0 && inbox.is_empty() {
+            // Completions and pending TX kicks still need collecting while idle.
+            io.flush();
+            idle_rounds = idle_rounds.saturating_add(1);
+            if cfg.poll == Poll::Adaptive && idle_rounds > 64 {
+                io.wait_readable(Duration::from_millis(1));
+            }
+            // Timers, interval ends and housekeeping go on without traffic.
+            let now = host.now();
+            pipeline.sync(&tables, now);
+            handoff.pass(pipeline, |r| host.records(r));
+            (t.records_sent, t.records_skipped) = (handoff.sent, handoff.lost);
+            if due(now, &mut next_housekeeping, housekeeping) {
+                t.io = io.counters();
+                host.housekeeping(&tables, pipeline, &t);
+            }
+            continue;
+        }
+        idle_rounds = 0;
         let now = host.now();
-        let started = Instant::now();
         pipeline.sync(&tables, now);
-        let mut handled = 0usize;
+        let mut handled = n;
 
         // Frames other workers handed over: their flows are ours.
-        while let Some(h) = mesh.inboxes[me].pop() {
+        while let Some(h) = inbox.pop() {
             t.handoff_in += 1;
             if let Some(fh) = io.alloc() {
                 let len = h.len as usize;
@@ -318,8 +347,6 @@ pub fn run_worker<I: Io, H: WorkerHost>(
             let _ = mesh.pool.push(h.data);
         }
 
-        rx.clear();
-        let n = io.rx(&mut rx, cfg.batch);
         for f in &rx {
             if workers > 1 {
                 if let Some(owner) = owner_key(&io.buffer(f.handle)[..f.len]).map(|k| (k % workers as u64) as usize) {
@@ -333,26 +360,19 @@ pub fn run_worker<I: Io, H: WorkerHost>(
             send_or_release(io, f.handle, f.port, &out);
         }
         io.flush();
-        handled += n;
 
         handoff.pass(pipeline, |r| host.records(r));
         (t.records_sent, t.records_skipped) = (handoff.sent, handoff.lost);
 
+        let done = host.now();
         if handled > 0 {
             t.batches += 1;
             let _ = t.batch_sizes.record(handled as u64);
-            let _ = t.batch_nanos.record(started.elapsed().as_nanos().max(1) as u64);
-            idle_rounds = 0;
-        } else {
-            idle_rounds = idle_rounds.saturating_add(1);
-            if cfg.poll == Poll::Adaptive && idle_rounds > 64 {
-                io.wait_readable(Duration::from_millis(1));
-            }
+            let _ = t.batch_nanos.record(done.saturating_sub(now).max(1));
         }
-        if last_housekeeping.elapsed() >= cfg.housekeeping {
+        if due(done, &mut next_housekeeping, housekeeping) {
             t.io = io.counters();
             host.housekeeping(&tables, pipeline, &t);
-            last_housekeeping = Instant::now();
         }
     }
     // Hand over what the last interval accounted.
@@ -364,6 +384,19 @@ pub fn run_worker<I: Io, H: WorkerHost>(
     t.io = io.counters();
     host.housekeeping(&tables, pipeline, &t);
     t
+}
+
+/// Whether a periodic job is due at `now`, and if so when it is next. The appliance
+/// clock is the wall clock: a step back of more than a period counts as due, so a
+/// clock set back does not stall housekeeping until it catches up.
+#[inline]
+fn due(now: Nanos, next: &mut Nanos, period: Nanos) -> bool {
+    if now >= *next || *next > now + period {
+        *next = now + period;
+        true
+    } else {
+        false
+    }
 }
 
 #[allow(clippy::too_many_arguments)]

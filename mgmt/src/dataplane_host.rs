@@ -187,9 +187,22 @@ impl Tracer for HostTracer {
     }
 }
 
+/// The published tables as an `arc_swap::Cache` sees them.
+struct Published(Arc<Shared>);
+
+impl std::ops::Deref for Published {
+    type Target = ArcSwap<Tables>;
+    fn deref(&self) -> &ArcSwap<Tables> {
+        &self.0.tables
+    }
+}
+
 /// One worker's view of the daemon.
 struct Host {
     shared: Arc<Shared>,
+    /// The worker's copy of the published tables: checking it for a change is one
+    /// atomic load, where loading the `ArcSwap` costs a reference count per batch.
+    tables: arc_swap::Cache<Published, Arc<Tables>>,
     records: Sender<Vec<FlowRecord>>,
     jobs: Receiver<TraceJob>,
     worker: usize,
@@ -202,6 +215,10 @@ struct Host {
 impl WorkerHost for Host {
     fn tables(&self) -> Arc<Tables> {
         self.shared.tables.load_full()
+    }
+    fn fresh_tables(&mut self, current: &Arc<Tables>) -> Option<Arc<Tables>> {
+        let t = self.tables.load();
+        (!Arc::ptr_eq(t, current)).then(|| t.clone())
     }
     fn stopping(&self) -> bool {
         self.shared.stop.load(Ordering::Relaxed)
@@ -494,6 +511,7 @@ pub fn start(
                 let mut pipeline =
                     Pipeline::new(PipelineConfig { conntrack_entries: ct.max_entries, ..PipelineConfig::default() });
                 let mut host = Host {
+                    tables: arc_swap::Cache::new(Published(shared.clone())),
                     shared,
                     records,
                     jobs,
