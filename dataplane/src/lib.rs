@@ -11,6 +11,7 @@ pub mod explain;
 pub mod forward;
 pub mod fragment;
 pub mod neighbor;
+pub mod pathcache;
 pub mod pipeline;
 pub mod policy;
 pub mod port;
