@@ -6,8 +6,6 @@
 //!
 //! `cargo run --release -p perf --bin pipeline-bench [-- --runs 5 --quick --quota-only]`
 //! Prints a markdown table (medians of the runs) for BENCHMARKS.md.
-//! `--profile-established`, `--profile-deny [--spread]`: one case alone, long enough
-//! for a profiler (`valgrind --tool=callgrind`).
 //!
 //! `--flowlog-cost` measures instead what flow-log accounting costs: the same three
 //! traffic cases with the server ENI under a flow log (TrafficType ALL) and without,
@@ -217,34 +215,17 @@ fn new_flows_once(tables: &Tables, input: &Frames, mode: &Mode<'_>) -> Result {
     run(&mut p, tables, input, total, Expect::Forward, &mut now, mode)
 }
 
-/// SYNs the NACL denies: `sources` attackers to tcp/443, or with `spread`, 65,536
-/// (source, destination port) pairs, so that no two frames of a cycle share a path
-/// and every frame misses the per-core path memo (a flood from ever-new sources).
-fn deny_frames(tables: &Tables, spread: bool) -> Frames {
+fn deny_frames(tables: &Tables) -> Frames {
     let server = bc::server();
-    let count = if spread { 1 << 16 } else { 256u32 };
-    let frames = (0..count)
-        .map(|i| {
-            let dport = if spread { 1 + (i >> 8) as u16 } else { 443 };
-            testkit::tcp(
-                &bc::attacker(i),
-                server.ip,
-                router(),
-                20_000 + (i & 0xff) as u16,
-                dport,
-                Flags::SYN,
-                1,
-                0,
-                &[0; 6],
-            )
-        })
+    let frames = (0..256u32)
+        .map(|i| testkit::tcp(&bc::attacker(i), server.ip, router(), 20_000 + i as u16, 443, Flags::SYN, 1, 0, &[0; 6]))
         .collect();
     Frames { port: tables.port_by_name("inet").unwrap(), frames }
 }
 
-fn nacl_deny(cfg: &Config, total: usize, runs: usize, spread: bool) -> Result {
+fn nacl_deny(cfg: &Config, total: usize, runs: usize) -> Result {
     let tables = tables_for(cfg);
-    let input = deny_frames(&tables, spread);
+    let input = deny_frames(&tables);
     median((0..runs).map(|_| nacl_deny_once(&tables, &input, total, &Mode::Simulated)).collect())
 }
 
@@ -287,7 +268,7 @@ fn flowlog_cost(runs: usize, total: usize, new_count: usize, interval: u32) {
     let mode = Mode::Worker { base: EPOCH, records: &tx };
 
     let new_frames = Frames { port: plain.port_by_name("inet").unwrap(), frames: quota_new_flows(new_count) };
-    let deny = deny_frames(&plain, false);
+    let deny = deny_frames(&plain);
     type Case<'a> = (&'a str, Box<dyn Fn(&Tables) -> Result + 'a>);
     let cases: Vec<Case<'_>> = vec![
         ("(a) established, 4096 flows", Box::new(|t: &Tables| established_once(t, 4096, total, &mode))),
@@ -441,7 +422,7 @@ fn main() {
                 &Frames { port: tables.port_by_name("inet").unwrap(), frames: quota_new_flows(new_count) },
                 &mode,
             ),
-            _ => nacl_deny_once(&tables, &deny_frames(&tables, false), total, &mode),
+            _ => nacl_deny_once(&tables, &deny_frames(&tables), total, &mode),
         };
         drop(tx);
         println!("{:.2} Mpps, {} records", r.mpps, drain.join().unwrap());
@@ -461,7 +442,7 @@ fn main() {
         return;
     }
     if args.iter().any(|a| a == "--profile-deny") {
-        row("AWS quotas", "(c) NACL deny", &nacl_deny(&quota, total * 8, 1, args.iter().any(|a| a == "--spread")));
+        row("AWS quotas", "(c) NACL deny", &nacl_deny(&quota, total * 8, 1));
         return;
     }
     row(
@@ -470,8 +451,7 @@ fn main() {
         &established(&quota, 4096, total, runs),
     );
     row("AWS quotas", "(b) new flows (SYN, 1 entry each)", &new_flows(&quota, quota_new_flows(new_count), runs));
-    row("AWS quotas", "(c) NACL deny, 256 sources", &nacl_deny(&quota, total, runs, false));
-    row("AWS quotas", "(c) NACL deny, 65,536 (source, port) pairs", &nacl_deny(&quota, total, runs, true));
+    row("AWS quotas", "(c) NACL deny", &nacl_deny(&quota, total, runs));
     if args.iter().any(|a| a == "--quota-only") {
         return;
     }
