@@ -14,14 +14,10 @@ use crate::wire::{Kind, Packet, L4};
 /// Where explanations go. Steps are built lazily, so the hot path (`()`) never even
 /// computes them.
 pub trait Explain {
-    /// Whether steps are kept: an explained decision judges every hop afresh (no
-    /// memoised paths), so that it shows each one.
-    const RECORDS: bool = true;
     fn step(&mut self, step: impl FnOnce() -> Step);
 }
 
 impl Explain for () {
-    const RECORDS: bool = false;
     #[inline(always)]
     fn step(&mut self, _: impl FnOnce() -> Step) {}
 }

@@ -11,7 +11,6 @@ pub mod explain;
 pub mod forward;
 pub mod fragment;
 pub mod neighbor;
-pub mod pathcache;
 pub mod pipeline;
 pub mod policy;
 pub mod port;

@@ -17,10 +17,9 @@ use crate::accounting::{self, Acct, FlowId, FlowTable};
 use crate::addr::{Family, Mac};
 use crate::conntrack::{Conntrack, CtKey, CtView, Found, Nanos, Opening, Way, NANOS_PER_SEC};
 use crate::explain::{Explain, SgDecision, Step, Tracking};
-use crate::forward::{self, Dest, Source};
+use crate::forward::{self, Source};
 use crate::fragment::{FragKey, FragmentCache, Remembered};
 use crate::neighbor;
-use crate::pathcache::{Path, PathCache, PathKey};
 use crate::policy::{rule_key, sg, Direction};
 use crate::stats::Stats;
 use crate::tables::{Eni, EniId, PortId, Tables};
@@ -268,8 +267,6 @@ pub struct Pipeline {
     records: Vec<FlowRecord>,
     /// Sampled heaviest flows, for `vpcgate top`.
     pub top: TopFlows,
-    /// Routes and NACL verdicts of recent packets, per table generation.
-    paths: PathCache,
 }
 
 /// The L4 identity of a packet: ports for TCP/UDP, the identifier (as both ports)
@@ -323,7 +320,6 @@ impl Pipeline {
             next_flush: 0,
             records: Vec::new(),
             top: TopFlows::new(),
-            paths: PathCache::default(),
         }
     }
 
@@ -465,37 +461,34 @@ impl Pipeline {
             }
         }
 
-        // Non-policy drops, in the spec's order: source check, then route; with the
-        // NACLs' say, memoised per core (explained decisions judge afresh).
+        // Non-policy drops, in the spec's order: source check, then route.
         plan.src = src.eni();
-        let key16 = rule_key(&ip.l4);
-        let memo = if E::RECORDS {
-            None
-        } else {
-            let key = PathKey::new(src, ip.family(), ip.proto, key16, ip.src, ip.dst);
-            match self.paths.get(&key, t.generation) {
-                Some(path) => Some(path),
-                None => {
-                    let path = match Self::path(t, src, ip, key16, &mut ()) {
-                        Ok(p) => p,
-                        Err(r) => return Verdict::Drop(r),
-                    };
-                    self.paths.put(key, t.generation, path);
-                    Some(path)
+        let checked = forward::check_source(t, src, ip.src_ip());
+        if let Source::Eni(e) = src {
+            ex.step(|| {
+                let eni = t.eni(e);
+                Step::SourceCheck {
+                    eni: e,
+                    enforced: eni.is_some_and(|x| x.source_dest_check),
+                    owned: eni.is_some_and(|x| x.owns(ip.src_ip())),
                 }
-            }
+            });
+        }
+        if let Err(r) = checked {
+            return Verdict::Drop(r);
+        }
+        let dest = match forward::route(t, src, ip.dst_ip()) {
+            Ok(d) => d,
+            Err(r) => return Verdict::Drop(r),
         };
-        let (dest, egress_port, dst_mac) = match memo {
-            Some(p) => (p.dest, p.egress_port, p.dst_mac),
-            None => match Self::route(t, src, ip, ex) {
-                Ok(r) => r,
-                Err(r) => return Verdict::Drop(r),
-            },
+        ex.step(|| Step::Route(dest));
+        let Some((egress_port, dst_mac)) = forward::egress(t, dest) else {
+            return Verdict::Drop(DropReason::NoRoute);
         };
         let family = ip.family();
         plan.dst = dest.eni();
         plan.from_uplink = matches!(src, Source::Uplink(_));
-        plan.to_uplink = matches!(dest, Dest::Uplink(_));
+        plan.to_uplink = matches!(dest, forward::Dest::Uplink(_));
         plan.dst_mac = dst_mac;
         plan.l3_offset = pkt.l3_offset;
         plan.ethertype = if family == Family::V4 { ETHERTYPE_IPV4 } else { ETHERTYPE_IPV6 };
@@ -532,6 +525,7 @@ impl Pipeline {
             plan.first_fragment = Some(key);
         }
 
+        let key16 = rule_key(&ip.l4);
         let ports = flow_ports(&ip.l4);
         let (log_sport, log_dport) = match ip.l4 {
             L4::Tcp { sport, dport, .. } | L4::Udp { sport, dport } => (sport, dport),
@@ -557,15 +551,18 @@ impl Pipeline {
                 Some(action) => plan.ct[0] = action,
                 None => return Verdict::Reject(Hop::SgEgress),
             }
-        }
-        let nacl_refusal = match memo {
-            Some(p) => p.nacl_refusal,
-            None => Self::nacl_refusal(t, src_eni, dst_eni, ip, key16, ex),
-        };
-        if let Some(hop) = nacl_refusal {
-            return Verdict::Reject(hop);
+            if dst_eni.is_none_or(|b| b.subnet != a.subnet)
+                && !Self::nacl_hop(t, a.subnet, Hop::NaclEgress, ip, key16, ex)
+            {
+                return Verdict::Reject(Hop::NaclEgress);
+            }
         }
         if let Some(b) = dst_eni {
+            if src_eni.is_none_or(|a| a.subnet != b.subnet)
+                && !Self::nacl_hop(t, b.subnet, Hop::NaclIngress, ip, key16, ex)
+            {
+                return Verdict::Reject(Hop::NaclIngress);
+            }
             match self.sg_hop(b, Hop::SgIngress, &hop, ex) {
                 Some(action) => plan.ct[1] = action,
                 None => return Verdict::Reject(Hop::SgIngress),
@@ -587,68 +584,6 @@ impl Pipeline {
             return Verdict::Drop(DropReason::ConntrackFull);
         }
         Verdict::Forward(egress_port)
-    }
-
-    /// The source check, the route, and the egress port and next-hop MAC.
-    fn route<E: Explain>(
-        t: &Tables,
-        src: Source,
-        ip: &IpPacket,
-        ex: &mut E,
-    ) -> Result<(Dest, PortId, Mac), DropReason> {
-        let checked = forward::check_source(t, src, ip.src_ip());
-        if let Source::Eni(e) = src {
-            ex.step(|| {
-                let eni = t.eni(e);
-                Step::SourceCheck {
-                    eni: e,
-                    enforced: eni.is_some_and(|x| x.source_dest_check),
-                    owned: eni.is_some_and(|x| x.owns(ip.src_ip())),
-                }
-            });
-        }
-        checked?;
-        let dest = forward::route(t, src, ip.dst_ip())?;
-        ex.step(|| Step::Route(dest));
-        let (port, mac) = forward::egress(t, dest).ok_or(DropReason::NoRoute)?;
-        Ok((dest, port, mac))
-    }
-
-    /// The first NACL hop that refuses the packet: the source subnet's egress when it
-    /// leaves the subnet, the destination subnet's ingress when it enters one.
-    fn nacl_refusal<E: Explain>(
-        t: &Tables,
-        src_eni: Option<&Eni>,
-        dst_eni: Option<&Eni>,
-        ip: &IpPacket,
-        key16: u16,
-        ex: &mut E,
-    ) -> Option<Hop> {
-        if let Some(a) = src_eni {
-            if dst_eni.is_none_or(|b| b.subnet != a.subnet)
-                && !Self::nacl_hop(t, a.subnet, Hop::NaclEgress, ip, key16, ex)
-            {
-                return Some(Hop::NaclEgress);
-            }
-        }
-        if let Some(b) = dst_eni {
-            if src_eni.is_none_or(|a| a.subnet != b.subnet)
-                && !Self::nacl_hop(t, b.subnet, Hop::NaclIngress, ip, key16, ex)
-            {
-                return Some(Hop::NaclIngress);
-            }
-        }
-        None
-    }
-
-    /// Everything [`Pipeline::route`] and [`Pipeline::nacl_refusal`] conclude, for the
-    /// path memo.
-    fn path(t: &Tables, src: Source, ip: &IpPacket, key16: u16, ex: &mut ()) -> Result<Path, DropReason> {
-        let (dest, egress_port, dst_mac) = Self::route(t, src, ip, ex)?;
-        let src_eni = src.eni().and_then(|e| t.eni(e));
-        let dst_eni = dest.eni().and_then(|e| t.eni(e));
-        let nacl_refusal = Self::nacl_refusal(t, src_eni, dst_eni, ip, key16, ex);
-        Ok(Path { dest, egress_port, dst_mac, nacl_refusal })
     }
 
     /// A security-group hop: conntrack first (a tracked flow, or an ICMP error about

@@ -112,9 +112,7 @@ pub struct CtLimits {
 
 #[derive(Clone, Debug)]
 pub struct Tables {
-    /// Bumped for every published snapshot. A pipeline remembers routes and NACL
-    /// verdicts per generation (`pathcache`), so one pipeline must never be given two
-    /// different snapshots with the same generation.
+    /// Bumped for every published snapshot.
     pub generation: u64,
     /// Bumped when any ENI's conntrack timeouts change (entries must be re-timed).
     pub timeouts_epoch: u64,
