@@ -138,10 +138,16 @@ impl Mesh {
 pub enum Poll {
     /// Never sleeps: lowest latency, a whole core busy.
     Busy,
-    /// Spins a little after traffic stops, then sleeps in the kernel until a frame
-    /// arrives (or a millisecond passes, for hand-overs and timers).
+    /// Spins for [`ADAPTIVE_SPIN`] after the last frame, then sleeps in the kernel
+    /// until a frame arrives (or a millisecond passes, for hand-overs and timers).
     Adaptive,
 }
+
+/// How long an adaptive worker keeps spinning after its last frame. Going to sleep
+/// and being woken costs the sender a wakeup and the worker microseconds, so a short
+/// lull in traffic (a generator's or a TCP window's) is spun through; a truly idle
+/// worker sleeps after this and keeps sleeping until traffic returns.
+pub const ADAPTIVE_SPIN: Duration = Duration::from_micros(200);
 
 #[derive(Clone, Debug)]
 pub struct WorkerConfig {
@@ -294,7 +300,8 @@ pub fn run_worker<I: Io, H: WorkerHost>(
     let mut t = WorkerTelemetry::new(tables.ports.len());
     let mut rx: Vec<RxFrame> = Vec::with_capacity(cfg.batch);
     let mut handoff = RecordHandoff::default();
-    let mut idle_rounds = 0u32;
+    let spin = ADAPTIVE_SPIN.as_nanos() as Nanos;
+    let mut last_work: Nanos = 0;
     let housekeeping = cfg.housekeeping.as_nanos() as Nanos;
     let mut next_housekeeping = 0;
     let me = cfg.index;
@@ -312,10 +319,6 @@ pub fn run_worker<I: Io, H: WorkerHost>(
         if n == 0 && inbox.is_empty() {
             // Completions and pending TX kicks still need collecting while idle.
             io.flush();
-            idle_rounds = idle_rounds.saturating_add(1);
-            if cfg.poll == Poll::Adaptive && idle_rounds > 64 {
-                io.wait_readable(Duration::from_millis(1));
-            }
             // Timers, interval ends and housekeeping go on without traffic.
             let now = host.now();
             pipeline.sync(&tables, now);
@@ -325,10 +328,16 @@ pub fn run_worker<I: Io, H: WorkerHost>(
                 t.io = io.counters();
                 host.housekeeping(&tables, pipeline, &t);
             }
+            if cfg.poll == Poll::Adaptive {
+                last_work = last_work.min(now); // the clock was set back
+                if now - last_work > spin {
+                    io.wait_readable(Duration::from_millis(1));
+                }
+            }
             continue;
         }
-        idle_rounds = 0;
         let now = host.now();
+        last_work = now;
         pipeline.sync(&tables, now);
         let mut handled = n;
 
