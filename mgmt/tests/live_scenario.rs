@@ -36,6 +36,14 @@ fn has(
     recs.iter().any(|r| r.0 == eni && r.1 == src && r.2 == dst && r.3 == dport && r.4 == action)
 }
 
+/// With adaptive polling (the default) an idle appliance sleeps: measured over 3 s
+/// without traffic after the scenario, the whole daemon uses a sliver of one core,
+/// where one spinning worker alone would use all of it.
+fn assert_idle_workers_sleep(doc: &Value) {
+    let cpu = doc["idle_cpu"].as_f64().expect("idle_cpu measured");
+    assert!(cpu < 0.15, "vpcgated used {:.0}% of a core while idle", cpu * 100.0);
+}
+
 const WEB: &str = "eni-0f00d00000000b001";
 const APP: &str = "eni-0f00d00000000b003";
 const DB: &str = "eni-0f00d00000000b004";
@@ -76,6 +84,7 @@ fn every_row_of_the_scenario_table_over_af_xdp() {
     for reason in ["malformed", "unknown-source", "src-dst-check", "conntrack-full", "fragment-orphan"] {
         assert_eq!(totals["Dropped"][reason], 0, "{reason}: {totals}");
     }
+    assert_idle_workers_sleep(&doc);
 }
 
 /// Two queues per veth and two workers: flows are spread by their senders' hash
@@ -97,4 +106,5 @@ fn two_queues_two_workers_hand_replies_to_their_owner() {
     let dropped: u64 = workers.iter().map(|w| w["HandoffDropped"].as_u64().unwrap()).sum();
     assert!(handed > 0, "no frame was handed over: the test did not exercise the hand-off");
     assert_eq!(dropped, 0);
+    assert_idle_workers_sleep(&doc);
 }

@@ -260,16 +260,37 @@ class Scenario:
     def stats(self):
         return json.loads(self.cli("stats").stdout)
 
-    def daemon_rss_kib(self):
-        pid = sh("ip", "netns", "pids", "vgt-sw").stdout.split()
-        for p in pid:
+    def daemon_pid(self):
+        for p in sh("ip", "netns", "pids", "vgt-sw").stdout.split():
             try:
-                status = open(f"/proc/{p}/status").read()
+                if "vpcgated" in open(f"/proc/{p}/comm").read():
+                    return p
             except OSError:
                 continue
-            if "vpcgated" in open(f"/proc/{p}/comm").read():
-                return int(next(l for l in status.splitlines() if l.startswith("VmRSS")).split()[1])
         return None
+
+    def daemon_rss_kib(self):
+        pid = self.daemon_pid()
+        if pid is None:
+            return None
+        status = open(f"/proc/{pid}/status").read()
+        return int(next(l for l in status.splitlines() if l.startswith("VmRSS")).split()[1])
+
+    def idle_cpu(self, secs=3.0):
+        """The daemon's CPU use (all threads, 1.0 = one core) over `secs` without
+        traffic: adaptive workers must sleep when idle."""
+        pid = self.daemon_pid()
+        if pid is None:
+            return None
+
+        def cpu_secs():
+            fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+        time.sleep(0.5)  # the last attempt's spin after its final frame
+        c0, t0 = cpu_secs(), time.monotonic()
+        time.sleep(secs)
+        return (cpu_secs() - c0) / (time.monotonic() - t0)
 
     def bulk(self, total):
         """A verified transfer web -> app tcp/8080 (allowed: app-sg 8080 from web-sg),
@@ -609,6 +630,7 @@ def main():
             print("vpcgated is up on the three-tier topology (AF_XDP); trying every attempt with real sockets...\n")
         result["rows"] = s.simple_rows() + s.change_rows()
         result["stats"] = s.stats()
+        result["idle_cpu"] = s.idle_cpu()
         s.stop_daemon()
         result["flow_records"] = s.flow_records()
     finally:
