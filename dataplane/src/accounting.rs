@@ -305,7 +305,9 @@ fn ip(family: Family, bits: u128) -> IpAddr {
 }
 
 /// The flow record for one flow direction (section 4.1/4.3: the ENI side shows the
-/// ENI's primary private IPv4; `pkt-*` keep the real addresses).
+/// ENI's primary private IPv4; `pkt-*` keep the real addresses). Inlined into the
+/// flush, which calls it once per record.
+#[inline]
 pub fn record(meta: &Arc<EniMeta>, id: &FlowId, a: &Acct) -> FlowRecord {
     let (pkt_src, pkt_dst) = (ip(id.family, id.src), ip(id.family, id.dst));
     let primary = |real: IpAddr| match (real, meta.primary_ipv4) {
