@@ -10,6 +10,7 @@ use std::sync::Arc;
 use flowlog::{Action, EniMeta, FlowDirection, FlowRecord, LogStatus, Traffic};
 
 use crate::addr::Family;
+use crate::conntrack::{Nanos, NANOS_PER_SEC};
 use crate::tables::EniId;
 use crate::wire::{TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN};
 
@@ -39,18 +40,39 @@ impl Acct {
     pub fn is_empty(&self) -> bool {
         self.packets == 0
     }
+
+    /// A flow direction's first packet: `Acct::default()` with [`Acct::add`] done.
+    #[inline]
+    pub fn first(bytes: u64, now_s: u64, tcp_flags: u8) -> Acct {
+        Acct { packets: 1, bytes, first: now_s, last: now_s, tcp_flags: log_flags(tcp_flags) }
+    }
 }
 
 /// The flags a flow log reports: FIN, SYN, RST, and SYN-ACK as 18; ACK alone and the
 /// rest are dropped (section 4.2).
 #[inline]
 pub fn log_flags(tcp: u8) -> u8 {
+    LOG_FLAGS[tcp as usize]
+}
+
+const fn log_flags_of(tcp: u8) -> u8 {
     let mut f = tcp & (TCP_FIN | TCP_SYN | TCP_RST);
     if tcp & (TCP_SYN | TCP_ACK) == TCP_SYN | TCP_ACK {
         f |= TCP_ACK;
     }
     f
 }
+
+/// [`log_flags`] of every flag byte: one load instead of seven instructions per packet.
+static LOG_FLAGS: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut i = 0;
+    while i < 256 {
+        t[i] = log_flags_of(i as u8);
+        i += 1;
+    }
+    t
+};
 
 /// One flow direction at one ENI, as the packets carried it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -85,11 +107,102 @@ impl FlowId {
     }
 }
 
-/// Fixed-capacity table of flow directions not tracked by conntrack.
+/// A [`FlowId`] as the [`FlowTable`] keeps it: the two addresses and everything else
+/// packed into a third 128-bit word, so a probe compares three words, not ten fields.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Key {
+    src: u128,
+    dst: u128,
+    /// eni | sport << 32 | dport << 48 | proto << 64 | flags << 72 (`KEY_*`).
+    rest: u128,
+}
+
+const KEY_EGRESS: u8 = 1;
+const KEY_ACCEPT: u8 = 2;
+const KEY_TO_UPLINK: u8 = 4;
+const KEY_V6: u8 = 8;
+
+impl Key {
+    #[inline]
+    fn of(id: &FlowId) -> Key {
+        let bit = |set: bool, flag: u8| if set { flag } else { 0 };
+        let flags = bit(id.egress, KEY_EGRESS)
+            | bit(id.accept, KEY_ACCEPT)
+            | bit(id.to_uplink, KEY_TO_UPLINK)
+            | bit(id.family == Family::V6, KEY_V6);
+        let rest = id.eni.0 as u128
+            | (id.sport as u128) << 32
+            | (id.dport as u128) << 48
+            | (id.proto as u128) << 64
+            | (flags as u128) << 72;
+        Key { src: id.src, dst: id.dst, rest }
+    }
+
+    fn eni(&self) -> EniId {
+        EniId(self.rest as u32)
+    }
+
+    fn id(&self) -> FlowId {
+        let flags = (self.rest >> 72) as u8;
+        FlowId {
+            eni: self.eni(),
+            egress: flags & KEY_EGRESS != 0,
+            accept: flags & KEY_ACCEPT != 0,
+            to_uplink: flags & KEY_TO_UPLINK != 0,
+            family: if flags & KEY_V6 != 0 { Family::V6 } else { Family::V4 },
+            proto: (self.rest >> 64) as u8,
+            src: self.src,
+            dst: self.dst,
+            sport: (self.rest >> 32) as u16,
+            dport: (self.rest >> 48) as u16,
+        }
+    }
+
+    /// Without branches: all three words are compared.
+    #[inline]
+    fn same(&self, other: &Key) -> bool {
+        (self.src ^ other.src) | (self.dst ^ other.dst) | (self.rest ^ other.rest) == 0
+    }
+
+    /// One 64×64→128-bit multiply, folded: its low bits (the slot) depend on every
+    /// bit of the key.
+    #[inline]
+    fn hash(&self) -> u64 {
+        let fold = |x: u128| x as u64 ^ ((x >> 64) as u64).rotate_left(29);
+        let a = fold(self.src) ^ self.rest as u64;
+        let b = fold(self.dst) ^ (self.rest >> 64) as u64;
+        let m = (a ^ 0x243f_6a88_85a3_08d3) as u128 * (b ^ 0x1319_8a2e_0370_7344) as u128;
+        m as u64 ^ (m >> 64) as u64
+    }
+}
+
+/// A flow direction's traffic in the [`FlowTable`]: [`Acct`] with the times kept in
+/// nanoseconds, so counting a packet needs no division (whole seconds on drain give
+/// the same `first` and `last`). `packets == 0`: the slot is free.
+#[derive(Clone, Copy, Default)]
+struct Tally {
+    packets: u64,
+    bytes: u64,
+    first: Nanos,
+    last: Nanos,
+    tcp_flags: u8,
+}
+
+#[derive(Clone, Copy)]
+struct Slot {
+    key: Key,
+    tally: Tally,
+}
+
+/// Fixed-capacity table of flow directions not tracked by conntrack: open addressing
+/// with linear probing, at most half full. Nothing is removed except by
+/// [`FlowTable::drain`], which empties the slots listed in `order`, so probes never
+/// meet a tombstone and a drain costs what was used, not the table's size.
 pub struct FlowTable {
-    slots: Vec<Option<(FlowId, Acct)>>,
+    slots: Vec<Slot>,
     mask: usize,
-    used: usize,
+    /// Occupied slots, in the order they were first filled.
+    order: Vec<u32>,
     limit: usize,
     /// Flow directions that found no room, per ENI: reported as SKIPDATA.
     skipped: Vec<u64>,
@@ -97,54 +210,81 @@ pub struct FlowTable {
 
 impl FlowTable {
     pub fn new(capacity: usize) -> FlowTable {
-        let slots = (capacity * 2).next_power_of_two().max(16);
-        FlowTable { slots: vec![None; slots], mask: slots - 1, used: 0, limit: capacity, skipped: Vec::new() }
+        let n = (capacity * 2).next_power_of_two().max(16);
+        let free = Slot { key: Key { src: 0, dst: 0, rest: 0 }, tally: Tally::default() };
+        FlowTable {
+            slots: vec![free; n],
+            mask: n - 1,
+            order: Vec::with_capacity(capacity),
+            limit: capacity,
+            skipped: Vec::new(),
+        }
     }
 
-    #[inline]
-    pub fn add(&mut self, id: &FlowId, bytes: u64, now_s: u64, tcp_flags: u8) {
-        let mut i = id.hash() as usize & self.mask;
+    /// Counts a packet of `bytes` seen at `now` to `id`.
+    #[inline(always)]
+    pub fn add(&mut self, id: &FlowId, bytes: u64, now: Nanos, tcp_flags: u8) {
+        let key = Key::of(id);
+        let mut i = key.hash() as usize & self.mask;
         loop {
-            match &mut self.slots[i] {
-                Some((k, a)) if k == id => return a.add(bytes, now_s, tcp_flags),
-                Some(_) => i = (i + 1) & self.mask,
-                None => {
-                    if self.used >= self.limit {
-                        let e = id.eni.0 as usize;
-                        if self.skipped.len() <= e {
-                            self.skipped.resize(e + 1, 0);
-                        }
-                        self.skipped[e] += 1;
-                        return;
-                    }
-                    let mut a = Acct::default();
-                    a.add(bytes, now_s, tcp_flags);
-                    self.slots[i] = Some((*id, a));
-                    self.used += 1;
-                    return;
-                }
+            let s = &mut self.slots[i];
+            if s.tally.packets == 0 {
+                return self.insert(key, i, bytes, now, tcp_flags);
             }
+            if s.key.same(&key) {
+                let t = &mut s.tally;
+                t.packets += 1;
+                t.bytes += bytes;
+                t.last = t.last.max(now);
+                t.tcp_flags |= log_flags(tcp_flags);
+                return;
+            }
+            i = (i + 1) & self.mask;
         }
+    }
+
+    /// A flow direction's first packet this interval, at the free slot `i`. Out of
+    /// line: the common case is a flow seen before.
+    #[cold]
+    #[inline(never)]
+    fn insert(&mut self, key: Key, i: usize, bytes: u64, now: Nanos, tcp_flags: u8) {
+        if self.order.len() >= self.limit {
+            let e = key.eni().0 as usize;
+            if self.skipped.len() <= e {
+                self.skipped.resize(e + 1, 0);
+            }
+            self.skipped[e] += 1;
+            return;
+        }
+        let tally = Tally { packets: 1, bytes, first: now, last: now, tcp_flags: log_flags(tcp_flags) };
+        self.slots[i] = Slot { key, tally };
+        // Within the capacity reserved in `new`: no allocation.
+        self.order.push(i as u32);
     }
 
     /// Flow directions accounted in the table.
     pub fn len(&self) -> usize {
-        self.used
+        self.order.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.used == 0
+        self.order.is_empty()
     }
 
-    /// Hands every flow direction to `f` and empties the table.
+    /// Hands every flow direction to `f`, in the order they were first seen, and
+    /// empties the table.
     pub fn drain(&mut self, mut f: impl FnMut(&FlowId, &Acct)) {
-        if self.used > 0 {
-            for slot in self.slots.iter_mut() {
-                if let Some((id, a)) = slot.take() {
-                    f(&id, &a);
-                }
-            }
-            self.used = 0;
+        for i in self.order.drain(..) {
+            let s = &mut self.slots[i as usize];
+            let t = std::mem::take(&mut s.tally);
+            let acct = Acct {
+                packets: t.packets,
+                bytes: t.bytes,
+                first: t.first / NANOS_PER_SEC,
+                last: t.last / NANOS_PER_SEC,
+                tcp_flags: t.tcp_flags,
+            };
+            f(&s.key.id(), &acct);
         }
     }
 
@@ -165,7 +305,9 @@ fn ip(family: Family, bits: u128) -> IpAddr {
 }
 
 /// The flow record for one flow direction (section 4.1/4.3: the ENI side shows the
-/// ENI's primary private IPv4; `pkt-*` keep the real addresses).
+/// ENI's primary private IPv4; `pkt-*` keep the real addresses). Inlined into the
+/// flush, which calls it once per record.
+#[inline]
 pub fn record(meta: &Arc<EniMeta>, id: &FlowId, a: &Acct) -> FlowRecord {
     let (pkt_src, pkt_dst) = (ip(id.family, id.src), ip(id.family, id.dst));
     let primary = |real: IpAddr| match (real, meta.primary_ipv4) {
@@ -219,6 +361,14 @@ mod tests {
         a.add(60, 10, TCP_SYN);
         a.add(60, 11, TCP_FIN | TCP_ACK);
         assert_eq!(a.tcp_flags, 3, "SYN+FIN over the interval");
+        for flags in 0..=255u8 {
+            let mut a = Acct::default();
+            a.add(60, 10, flags);
+            assert_eq!(Acct::first(60, 10, flags), a);
+            let (f, s, r, k) = (flags & TCP_FIN, flags & TCP_SYN, flags & TCP_RST, flags & TCP_ACK);
+            let want = f | s | r | if s != 0 && k != 0 { TCP_ACK } else { 0 };
+            assert_eq!(log_flags(flags), want, "{flags:#x}");
+        }
     }
 
     #[test]
@@ -236,16 +386,135 @@ mod tests {
             dport: 80,
         };
         let mut t = FlowTable::new(2);
-        t.add(&id(1), 100, 5, 0);
-        t.add(&id(1), 50, 7, 0);
-        t.add(&id(2), 10, 6, 0);
-        t.add(&id(3), 10, 6, 0);
+        const S: u64 = NANOS_PER_SEC;
+        t.add(&id(1), 100, 5 * S + 1, 0);
+        t.add(&id(1), 50, 7 * S + S - 1, 0);
+        t.add(&id(1), 1, 6 * S, 0);
+        t.add(&id(2), 10, 6 * S, 0);
+        t.add(&id(3), 10, 6 * S, 0);
         let mut got = Vec::new();
         t.drain(|i, a| got.push((i.sport, *a)));
         got.sort_by_key(|g| g.0);
         assert_eq!(got.len(), 2);
-        assert_eq!(got[0].1, Acct { packets: 2, bytes: 150, first: 5, last: 7, tcp_flags: 0 });
+        assert_eq!(got[0].1, Acct { packets: 3, bytes: 151, first: 5, last: 7, tcp_flags: 0 });
         assert_eq!(t.take_skipped(), vec![(EniId(3), 1)]);
         assert_eq!(t.take_skipped(), vec![]);
+    }
+
+    #[test]
+    fn key_keeps_every_field() {
+        let base = FlowId {
+            eni: EniId(u32::MAX),
+            egress: false,
+            accept: false,
+            to_uplink: false,
+            family: Family::V4,
+            proto: 255,
+            src: u128::MAX,
+            dst: 7,
+            sport: u16::MAX,
+            dport: 1,
+        };
+        let ids = [
+            base,
+            FlowId { egress: true, ..base },
+            FlowId { accept: true, ..base },
+            FlowId { to_uplink: true, ..base },
+            FlowId { family: Family::V6, ..base },
+            FlowId { eni: EniId(0), proto: 0, src: 0, dst: u128::MAX, sport: 0, dport: u16::MAX, ..base },
+        ];
+        for (i, a) in ids.iter().enumerate() {
+            assert_eq!(Key::of(a).id(), *a);
+            for b in &ids[i + 1..] {
+                assert!(!Key::of(a).same(&Key::of(b)), "{a:?} / {b:?}");
+            }
+        }
+    }
+
+    /// The table against a map: the same traffic, counted per `FlowId` with
+    /// `Acct::add`, and the same flow directions turned away once it is full.
+    #[test]
+    fn table_matches_a_map() {
+        use rand::{Rng, SeedableRng};
+        use std::collections::HashMap;
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+        for capacity in [1, 5, 100, 1000] {
+            let mut t = FlowTable::new(capacity);
+            for interval in 0..4u64 {
+                let mut want: HashMap<FlowId, Acct> = HashMap::new();
+                let mut order = Vec::new();
+                let mut skipped: HashMap<EniId, u64> = HashMap::new();
+                for _ in 0..3000 {
+                    let v6 = rng.gen_bool(0.3);
+                    let id = FlowId {
+                        eni: EniId(rng.gen_range(0..3)),
+                        egress: rng.gen(),
+                        accept: rng.gen(),
+                        to_uplink: rng.gen(),
+                        family: if v6 { Family::V6 } else { Family::V4 },
+                        proto: [6, 17, 1][rng.gen_range(0..3)],
+                        src: if v6 { (rng.gen_range(0..4u128)) << 120 | 1 } else { rng.gen_range(0..4) },
+                        dst: rng.gen_range(0..3),
+                        sport: rng.gen_range(0..3),
+                        dport: 443,
+                    };
+                    let (bytes, flags) = (rng.gen_range(40..1500), rng.gen());
+                    let now = (interval * 60 + rng.gen_range(0..60)) * NANOS_PER_SEC + rng.gen_range(0..NANOS_PER_SEC);
+                    t.add(&id, bytes, now, flags);
+                    let room = want.len() < capacity;
+                    match want.get_mut(&id) {
+                        Some(a) => a.add(bytes, now / NANOS_PER_SEC, flags),
+                        None if room => {
+                            let mut a = Acct::default();
+                            a.add(bytes, now / NANOS_PER_SEC, flags);
+                            want.insert(id, a);
+                            order.push(id);
+                        }
+                        None => *skipped.entry(id.eni).or_default() += 1,
+                    }
+                }
+                let mut got = Vec::new();
+                t.drain(|i, a| got.push((*i, *a)));
+                let want: Vec<(FlowId, Acct)> = order.iter().map(|i| (*i, want[i])).collect();
+                assert_eq!(got, want, "capacity {capacity}, interval {interval}");
+                let mut skipped: Vec<(EniId, u64)> = skipped.into_iter().collect();
+                skipped.sort_by_key(|s| s.0 .0);
+                assert_eq!(t.take_skipped(), skipped);
+            }
+        }
+    }
+
+    #[test]
+    fn table_is_reusable_after_drain() {
+        let id = |n: u32| FlowId {
+            eni: EniId(n % 3),
+            egress: n & 1 == 0,
+            accept: true,
+            to_uplink: false,
+            family: Family::V6,
+            proto: 17,
+            src: (n as u128) << 100,
+            dst: n as u128,
+            sport: n as u16,
+            dport: 53,
+        };
+        let mut t = FlowTable::new(1000);
+        for round in 0..3u64 {
+            for n in 0..1000 {
+                t.add(&id(n), n as u64, round * NANOS_PER_SEC, 0);
+                t.add(&id(n), 1, (round + 1) * NANOS_PER_SEC, 0);
+            }
+            assert_eq!(t.len(), 1000);
+            let mut got = Vec::new();
+            t.drain(|i, a| got.push((*i, *a)));
+            assert!(t.is_empty());
+            assert_eq!(got.len(), 1000, "round {round}");
+            for (n, (i, a)) in got.iter().enumerate() {
+                assert_eq!(*i, id(n as u32), "first-seen order");
+                let want = Acct { packets: 2, bytes: n as u64 + 1, first: round, last: round + 1, tcp_flags: 0 };
+                assert_eq!(*a, want);
+            }
+        }
+        assert!(t.take_skipped().is_empty());
     }
 }

@@ -420,8 +420,16 @@ impl Conntrack {
     fn count(&mut self, idx: u32, way: Way, bytes: u64, now: Nanos, tcp_flags: u8) {
         let e = &mut self.entries[idx as usize];
         e.acct[way as usize].add(bytes, now / NANOS_PER_SEC, tcp_flags);
+        self.mark_dirty(idx);
+    }
+
+    /// Lists the entry for [`Conntrack::drain_accounting`] unless it is listed already.
+    #[inline]
+    fn mark_dirty(&mut self, idx: u32) {
+        let e = &mut self.entries[idx as usize];
         if !e.dirty {
             e.dirty = true;
+            // Never past the capacity reserved in `new`: an entry is listed once.
             self.dirty.push(idx);
         }
     }
@@ -480,8 +488,8 @@ impl Conntrack {
             let e = &mut self.entries[idx as usize];
             e.dirty = false;
             for way in [Way::LoToHi, Way::HiToLo] {
-                let a = std::mem::take(&mut e.acct[way as usize]);
-                if !a.is_empty() {
+                if !e.acct[way as usize].is_empty() {
+                    let a = std::mem::take(&mut e.acct[way as usize]);
                     f(&Self::flow_id(e, way), &a);
                 }
             }
@@ -502,6 +510,11 @@ impl Conntrack {
         } else {
             Way::LoToHi
         };
+        // The opening packet's accounting goes in with the rest of the entry.
+        let mut acct = [Acct::default(); 2];
+        if let Some(bytes) = o.count {
+            acct[way as usize] = Acct::first(bytes, now / NANOS_PER_SEC, o.tcp_flags);
+        }
         let fresh = Entry {
             key,
             state,
@@ -511,7 +524,7 @@ impl Conntrack {
             due: 0,
             prev: NIL,
             next: NIL,
-            acct: [Acct::default(); 2],
+            acct,
             egress_way,
             to_uplink: o.to_uplink,
             dirty: false,
@@ -549,8 +562,8 @@ impl Conntrack {
         };
         self.entries[idx as usize].due = Self::due_second(&self.entries[idx as usize]);
         self.link(idx);
-        if let Some(bytes) = o.count {
-            self.count(idx, way, bytes, now, o.tcp_flags);
+        if o.count.is_some() {
+            self.mark_dirty(idx);
         }
         idx
     }
