@@ -22,6 +22,7 @@ use crate::daemon::{Shared, Tracer};
 use crate::error::{invalid, Result as ApiResult};
 use crate::extension::now_nanos;
 use crate::flowlogs;
+use crate::model::WorkersConfig;
 use crate::stats::{FlowLogCounters, QueueCounters, StatsBoard, WorkerSnapshot};
 use crate::trace::{self, Leg, TraceRequest};
 use crate::validate::Checked;
@@ -384,12 +385,45 @@ fn publish_flowlog_stats(board: &StatsBoard, a: &flowlog::Aggregator) {
 }
 
 /// Binds the ports and starts the workers and the flow-log thread.
+/// `Appliance.Workers`' socket and loop settings, checked before anything is bound.
+#[derive(Debug, PartialEq)]
+struct Settings {
+    mode: XdpMode,
+    poll: Poll,
+    batch: usize,
+    ring_size: u32,
+}
+
+fn settings(w: &WorkersConfig) -> Result<Settings, String> {
+    let mode = match w.xdp_mode.as_deref().unwrap_or("auto") {
+        "auto" => XdpMode::Auto,
+        "skb" => XdpMode::Skb,
+        "driver" => XdpMode::Driver,
+        other => return Err(format!("Appliance.Workers.XdpMode {other:?}: use auto, skb or driver")),
+    };
+    let poll = match w.poll.as_deref().unwrap_or("adaptive") {
+        "adaptive" => Poll::Adaptive,
+        "busy" => Poll::Busy,
+        other => return Err(format!("Appliance.Workers.Poll {other:?}: use adaptive or busy")),
+    };
+    let batch = w.batch_size.unwrap_or(64);
+    if !(1..=256).contains(&batch) {
+        return Err(format!("Appliance.Workers.BatchSize {batch}: use 1 to 256"));
+    }
+    let ring_size = w.ring_size.unwrap_or(4096);
+    if !(64..=16384).contains(&ring_size) || !ring_size.is_power_of_two() {
+        return Err(format!("Appliance.Workers.RingSize {ring_size}: use a power of two from 64 to 16384"));
+    }
+    Ok(Settings { mode, poll, batch, ring_size })
+}
+
 pub fn start(
     checked: &Checked,
     tables: ArcSwap<Tables>,
     state_dir: &Path,
 ) -> Result<(Arc<Shared>, DataplaneHandle), String> {
     let w = &checked.config.appliance.workers;
+    let Settings { mode, poll, batch, ring_size } = settings(w)?;
     if checked.ports.is_empty() {
         return Err(
             "the config has no Appliance.Ports: nothing to bind (use --no-dataplane for the management plane alone)"
@@ -409,25 +443,6 @@ pub fn start(
         return Err(format!(
             "Appliance.Workers.Count {count}: the ports have {queues} receive queue(s) each (one worker serves one queue of every port)"
         ));
-    }
-    let mode = match w.xdp_mode.as_deref().unwrap_or("auto") {
-        "auto" => XdpMode::Auto,
-        "skb" => XdpMode::Skb,
-        "driver" => XdpMode::Driver,
-        other => return Err(format!("Appliance.Workers.XdpMode {other:?}: use auto, skb or driver")),
-    };
-    let poll = match w.poll.as_deref().unwrap_or("adaptive") {
-        "adaptive" => Poll::Adaptive,
-        "busy" => Poll::Busy,
-        other => return Err(format!("Appliance.Workers.Poll {other:?}: use adaptive or busy")),
-    };
-    let batch = w.batch_size.unwrap_or(64);
-    if !(1..=256).contains(&batch) {
-        return Err(format!("Appliance.Workers.BatchSize {batch}: use 1 to 256"));
-    }
-    let ring_size = w.ring_size.unwrap_or(4096);
-    if !(64..=16384).contains(&ring_size) || !ring_size.is_power_of_two() {
-        return Err(format!("Appliance.Workers.RingSize {ring_size}: use a power of two from 64 to 16384"));
     }
     for f in &facts {
         let rss = match f.rss_symmetric {
@@ -568,4 +583,33 @@ pub fn start(
         .spawn(move || flowlog_thread(first, root, records_rx, config_rx, board))
         .map_err(|e| format!("starting the flow-log thread: {e}"))?;
     Ok((shared.clone(), DataplaneHandle { shared, workers, flowlog: Some(flowlog), config_tx }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn workers(json: &str) -> WorkersConfig {
+        serde_json::from_str(json).unwrap()
+    }
+
+    #[test]
+    fn worker_settings_default_and_refuse_what_cannot_work() {
+        let d = settings(&workers("{}")).unwrap();
+        assert_eq!(d, Settings { mode: XdpMode::Auto, poll: Poll::Adaptive, batch: 64, ring_size: 4096 });
+        let s = settings(&workers(r#"{"XdpMode": "skb", "Poll": "busy", "BatchSize": 256, "RingSize": 1024}"#));
+        assert_eq!(s.unwrap(), Settings { mode: XdpMode::Skb, poll: Poll::Busy, batch: 256, ring_size: 1024 });
+        for (bad, field) in [
+            (r#"{"RingSize": 1000}"#, "RingSize 1000"),
+            (r#"{"RingSize": 32}"#, "RingSize 32"),
+            (r#"{"RingSize": 32768}"#, "RingSize 32768"),
+            (r#"{"BatchSize": 0}"#, "BatchSize 0"),
+            (r#"{"BatchSize": 257}"#, "BatchSize 257"),
+            (r#"{"Poll": "sometimes"}"#, "Poll \"sometimes\""),
+            (r#"{"XdpMode": "native"}"#, "XdpMode \"native\""),
+        ] {
+            let e = settings(&workers(bad)).unwrap_err();
+            assert!(e.starts_with(&format!("Appliance.Workers.{field}")), "{bad}: {e}");
+        }
+    }
 }
