@@ -306,8 +306,8 @@ pub fn run_worker<I: Io, H: WorkerHost>(
     let mut next_housekeeping = 0;
     let me = cfg.index;
     let workers = mesh.workers();
-    // Per round, before any frame: one atomic load (tables) and the receive. The
-    // clock is read only when there is work or the worker is idle, twice a batch.
+    // Per round: one atomic load (tables), the receive and one clock read; a batch
+    // reads the clock once more at its end.
     while !host.stopping() {
         if let Some(next) = host.fresh_tables(&tables) {
             host.switched(tables.generation, next.generation);
@@ -316,64 +316,49 @@ pub fn run_worker<I: Io, H: WorkerHost>(
         rx.clear();
         let n = io.rx(&mut rx, cfg.batch);
         let inbox = &mesh.inboxes[me];
-        if n == 0 && inbox.is_empty() {
-            // Completions and pending TX kicks still need collecting while idle.
-            io.flush();
-            // Timers, interval ends and housekeeping go on without traffic.
-            let now = host.now();
-            pipeline.sync(&tables, now);
-            handoff.pass(pipeline, |r| host.records(r));
-            (t.records_sent, t.records_skipped) = (handoff.sent, handoff.lost);
-            if due(now, &mut next_housekeeping, housekeeping) {
-                t.io = io.counters();
-                host.housekeeping(&tables, pipeline, &t);
-            }
-            if cfg.poll == Poll::Adaptive {
-                last_work = last_work.min(now); // the clock was set back
-                if now - last_work > spin {
-                    io.wait_readable(Duration::from_millis(1));
-                }
-            }
-            continue;
-        }
+        let busy = n > 0 || !inbox.is_empty();
+        // Timers and interval ends go on with or without traffic.
         let now = host.now();
-        last_work = now;
         pipeline.sync(&tables, now);
         let mut handled = n;
-
-        // Frames other workers handed over: their flows are ours.
-        while let Some(h) = inbox.pop() {
-            t.handoff_in += 1;
-            if let Some(fh) = io.alloc() {
-                let len = h.len as usize;
-                io.buffer(fh)[..len].copy_from_slice(&h.data[..len]);
-                let out = process(io, pipeline, &tables, fh, len, h.port, now, &mut t);
-                send_or_release(io, fh, h.port, &out);
-                handled += 1;
-            } else {
-                t.handoff_dropped += 1;
+        if busy {
+            last_work = now;
+            // Frames other workers handed over: their flows are ours.
+            while let Some(h) = inbox.pop() {
+                t.handoff_in += 1;
+                if let Some(fh) = io.alloc() {
+                    let len = h.len as usize;
+                    io.buffer(fh)[..len].copy_from_slice(&h.data[..len]);
+                    let out = process(io, pipeline, &tables, fh, len, h.port, now, &mut t);
+                    send_or_release(io, fh, h.port, &out);
+                    handled += 1;
+                } else {
+                    t.handoff_dropped += 1;
+                }
+                let _ = mesh.pool.push(h.data);
             }
-            let _ = mesh.pool.push(h.data);
-        }
 
-        for f in &rx {
-            if workers > 1 {
-                if let Some(owner) = owner_key(&io.buffer(f.handle)[..f.len]).map(|k| (k % workers as u64) as usize) {
-                    if owner != me {
-                        hand_over(io, mesh, owner, f, &mut t);
-                        continue;
+            for f in &rx {
+                if workers > 1 {
+                    if let Some(owner) = owner_key(&io.buffer(f.handle)[..f.len]).map(|k| (k % workers as u64) as usize)
+                    {
+                        if owner != me {
+                            hand_over(io, mesh, owner, f, &mut t);
+                            continue;
+                        }
                     }
                 }
+                let out = process(io, pipeline, &tables, f.handle, f.len, f.port, f.time.unwrap_or(now), &mut t);
+                send_or_release(io, f.handle, f.port, &out);
             }
-            let out = process(io, pipeline, &tables, f.handle, f.len, f.port, f.time.unwrap_or(now), &mut t);
-            send_or_release(io, f.handle, f.port, &out);
         }
+        // Sends what the batch queued; idle, collects completions and pending TX kicks.
         io.flush();
 
         handoff.pass(pipeline, |r| host.records(r));
         (t.records_sent, t.records_skipped) = (handoff.sent, handoff.lost);
 
-        let done = host.now();
+        let done = if busy { host.now() } else { now };
         if handled > 0 {
             t.batches += 1;
             let _ = t.batch_sizes.record(handled as u64);
@@ -382,6 +367,12 @@ pub fn run_worker<I: Io, H: WorkerHost>(
         if due(done, &mut next_housekeeping, housekeeping) {
             t.io = io.counters();
             host.housekeeping(&tables, pipeline, &t);
+        }
+        if !busy && cfg.poll == Poll::Adaptive {
+            last_work = last_work.min(now); // the clock was set back
+            if now - last_work > spin {
+                io.wait_readable(Duration::from_millis(1));
+            }
         }
     }
     // Hand over what the last interval accounted.
