@@ -384,7 +384,6 @@ fn publish_flowlog_stats(board: &StatsBoard, a: &flowlog::Aggregator) {
     }
 }
 
-/// Binds the ports and starts the workers and the flow-log thread.
 /// `Appliance.Workers`' socket and loop settings, checked before anything is bound.
 #[derive(Debug, PartialEq)]
 struct Settings {
@@ -417,6 +416,7 @@ fn settings(w: &WorkersConfig) -> Result<Settings, String> {
     Ok(Settings { mode, poll, batch, ring_size })
 }
 
+/// Binds the ports and starts the workers and the flow-log thread.
 pub fn start(
     checked: &Checked,
     tables: ArcSwap<Tables>,
