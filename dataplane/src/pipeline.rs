@@ -295,6 +295,7 @@ fn flow_ports(l4: &L4) -> FlowPorts {
 }
 
 /// The conntrack key (at no particular ENI) of the flow an ICMP error is about.
+#[inline(never)]
 fn related_key(frame: &[u8], ip: &IpPacket) -> Option<(CtKey, Way)> {
     let L4::Icmp(icmp) = ip.l4 else { return None };
     let IcmpMsg::Error { quote } = icmp.msg else { return None };
@@ -526,7 +527,6 @@ impl Pipeline {
         }
 
         let key16 = rule_key(&ip.l4);
-        let ports = flow_ports(&ip.l4);
         let (log_sport, log_dport) = match ip.l4 {
             L4::Tcp { sport, dport, .. } | L4::Udp { sport, dport } => (sport, dport),
             _ => (0, 0),
@@ -540,11 +540,16 @@ impl Pipeline {
             dport: log_dport,
             ..plan.packet
         };
-        (plan.flow, plan.way) =
-            CtKey::new(EniId(0), family, ip.proto, ip.src, ip.dst, ports.sport, ports.dport, ports.icmp_query);
-        let hop = HopInput { ip, key16, ports: &ports, flow: plan.flow, related: related_key(frame, ip), now };
         let src_eni = src.eni().and_then(|e| t.eni(e));
         let dst_eni = dest.eni().and_then(|e| t.eni(e));
+        // From the uplink the destination NACL is the first hop: judge it before
+        // making the conntrack key, which a refusal there does not need.
+        if let (None, Some(b)) = (src_eni, dst_eni) {
+            if !Self::nacl_hop(t, b.subnet, Hop::NaclIngress, ip, key16, ex) {
+                return Verdict::Reject(Hop::NaclIngress);
+            }
+        }
+        let hop = HopInput::new(frame, ip, key16, now, plan);
 
         if let Some(a) = src_eni {
             match self.sg_hop(a, Hop::SgEgress, &hop, ex) {
@@ -558,7 +563,8 @@ impl Pipeline {
             }
         }
         if let Some(b) = dst_eni {
-            if src_eni.is_none_or(|a| a.subnet != b.subnet)
+            // (Judged above when the packet came from the uplink.)
+            if src_eni.is_some_and(|a| a.subnet != b.subnet)
                 && !Self::nacl_hop(t, b.subnet, Hop::NaclIngress, ip, key16, ex)
             {
                 return Verdict::Reject(Hop::NaclIngress);
@@ -836,11 +842,27 @@ impl Pipeline {
     }
 }
 
+/// What both security-group hops of a packet look at.
 struct HopInput<'a> {
     ip: &'a IpPacket,
     key16: u16,
-    ports: &'a FlowPorts,
+    ports: FlowPorts,
     flow: CtKey,
     related: Option<(CtKey, Way)>,
     now: Nanos,
+}
+
+impl<'a> HopInput<'a> {
+    /// Also sets the plan's flow key and direction, which commit needs.
+    #[inline(always)]
+    fn new(frame: &[u8], ip: &'a IpPacket, key16: u16, now: Nanos, plan: &mut Plan) -> HopInput<'a> {
+        let ports = flow_ports(&ip.l4);
+        (plan.flow, plan.way) =
+            CtKey::new(EniId(0), ip.family(), ip.proto, ip.src, ip.dst, ports.sport, ports.dport, ports.icmp_query);
+        let related = match ip.l4 {
+            L4::Icmp(wire::Icmp { msg: IcmpMsg::Error { .. }, .. }) => related_key(frame, ip),
+            _ => None,
+        };
+        HopInput { ip, key16, ports, flow: plan.flow, related, now }
+    }
 }
