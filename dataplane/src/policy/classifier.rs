@@ -32,12 +32,29 @@ use std::collections::BinaryHeap;
 pub const NO_MATCH: u32 = u32::MAX;
 
 /// Index of the last element `<= x` of a sorted slice whose first element is `<= x`.
-/// A binary search whose steps depend only on the length. It branches (measured:
-/// a conditional move made established flows 6% slower, every step then waiting
-/// on the one before, while real traffic mostly falls in the same few intervals
-/// and predicts well).
+/// Short slices (most segment lists and small groups) are walked; long ones bisected
+/// by the standard library's branch-free search, which suits the segmented
+/// classifier's large groups: random lookups there would mispredict a branch.
 #[inline]
 fn last_le<T: Copy + Ord>(sorted: &[T], x: T) -> usize {
+    if sorted.len() <= 8 {
+        let mut i = 0;
+        while i + 1 < sorted.len() && sorted[i + 1] <= x {
+            i += 1;
+        }
+        i
+    } else {
+        sorted.partition_point(|&v| v <= x) - 1
+    }
+}
+
+/// [`last_le`] for the bit-vector classifier's short interval lists: a binary search
+/// that branches. Measured against the branch-free one on the AWS-quota NACL:
+/// established flows 6% faster, NACL denies 7% faster (real traffic mostly falls in
+/// the same few intervals and predicts well, while a conditional move makes every
+/// step wait for the one before).
+#[inline]
+fn last_le_branching<T: Copy + Ord>(sorted: &[T], x: T) -> usize {
     let mut base = 0;
     let mut len = sorted.len();
     while len > 1 {
@@ -291,8 +308,8 @@ impl<A: AddrWord> BitVector<A> {
     #[inline]
     fn lookup(&self, proto: u8, key: u16, addr: A) -> u32 {
         let bits = self.proto_rules[self.proto_index[proto as usize] as usize]
-            & self.key_rules[last_le(&self.key_starts, key)]
-            & self.addr_rules[last_le(&self.addr_starts, addr)];
+            & self.key_rules[last_le_branching(&self.key_starts, key)]
+            & self.addr_rules[last_le_branching(&self.addr_starts, addr)];
         if bits == 0 {
             NO_MATCH
         } else {
