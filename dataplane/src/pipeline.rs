@@ -296,7 +296,7 @@ fn flow_ports(l4: &L4) -> FlowPorts {
 
 /// The conntrack key (at no particular ENI) of the flow an ICMP error is about.
 #[inline(never)]
-fn related_key(frame: &[u8], ip: &IpPacket) -> Option<(CtKey, Way)> {
+fn related_key(frame: &[u8], ip: &IpPacket) -> Option<CtKey> {
     let L4::Icmp(icmp) = ip.l4 else { return None };
     let IcmpMsg::Error { quote } = icmp.msg else { return None };
     let emb = wire::quoted_flow(frame, ip.family(), quote)?;
@@ -305,7 +305,7 @@ fn related_key(frame: &[u8], ip: &IpPacket) -> Option<(CtKey, Way)> {
         EmbeddedL4::Query { id, request_type, .. } => (id, id, request_type),
         EmbeddedL4::None => (0, 0, 0),
     };
-    Some(CtKey::new(EniId(0), ip.family(), emb.proto, emb.src.bits, emb.dst.bits, sport, dport, q))
+    Some(CtKey::new(EniId(0), ip.family(), emb.proto, emb.src.bits, emb.dst.bits, sport, dport, q).0)
 }
 
 impl Pipeline {
@@ -549,7 +549,7 @@ impl Pipeline {
                 return Verdict::Reject(Hop::NaclIngress);
             }
         }
-        let hop = HopInput::new(frame, ip, key16, now, plan);
+        let hop = HopInput::new(frame, ip, key16, now);
 
         if let Some(a) = src_eni {
             match self.sg_hop(a, Hop::SgEgress, &hop, ex) {
@@ -574,6 +574,8 @@ impl Pipeline {
                 None => return Verdict::Reject(Hop::SgIngress),
             }
         }
+        // Only a packet that passed every hop needs its flow in the plan.
+        (plan.flow, plan.way) = (hop.flow, hop.way);
         plan.untracked = plan.ct.iter().filter(|a| **a == CtAction::Untracked).count() as u8;
 
         // New entries need room; established flows are never affected.
@@ -598,7 +600,7 @@ impl Pipeline {
     fn sg_hop<E: Explain>(&self, eni: &Eni, hop: Hop, h: &HopInput<'_>, ex: &mut E) -> Option<CtAction> {
         let dir = hop.direction();
         let ip = h.ip;
-        if let Some((related, _)) = h.related {
+        if let Some(related) = h.related {
             if let Found::Live(idx) = self.conntrack.find(&related.at(eni.key), h.now) {
                 ex.step(|| Step::Sg { hop, eni: eni.key, decision: SgDecision::Related(self.view(idx)) });
                 return Some(CtAction::Nothing);
@@ -848,21 +850,22 @@ struct HopInput<'a> {
     key16: u16,
     ports: FlowPorts,
     flow: CtKey,
-    related: Option<(CtKey, Way)>,
+    way: Way,
+    /// For an ICMP error: the flow it is about.
+    related: Option<CtKey>,
     now: Nanos,
 }
 
 impl<'a> HopInput<'a> {
-    /// Also sets the plan's flow key and direction, which commit needs.
     #[inline(always)]
-    fn new(frame: &[u8], ip: &'a IpPacket, key16: u16, now: Nanos, plan: &mut Plan) -> HopInput<'a> {
+    fn new(frame: &[u8], ip: &'a IpPacket, key16: u16, now: Nanos) -> HopInput<'a> {
         let ports = flow_ports(&ip.l4);
-        (plan.flow, plan.way) =
+        let (flow, way) =
             CtKey::new(EniId(0), ip.family(), ip.proto, ip.src, ip.dst, ports.sport, ports.dport, ports.icmp_query);
         let related = match ip.l4 {
             L4::Icmp(wire::Icmp { msg: IcmpMsg::Error { .. }, .. }) => related_key(frame, ip),
             _ => None,
         };
-        HopInput { ip, key16, ports, flow: plan.flow, related, now }
+        HopInput { ip, key16, ports, flow, way, related, now }
     }
 }
