@@ -294,18 +294,17 @@ fn flow_ports(l4: &L4) -> FlowPorts {
     }
 }
 
-/// The conntrack key (at no particular ENI) of the flow an ICMP error is about.
+/// The conntrack key (at no particular ENI) of the flow an ICMP error (of `family`,
+/// quote at frame offset `quote`) is about. Out of line: only ICMP errors need it.
 #[inline(never)]
-fn related_key(frame: &[u8], ip: &IpPacket) -> Option<CtKey> {
-    let L4::Icmp(icmp) = ip.l4 else { return None };
-    let IcmpMsg::Error { quote } = icmp.msg else { return None };
-    let emb = wire::quoted_flow(frame, ip.family(), quote)?;
+fn related_key(frame: &[u8], family: Family, quote: u16) -> Option<CtKey> {
+    let emb = wire::quoted_flow(frame, family, quote)?;
     let (sport, dport, q) = match emb.l4 {
         EmbeddedL4::Ports { sport, dport } => (sport, dport, 0),
         EmbeddedL4::Query { id, request_type, .. } => (id, id, request_type),
         EmbeddedL4::None => (0, 0, 0),
     };
-    Some(CtKey::new(EniId(0), ip.family(), emb.proto, emb.src.bits, emb.dst.bits, sport, dport, q).0)
+    Some(CtKey::new(EniId(0), family, emb.proto, emb.src.bits, emb.dst.bits, sport, dport, q).0)
 }
 
 impl Pipeline {
@@ -863,7 +862,7 @@ impl<'a> HopInput<'a> {
         let (flow, way) =
             CtKey::new(EniId(0), ip.family(), ip.proto, ip.src, ip.dst, ports.sport, ports.dport, ports.icmp_query);
         let related = match ip.l4 {
-            L4::Icmp(wire::Icmp { msg: IcmpMsg::Error { .. }, .. }) => related_key(frame, ip),
+            L4::Icmp(wire::Icmp { msg: IcmpMsg::Error { quote }, .. }) => related_key(frame, ip.family(), quote),
             _ => None,
         };
         HopInput { ip, key16, ports, flow, way, related, now }

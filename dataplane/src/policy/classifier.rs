@@ -68,6 +68,23 @@ fn last_le_branching<T: Copy + Ord>(sorted: &[T], x: T) -> usize {
     base
 }
 
+/// Where ranges cut their space into elementary intervals: the starts of the
+/// intervals (the space's minimum, every range's start, the point after every
+/// range's end), sorted, each once. `next` is the point after, if any.
+fn cut_points<T: Copy + Ord + Default>(
+    ranges: impl IntoIterator<Item = (T, T)>,
+    next: impl Fn(T) -> Option<T>,
+) -> Vec<T> {
+    let mut cuts = vec![T::default()];
+    for (lo, hi) in ranges {
+        cuts.push(lo);
+        cuts.extend(next(hi));
+    }
+    cuts.sort_unstable();
+    cuts.dedup();
+    cuts
+}
+
 /// An address word: `u32` for IPv4 tables, `u128` for IPv6 tables.
 pub trait AddrWord: Copy + Ord + Default + std::fmt::Debug + Send + Sync + 'static {
     const MAX: Self;
@@ -119,16 +136,7 @@ struct AddrGroup<A> {
 
 impl<A: AddrWord> AddrGroup<A> {
     fn build(rules: &[(A, A, u32)]) -> AddrGroup<A> {
-        let mut bounds: Vec<A> = Vec::with_capacity(rules.len() * 2 + 1);
-        bounds.push(A::default());
-        for &(lo, hi, _) in rules {
-            bounds.push(lo);
-            if let Some(n) = hi.next() {
-                bounds.push(n);
-            }
-        }
-        bounds.sort_unstable();
-        bounds.dedup();
+        let bounds = cut_points(rules.iter().map(|&(lo, hi, _)| (lo, hi)), A::next);
         let mut by_start: Vec<(A, A, u32)> = rules.to_vec();
         by_start.sort_unstable_by_key(|r| r.0);
         // Sweep the bounds; the heap holds the rules covering the current point
@@ -190,15 +198,7 @@ impl<A: AddrWord> ProtoTable<A> {
                 AddrGroup::build(&members)
             })
             .collect();
-        let mut cuts: Vec<u16> = vec![0];
-        for &(lo, hi) in &ranges {
-            cuts.push(lo);
-            if let Some(n) = hi.checked_add(1) {
-                cuts.push(n);
-            }
-        }
-        cuts.sort_unstable();
-        cuts.dedup();
+        let cuts = cut_points(ranges.iter().copied(), |k: u16| k.checked_add(1));
         let mut seg_span = Vec::with_capacity(cuts.len());
         let mut seg_groups = Vec::new();
         for &start in &cuts {
@@ -247,17 +247,10 @@ struct BitVector<A> {
     priority: Vec<u32>,
 }
 
-/// Cuts a dimension into elementary intervals at every range boundary; interval `i`
-/// starts at `starts[i]` (the first is the minimum) and holds the bits of the ranges
-/// covering it.
+/// A dimension's elementary intervals ([`cut_points`]), each with the bits of the
+/// ranges covering it.
 fn bit_intervals<T: Copy + Ord + Default>(ranges: &[(T, T)], next: impl Fn(T) -> Option<T>) -> (Vec<T>, Vec<u64>) {
-    let mut starts = vec![T::default()];
-    for &(lo, hi) in ranges {
-        starts.push(lo);
-        starts.extend(next(hi));
-    }
-    starts.sort_unstable();
-    starts.dedup();
+    let starts = cut_points(ranges.iter().copied(), next);
     let rules = starts
         .iter()
         .map(|&s| {

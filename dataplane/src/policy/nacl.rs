@@ -21,8 +21,6 @@ pub struct NaclRule {
 pub struct NaclDirection {
     /// Entries in rule-number order; a classifier priority is an index here.
     pub rules: Vec<NaclRule>,
-    /// `rules[i].allow`, packed apart from the rules' text so a lookup reads one line.
-    allow: Vec<bool>,
     v4: Classifier<u32>,
     v6: Classifier<u128>,
 }
@@ -57,8 +55,7 @@ impl NaclDirection {
         };
         let v4 = Classifier::build(&class(Family::V4));
         let v6 = Classifier::build(&class(Family::V6));
-        let allow = rules.iter().map(|r| r.allow).collect();
-        NaclDirection { rules, allow, v4, v6 }
+        NaclDirection { rules, v4, v6 }
     }
 
     /// First match for a packet whose peer (source for ingress, destination for
@@ -72,7 +69,7 @@ impl NaclDirection {
         if i == NO_MATCH {
             NaclMatch { rule: None, allow: false }
         } else {
-            NaclMatch { rule: Some(i), allow: self.allow[i as usize] }
+            NaclMatch { rule: Some(i), allow: self.rules[i as usize].allow }
         }
     }
 }
