@@ -253,6 +253,17 @@ struct Entry {
     to_uplink: bool,
     /// On the dirty list (has accounting to hand over).
     dirty: bool,
+    /// Which incarnation of this slot the entry is (0: none, the slot is free), so a
+    /// reference kept elsewhere can tell its entry from a later one in the same slot.
+    serial: u32,
+}
+
+impl Entry {
+    /// Strictly after the timeout: a packet exactly at it still belongs to the flow.
+    #[inline]
+    fn expired(&self, now: Nanos) -> bool {
+        now.saturating_sub(self.last_seen) > self.timeout
+    }
 }
 
 /// How an entry is opened: by a forwarded packet going `way`.
@@ -306,6 +317,8 @@ pub struct Conntrack {
     dirty: Vec<u32>,
     /// Accounting of entries that went away before it was handed over.
     finished: Vec<(FlowId, Acct)>,
+    /// The serial the next opened entry gets.
+    next_serial: u32,
 }
 
 impl Conntrack {
@@ -323,6 +336,7 @@ impl Conntrack {
             swept_until: None,
             dirty: Vec::with_capacity(capacity as usize),
             finished: Vec::with_capacity(1024),
+            next_serial: 1,
         }
     }
 
@@ -372,12 +386,25 @@ impl Conntrack {
                 let idx = (slot as u32).wrapping_sub(1);
                 let e = &self.entries[idx as usize];
                 if e.key == *key {
-                    let expired = now.saturating_sub(e.last_seen) > e.timeout;
-                    return if expired { Found::Expired(idx) } else { Found::Live(idx) };
+                    return if e.expired(now) { Found::Expired(idx) } else { Found::Live(idx) };
                 }
             }
             i = (i + 1) & self.mask;
         }
+    }
+
+    /// The serial of the entry in slot `idx` (see [`Conntrack::is_live`]).
+    #[inline]
+    pub fn serial(&self, idx: u32) -> u32 {
+        self.entries[idx as usize].serial
+    }
+
+    /// Whether slot `idx` still holds the entry with `serial` and it is live at
+    /// `now`: what [`Conntrack::find`] would answer `Found::Live(idx)` for, without
+    /// the key.
+    #[inline]
+    pub fn is_live(&self, idx: u32, serial: u32, now: Nanos) -> bool {
+        self.entries.get(idx as usize).is_some_and(|e| e.serial == serial && !e.expired(now))
     }
 
     fn timeout_of(state: &CtState, t: &CtTimeouts) -> Nanos {
@@ -528,7 +555,10 @@ impl Conntrack {
             egress_way,
             to_uplink: o.to_uplink,
             dirty: false,
+            serial: self.next_serial,
         };
+        // 0 stands for a free slot; wrapping past it takes 4 billion new entries.
+        self.next_serial = self.next_serial.checked_add(1).unwrap_or(1);
         let idx = match found {
             Found::Expired(idx) | Found::Live(idx) => {
                 self.retire_acct(idx);
@@ -615,7 +645,7 @@ impl Conntrack {
             Some(t) => {
                 // An entry that has expired stays expired: it keeps the timeout it
                 // expired under until it is reclaimed.
-                if at.saturating_sub(e.last_seen) <= e.timeout {
+                if !e.expired(at) {
                     e.timeout = Self::timeout_of(&e.state, &t);
                 }
                 if Self::due_second(e) >= cur {
@@ -684,6 +714,7 @@ impl Conntrack {
         self.unlink(idx);
         let key = self.entries[idx as usize].key;
         self.remove_index(&key, idx);
+        self.entries[idx as usize].serial = 0;
         self.free.push(idx);
         self.live -= 1;
         if let Some(n) = self.per_eni.get_mut(key.eni.0 as usize) {

@@ -14,15 +14,20 @@ use crate::wire::{Kind, Packet, L4};
 /// Where explanations go. Steps are built lazily, so the hot path (`()`) never even
 /// computes them.
 pub trait Explain {
+    /// Whether steps are recorded: an explained frame takes the full path, never the
+    /// flow cache, so every hop is in the explanation.
+    const RECORDS: bool;
     fn step(&mut self, step: impl FnOnce() -> Step);
 }
 
 impl Explain for () {
+    const RECORDS: bool = false;
     #[inline(always)]
     fn step(&mut self, _: impl FnOnce() -> Step) {}
 }
 
 impl Explain for Vec<Step> {
+    const RECORDS: bool = true;
     fn step(&mut self, step: impl FnOnce() -> Step) {
         self.push(step());
     }

@@ -8,6 +8,7 @@ pub mod accounting;
 pub mod addr;
 pub mod conntrack;
 pub mod explain;
+pub mod flowcache;
 pub mod forward;
 pub mod fragment;
 pub mod neighbor;

@@ -75,6 +75,8 @@ pub struct Stats {
     pub malformed: [u64; Malformed::ALL.len()],
     /// Packets judged untracked (re-evaluated every time, no conntrack entry).
     pub untracked: u64,
+    /// Frames that carried out a cached decision (see `flowcache`).
+    pub flow_cache_hits: u64,
     pub per_eni: Vec<EniCounters>,
 }
 
@@ -119,6 +121,13 @@ impl Stats {
         }
     }
 
+    #[inline]
+    pub fn count_flow_cache_hit(&mut self) {
+        if COUNTED {
+            self.flow_cache_hits += 1;
+        }
+    }
+
     /// Frames judged: each gets exactly one verdict, so they are the verdicts' sum
     /// (one increment a frame fewer on the hot path).
     pub fn frames(&self) -> u64 {
@@ -134,6 +143,7 @@ impl Stats {
         self.forwarded += o.forwarded;
         self.replied += o.replied;
         self.untracked += o.untracked;
+        self.flow_cache_hits += o.flow_cache_hits;
         for (a, b) in self.rejected.iter_mut().zip(o.rejected) {
             *a += b;
         }

@@ -114,6 +114,10 @@ pub struct CtLimits {
 pub struct Tables {
     /// Bumped for every published snapshot.
     pub generation: u64,
+    /// Unique in the process for every table set built ([`Tables::next_snapshot`]):
+    /// per-core caches of decisions belong to one snapshot. Tables do not change once
+    /// a pipeline has seen them; an edited copy takes a new snapshot id.
+    pub snapshot: u64,
     /// Bumped when any ENI's conntrack timeouts change (entries must be re-timed).
     pub timeouts_epoch: u64,
     /// When the snapshot was published on the appliance clock: timeout changes apply
@@ -152,6 +156,12 @@ pub struct VpcRange {
 }
 
 impl Tables {
+    /// A snapshot id no other table set in this process has.
+    pub fn next_snapshot() -> u64 {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    }
+
     #[inline]
     pub fn eni(&self, id: EniId) -> Option<&Eni> {
         self.enis.get(id.0 as usize).and_then(Option::as_ref)

@@ -115,6 +115,7 @@ fn tables() -> Tables {
     };
     let mut t = Tables {
         generation: 1,
+        snapshot: Tables::next_snapshot(),
         timeouts_epoch: 0,
         published_at: 0,
         router_mac: router(),
@@ -212,7 +213,12 @@ fn fuzz_parser_and_pipeline() {
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
     let t = tables();
     let seeds = seeds();
-    let mut p = Pipeline::new(PipelineConfig { conntrack_entries: 256, fragment_entries: 64, flow_entries: 256 });
+    let mut p = Pipeline::new(PipelineConfig {
+        conntrack_entries: 256,
+        fragment_entries: 64,
+        flow_entries: 256,
+        ..Default::default()
+    });
     let deadline = Instant::now() + Duration::from_secs(secs);
     let mut now = 1_000_000_000_000u64;
     let mut rounds = 0u64;

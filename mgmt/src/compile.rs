@@ -229,6 +229,7 @@ impl Compiler {
         let appliance = &c.config.appliance;
         let mut tables = Tables {
             generation: self.generation,
+            snapshot: Tables::next_snapshot(),
             timeouts_epoch: self.timeouts_epoch,
             // The publisher stamps the time it publishes at.
             published_at: 0,

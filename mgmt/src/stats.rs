@@ -250,7 +250,7 @@ pub fn snapshot_json(t: &Tables, workers: &[WorkerSnapshot], flow_logs: &[FlowLo
         let rejected: serde_json::Map<String, Value> =
             Hop::ALL.iter().map(|h| (h.name().to_string(), json!(s.rejected[*h as usize]))).collect();
         json!({"Frames": s.frames(), "Bytes": s.bytes, "Forwarded": s.forwarded, "Replied": s.replied, "Untracked": s.untracked,
-               "Rejected": rejected, "Dropped": dropped, "Malformed": malformed})
+               "FlowCacheHits": s.flow_cache_hits, "Rejected": rejected, "Dropped": dropped, "Malformed": malformed})
     };
     json!({
         "Totals": verdicts(&total),
@@ -312,6 +312,12 @@ pub fn prometheus(stats: &Value) -> String {
         "counter",
         "Packets judged untracked (no conntrack entry).",
         per_worker(&|w| num(&w["Verdicts"]["Untracked"])),
+    );
+    family(
+        "flow_cache_hits_total",
+        "counter",
+        "Frames that carried out a cached decision of a known flow.",
+        per_worker(&|w| num(&w["Verdicts"]["FlowCacheHits"])),
     );
     family(
         "worker_info",

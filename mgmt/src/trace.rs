@@ -236,7 +236,12 @@ pub fn judge(t: &Tables, pipeline: &mut Pipeline, port: PortId, frame: &[u8], no
 /// Traces a described packet against a config (fresh conntrack), or, for the
 /// reachability form, a request and its reply.
 pub fn trace_offline(t: &Tables, req: &TraceRequest, now: u64) -> Result<Vec<Leg>> {
-    let mut pipeline = Pipeline::new(PipelineConfig { conntrack_entries: 64, fragment_entries: 16, flow_entries: 16 });
+    let mut pipeline = Pipeline::new(PipelineConfig {
+        conntrack_entries: 64,
+        fragment_entries: 16,
+        flow_entries: 16,
+        ..Default::default()
+    });
     match (&req.from, &req.to) {
         (Some(from), Some(to)) => reachability(t, &mut pipeline, req, from, to, now),
         (None, None) => {

@@ -180,8 +180,12 @@ fn run_one(
     for (k, v) in &o.seen {
         *seen.entry(k).or_default() += v;
     }
+    *seen.entry(FLOW_CACHE_HITS).or_default() += h.pipeline.stats.flow_cache_hits;
     Ok(n)
 }
+
+/// Frames the pipeline carried out from its flow cache: the agreement covers that path.
+const FLOW_CACHE_HITS: &str = "(pipeline frames from the flow cache)";
 
 fn replay_explain(sc: &diffgen::Scenario, upto: usize, port: &str, frame: &[u8]) -> Vec<String> {
     let mut h = real_system(sc.config.clone());
@@ -230,6 +234,7 @@ fn pipeline_agrees_with_the_oracle_on_random_configs_and_traffic() {
     for (k, v) in &seen {
         eprintln!("  {k:50} {v}");
     }
+    assert!(seen.get(FLOW_CACHE_HITS).is_some_and(|&n| n > 0), "no frame took the flow cache");
 }
 
 // ------------------------------------------------------------------ targeted tests

@@ -194,7 +194,7 @@ def worker(i, k):
     return {
         "Worker": i, "Core": 2 + i,
         "Verdicts": {"Frames": 1000 * k, "Bytes": 64000 * k, "Forwarded": 900 * k, "Replied": 1 * k,
-                     "Untracked": 5 * k,
+                     "Untracked": 5 * k, "FlowCacheHits": 800 * k,
                      "Rejected": {h: (7 * k if h == "sg-ingress" else 0) for h in sorted(HOPS)},
                      "Dropped": {r: (3 * k if r == "no-route" else 0) for r in sorted(REASONS)},
                      "Malformed": {"ipv4": 0, "tcp": 2 * k}},
@@ -260,6 +260,7 @@ def test_worker_families_parse_and_carry_the_numbers(standin):
         i, v = w["Worker"], w["Verdicts"]
         assert value("vpcgate_frames_total", worker=i) == v["Frames"]
         assert value("vpcgate_bytes_total", worker=i) == v["Bytes"]
+        assert value("vpcgate_flow_cache_hits_total", worker=i) == v["FlowCacheHits"]
         assert value("vpcgate_forwarded_total", worker=i) == v["Forwarded"]
         assert value("vpcgate_untracked_total", worker=i) == v["Untracked"]
         assert value("vpcgate_worker_info", worker=i, core=w["Core"]) == 1

@@ -4,9 +4,11 @@
 //! neighbour-advertisement replies). Nothing here panics on any input.
 
 mod parse;
+mod plain;
 pub mod reply;
 
 pub use parse::{neighbor_solicitation, parse, quoted_flow};
+pub use plain::{plain_ipv4, PlainV4};
 
 use crate::addr::{Family, Ip, Mac};
 

@@ -245,3 +245,56 @@ fn random_bytes_never_panic() {
         let _ = parse(&f);
     }
 }
+
+/// What `plain_ipv4` accepts, `parse` accepts with the same fields; frames it turns
+/// away are left to `parse`. Real frames, then the same frames with header bytes and
+/// lengths mutated at random (truncated, fragmented, options, bad offsets).
+#[test]
+fn the_plain_ipv4_shortcut_agrees_with_the_parser() {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+    let seeds = [
+        testkit::tcp(&a(), ip("198.19.0.1"), r(), 1000, 80, Flags::SYN, 1, 0, b""),
+        testkit::tcp(&a(), ip("198.19.0.1"), r(), 1000, 80, Flags::ACK, 1, 0, b"payload bytes"),
+        testkit::udp(&a(), ip("198.19.0.1"), r(), 53, 5353, b"q"),
+        testkit::udp(&a(), ip("198.19.0.1"), r(), 53, 5353, b""),
+        testkit::echo(&a(), ip("198.19.0.1"), r(), 7, 1, false),
+        testkit::udp(&a6(), ip("2600:1f18::20"), r(), 53, 5353, b"q"),
+    ];
+    let (mut accepted, mut turned_away) = (0, 0);
+    for i in 0..400_000 {
+        let mut f = seeds[i % seeds.len()].clone();
+        // Ethernet padding, as short frames arrive.
+        if rng.gen_bool(0.3) {
+            f.resize(f.len().max(60) + rng.gen_range(0..8), 0);
+        }
+        for _ in 0..rng.gen_range(0..3) {
+            let at = rng.gen_range(0..f.len().min(60));
+            f[at] = if rng.gen_bool(0.5) { rng.gen() } else { f[at] ^ 1 << rng.gen_range(0..8) };
+        }
+        if rng.gen_bool(0.2) {
+            f.truncate(rng.gen_range(0..=f.len()));
+        }
+        let Some(p) = plain_ipv4(&f) else {
+            turned_away += 1;
+            continue;
+        };
+        accepted += 1;
+        let full = parse(&f).unwrap_or_else(|m| panic!("plain accepted what parse calls {m:?}: {f:02x?}"));
+        let Kind::Ip(ipk) = full.kind else { panic!("plain accepted a non-IP frame: {f:02x?}") };
+        let (sport, dport, flags) = match ipk.l4 {
+            L4::Tcp { sport, dport, flags } => (sport, dport, flags),
+            L4::Udp { sport, dport } => (sport, dport, 0),
+            other => panic!("plain accepted {other:?}: {f:02x?}"),
+        };
+        assert_eq!(full.l3_offset, 14);
+        assert!(ipk.frag.is_none() && ipk.family == Family::V4);
+        assert_eq!(p.src_mac, crate::tables::Tables::mac_key(0, full.src_mac));
+        assert_eq!(
+            (p.src as u128, p.dst as u128, p.proto, p.sport, p.dport, p.tcp_flags, p.ip_len),
+            (ipk.src, ipk.dst, ipk.proto, sport, dport, flags, ipk.ip_len)
+        );
+    }
+    // Both sides of the shortcut were exercised.
+    assert!(accepted > 50_000 && turned_away > 50_000, "{accepted} accepted, {turned_away} turned away");
+}

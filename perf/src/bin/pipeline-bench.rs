@@ -5,7 +5,8 @@
 //! would have written them), and that copy is part of the measured time.
 //!
 //! `cargo run --release -p perf --bin pipeline-bench [-- --runs 5 --quick --quota-only]`
-//! Prints a markdown table (medians of the runs) for BENCHMARKS.md.
+//! Prints a markdown table (medians of the runs) for BENCHMARKS.md. `--flow-cache N`
+//! sizes every pipeline's flow cache (0: off), to compare the paths side by side.
 //!
 //! `--flowlog-cost` measures instead what flow-log accounting costs: the same three
 //! traffic cases with the server ENI under a flow log (TrafficType ALL) and without,
@@ -17,7 +18,7 @@
 //! is paid for. `--flowlog-interval S` (default 1, the most flushes) sets the flow
 //! log's aggregation interval.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -68,6 +69,18 @@ enum Mode<'a> {
     /// `records`, and the last interval is flushed and handed on before the clock
     /// stops.
     Worker { base: u64, records: &'a Sender<Vec<FlowRecord>> },
+}
+
+/// Flow-cache size for every pipeline of the run (`--flow-cache N`; 0 turns it off).
+static FLOW_CACHE_ENTRIES: AtomicUsize = AtomicUsize::new(usize::MAX);
+
+fn pipeline(conntrack_entries: u32) -> Pipeline {
+    let mut cfg = PipelineConfig { conntrack_entries, ..Default::default() };
+    match FLOW_CACHE_ENTRIES.load(Ordering::Relaxed) {
+        usize::MAX => {}
+        n => cfg.flow_cache_entries = n,
+    }
+    Pipeline::new(cfg)
 }
 
 fn tables_for(cfg: &Config) -> Tables {
@@ -163,7 +176,7 @@ fn established(cfg: &Config, flows: u32, total: usize, runs: usize) -> Result {
 fn established_once(tables: &Tables, flows: u32, total: usize, mode: &Mode<'_>) -> Result {
     let inet = tables.port_by_name("inet").unwrap();
     {
-        let mut p = Pipeline::new(PipelineConfig { conntrack_entries: flows * 2 + 1024, ..Default::default() });
+        let mut p = pipeline(flows * 2 + 1024);
         let mut now = EPOCH;
         let server = bc::server();
         let server_port = tables.port_by_name("server").unwrap();
@@ -210,27 +223,31 @@ fn new_flows(cfg: &Config, frames: Vec<Vec<u8>>, runs: usize) -> Result {
 
 fn new_flows_once(tables: &Tables, input: &Frames, mode: &Mode<'_>) -> Result {
     let total = input.frames.len() / BATCH * BATCH;
-    let mut p = Pipeline::new(PipelineConfig { conntrack_entries: total as u32 + 1024, ..Default::default() });
+    let mut p = pipeline(total as u32 + 1024);
     let mut now = EPOCH;
     run(&mut p, tables, input, total, Expect::Forward, &mut now, mode)
 }
 
-fn deny_frames(tables: &Tables) -> Frames {
+/// SYNs from 256 refused sources, each from `ports_each` source ports in turn.
+fn deny_frames(tables: &Tables, ports_each: u32) -> Frames {
     let server = bc::server();
-    let frames = (0..256u32)
-        .map(|i| testkit::tcp(&bc::attacker(i), server.ip, router(), 20_000 + i as u16, 443, Flags::SYN, 1, 0, &[0; 6]))
+    let frames = (0..256 * ports_each)
+        .map(|i| {
+            let sport = 20_000u16.wrapping_add(i as u16);
+            testkit::tcp(&bc::attacker(i % 256), server.ip, router(), sport, 443, Flags::SYN, 1, 0, &[0; 6])
+        })
         .collect();
     Frames { port: tables.port_by_name("inet").unwrap(), frames }
 }
 
-fn nacl_deny(cfg: &Config, total: usize, runs: usize) -> Result {
+fn nacl_deny(cfg: &Config, total: usize, runs: usize, ports_each: u32) -> Result {
     let tables = tables_for(cfg);
-    let input = deny_frames(&tables);
+    let input = deny_frames(&tables, ports_each);
     median((0..runs).map(|_| nacl_deny_once(&tables, &input, total, &Mode::Simulated)).collect())
 }
 
 fn nacl_deny_once(tables: &Tables, input: &Frames, total: usize, mode: &Mode<'_>) -> Result {
-    let mut p = Pipeline::new(PipelineConfig::default());
+    let mut p = pipeline(PipelineConfig::default().conntrack_entries);
     let mut now = EPOCH;
     run(&mut p, tables, input, total, Expect::Reject(Hop::NaclIngress), &mut now, mode)
 }
@@ -268,7 +285,7 @@ fn flowlog_cost(runs: usize, total: usize, new_count: usize, interval: u32) {
     let mode = Mode::Worker { base: EPOCH, records: &tx };
 
     let new_frames = Frames { port: plain.port_by_name("inet").unwrap(), frames: quota_new_flows(new_count) };
-    let deny = deny_frames(&plain);
+    let deny = deny_frames(&plain, 1);
     type Case<'a> = (&'a str, Box<dyn Fn(&Tables) -> Result + 'a>);
     let cases: Vec<Case<'_>> = vec![
         ("(a) established, 4096 flows", Box::new(|t: &Tables| established_once(t, 4096, total, &mode))),
@@ -393,6 +410,9 @@ fn main() {
         .unwrap_or(if quick { 1 } else { 5 });
     let total = if quick { 1 << 18 } else { 1 << 23 };
     let new_count = if quick { 1 << 16 } else { 1 << 20 };
+    if let Some(n) = args.iter().position(|a| a == "--flow-cache").and_then(|i| args.get(i + 1)) {
+        FLOW_CACHE_ENTRIES.store(n.parse().expect("--flow-cache N"), Ordering::Relaxed);
+    }
 
     let interval = args
         .iter()
@@ -422,7 +442,7 @@ fn main() {
                 &Frames { port: tables.port_by_name("inet").unwrap(), frames: quota_new_flows(new_count) },
                 &mode,
             ),
-            _ => nacl_deny_once(&tables, &deny_frames(&tables), total, &mode),
+            _ => nacl_deny_once(&tables, &deny_frames(&tables, 1), total, &mode),
         };
         drop(tx);
         println!("{:.2} Mpps, {} records", r.mpps, drain.join().unwrap());
@@ -441,8 +461,12 @@ fn main() {
         row("AWS quotas", "(a) established", &established(&quota, 4096, total * 8, 1));
         return;
     }
+    if args.iter().any(|a| a == "--profile-new") {
+        row("AWS quotas", "(b) new flows", &new_flows(&quota, quota_new_flows(new_count * 4), 1));
+        return;
+    }
     if args.iter().any(|a| a == "--profile-deny") {
-        row("AWS quotas", "(c) NACL deny", &nacl_deny(&quota, total * 8, 1));
+        row("AWS quotas", "(c) NACL deny", &nacl_deny(&quota, total * 8, 1, 1));
         return;
     }
     row(
@@ -451,7 +475,8 @@ fn main() {
         &established(&quota, 4096, total, runs),
     );
     row("AWS quotas", "(b) new flows (SYN, 1 entry each)", &new_flows(&quota, quota_new_flows(new_count), runs));
-    row("AWS quotas", "(c) NACL deny", &nacl_deny(&quota, total, runs));
+    row("AWS quotas", "(c) NACL deny", &nacl_deny(&quota, total, runs, 1));
+    row("AWS quotas", "NACL deny, 65,536 5-tuples in turn (flow-cache misses)", &nacl_deny(&quota, total, runs, 256));
     if args.iter().any(|a| a == "--quota-only") {
         return;
     }
