@@ -188,6 +188,30 @@ struct Tally {
     tcp_flags: u8,
 }
 
+impl Tally {
+    #[inline(always)]
+    fn count(&mut self, bytes: u64, now: Nanos, tcp_flags: u8) {
+        self.packets += 1;
+        self.bytes += bytes;
+        self.last = self.last.max(now);
+        self.tcp_flags |= log_flags(tcp_flags);
+    }
+}
+
+/// Where a flow direction is counted in a [`FlowTable`] this interval: a slot keeps
+/// its flow direction until the interval's drain, so while `interval` is the table's
+/// current one the slot is the flow's without comparing keys.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AcctHint {
+    pub slot: u32,
+    pub interval: u32,
+}
+
+impl AcctHint {
+    /// No hint (or no room: the packet was counted as skipped).
+    pub const NONE: AcctHint = AcctHint { slot: u32::MAX, interval: u32::MAX };
+}
+
 #[derive(Clone, Copy)]
 struct Slot {
     key: Key,
@@ -206,6 +230,8 @@ pub struct FlowTable {
     limit: usize,
     /// Flow directions that found no room, per ENI: reported as SKIPDATA.
     skipped: Vec<u64>,
+    /// Counts drains: [`AcctHint`]s of earlier intervals are void.
+    interval: u32,
 }
 
 impl FlowTable {
@@ -218,13 +244,36 @@ impl FlowTable {
             order: Vec::with_capacity(capacity),
             limit: capacity,
             skipped: Vec::new(),
+            interval: 0,
         }
     }
 
-    /// Counts a packet of `bytes` seen at `now` to `id`.
+    /// Counts a packet of `bytes` seen at `now` to `id`. Returns where it was
+    /// counted, a hint for the flow's next packet.
     #[inline(always)]
-    pub fn add(&mut self, id: &FlowId, bytes: u64, now: Nanos, tcp_flags: u8) {
-        let key = Key::of(id);
+    pub fn add(&mut self, id: &FlowId, bytes: u64, now: Nanos, tcp_flags: u8) -> AcctHint {
+        self.add_hinted(AcctHint::NONE, || *id, bytes, now, tcp_flags)
+    }
+
+    /// [`FlowTable::add`] for a packet whose flow was counted at `hint` before: while
+    /// the hint is of this interval, the flow is neither built (`id` is not called)
+    /// nor hashed nor compared.
+    #[inline(always)]
+    pub fn add_hinted(
+        &mut self,
+        hint: AcctHint,
+        id: impl FnOnce() -> FlowId,
+        bytes: u64,
+        now: Nanos,
+        tcp_flags: u8,
+    ) -> AcctHint {
+        if hint.interval == self.interval {
+            if let Some(s) = self.slots.get_mut(hint.slot as usize) {
+                s.tally.count(bytes, now, tcp_flags);
+                return hint;
+            }
+        }
+        let key = Key::of(&id());
         let mut i = key.hash() as usize & self.mask;
         loop {
             let s = &mut self.slots[i];
@@ -232,12 +281,8 @@ impl FlowTable {
                 return self.insert(key, i, bytes, now, tcp_flags);
             }
             if s.key.same(&key) {
-                let t = &mut s.tally;
-                t.packets += 1;
-                t.bytes += bytes;
-                t.last = t.last.max(now);
-                t.tcp_flags |= log_flags(tcp_flags);
-                return;
+                s.tally.count(bytes, now, tcp_flags);
+                return AcctHint { slot: i as u32, interval: self.interval };
             }
             i = (i + 1) & self.mask;
         }
@@ -247,19 +292,20 @@ impl FlowTable {
     /// line: the common case is a flow seen before.
     #[cold]
     #[inline(never)]
-    fn insert(&mut self, key: Key, i: usize, bytes: u64, now: Nanos, tcp_flags: u8) {
+    fn insert(&mut self, key: Key, i: usize, bytes: u64, now: Nanos, tcp_flags: u8) -> AcctHint {
         if self.order.len() >= self.limit {
             let e = key.eni().0 as usize;
             if self.skipped.len() <= e {
                 self.skipped.resize(e + 1, 0);
             }
             self.skipped[e] += 1;
-            return;
+            return AcctHint::NONE;
         }
         let tally = Tally { packets: 1, bytes, first: now, last: now, tcp_flags: log_flags(tcp_flags) };
         self.slots[i] = Slot { key, tally };
         // Within the capacity reserved in `new`: no allocation.
         self.order.push(i as u32);
+        AcctHint { slot: i as u32, interval: self.interval }
     }
 
     /// Flow directions accounted in the table.
@@ -274,6 +320,7 @@ impl FlowTable {
     /// Hands every flow direction to `f`, in the order they were first seen, and
     /// empties the table.
     pub fn drain(&mut self, mut f: impl FnMut(&FlowId, &Acct)) {
+        self.interval = self.interval.wrapping_add(1);
         for i in self.order.drain(..) {
             let s = &mut self.slots[i as usize];
             let t = std::mem::take(&mut s.tally);
@@ -399,6 +446,38 @@ mod tests {
         assert_eq!(got[0].1, Acct { packets: 3, bytes: 151, first: 5, last: 7, tcp_flags: 0 });
         assert_eq!(t.take_skipped(), vec![(EniId(3), 1)]);
         assert_eq!(t.take_skipped(), vec![]);
+    }
+
+    #[test]
+    fn a_hint_counts_to_its_slot_until_the_drain() {
+        let id = |sport| FlowId {
+            eni: EniId(1),
+            egress: false,
+            accept: false,
+            to_uplink: false,
+            family: Family::V4,
+            proto: 17,
+            src: 1,
+            dst: 2,
+            sport,
+            dport: 53,
+        };
+        let mut t = FlowTable::new(16);
+        let a = t.add(&id(1), 10, 1, 0);
+        let b = t.add(&id(2), 10, 1, 0);
+        assert!(a != AcctHint::NONE && b != AcctHint::NONE && a != b);
+        // A live hint is used without building the flow.
+        assert_eq!(t.add_hinted(a, || unreachable!(), 10, 2, 0), a);
+        assert_eq!(t.add_hinted(AcctHint::NONE, || id(1), 10, 3, 0), a);
+        let mut got = Vec::new();
+        t.drain(|i, acct| got.push((i.sport, acct.packets)));
+        got.sort();
+        assert_eq!(got, vec![(1, 3), (2, 1)]);
+        // After the drain the hint is void: the flow is looked up and starts over.
+        let again = t.add_hinted(a, || id(2), 10, 4, 0);
+        assert_ne!(again, a);
+        t.drain(|i, acct| got.push((i.sport, acct.packets)));
+        assert_eq!(got[2..], [(2, 1)]);
     }
 
     #[test]

@@ -17,6 +17,7 @@
 //! changes. New flows, untracked flows, ICMP, IPv6, fragments and tagged frames take
 //! the full path every time, and so does every frame a trace explains.
 
+use crate::accounting::AcctHint;
 use crate::addr::Mac;
 use crate::conntrack::Way;
 use crate::tables::{EniId, PortId};
@@ -78,8 +79,9 @@ pub enum Decision {
         from_uplink: bool,
         to_uplink: bool,
     },
-    /// From the uplink, refused by the NACL of the subnet of `dst` (reached at `dst_mac`).
-    NaclIngressReject { dst: EniId, dst_mac: Mac },
+    /// From the uplink, refused by the NACL of the subnet of `dst` (reached at
+    /// `dst_mac`). `acct`: where its flow-log accounting went last (checked on use).
+    NaclIngressReject { dst: EniId, dst_mac: Mac, acct: AcctHint },
 }
 
 const NONE: u32 = u32::MAX;
@@ -120,7 +122,11 @@ impl Slot {
                     to_uplink: self.to_uplink,
                 }
             }
-            _ => Decision::NaclIngressReject { dst: EniId(self.eni[1]), dst_mac: Mac(self.dst_mac) },
+            _ => Decision::NaclIngressReject {
+                dst: EniId(self.eni[1]),
+                dst_mac: Mac(self.dst_mac),
+                acct: AcctHint { slot: self.ct[1].0, interval: self.ct[1].1 },
+            },
         }
     }
 
@@ -141,11 +147,12 @@ impl Slot {
                     }
                 }
             }
-            Decision::NaclIngressReject { dst, dst_mac } => {
+            Decision::NaclIngressReject { dst, dst_mac, acct } => {
                 s.kind = REJECT;
                 s.eni[1] = dst.0;
                 s.dst_mac = dst_mac.0;
                 s.from_uplink = true;
+                s.ct[1] = (acct.slot, acct.interval);
             }
         }
         s
@@ -211,18 +218,26 @@ impl FlowCache {
         ((h as usize & self.mask) * 2, (h >> 48) as u16 | 1)
     }
 
+    /// The key's decision and where it is kept (for [`FlowCache::set_acct`]).
     #[inline]
-    pub fn get(&self, key: &CacheKey) -> Option<Decision> {
+    pub fn get(&self, key: &CacheKey) -> Option<(usize, Decision)> {
         if self.slots.is_empty() {
             return None;
         }
         let (set, sig) = self.locate(key);
         let signatures = &self.signatures[set..set + 2];
-        (0..2)
-            .filter(|&w| signatures[w] == sig)
-            .map(|w| &self.slots[set + w])
-            .find(|s| s.key == *key && s.epoch == self.epoch)
-            .map(Slot::decision)
+        (set..set + 2)
+            .filter(|&i| signatures[i - set] == sig)
+            .find(|&i| self.slots[i].key == *key && self.slots[i].epoch == self.epoch)
+            .map(|i| (i, self.slots[i].decision()))
+    }
+
+    /// Updates the accounting hint of the refusal kept at `at`.
+    #[inline]
+    pub fn set_acct(&mut self, at: usize, acct: AcctHint) {
+        if let Some(s) = self.slots.get_mut(at).filter(|s| s.kind == REJECT) {
+            s.ct[1] = (acct.slot, acct.interval);
+        }
     }
 
     pub fn insert(&mut self, key: CacheKey, d: Decision) {
@@ -297,7 +312,14 @@ mod tests {
         }
     }
     fn reject() -> Decision {
-        Decision::NaclIngressReject { dst: EniId(3), dst_mac: Mac([2, 0, 0, 0, 0, 9]) }
+        Decision::NaclIngressReject {
+            dst: EniId(3),
+            dst_mac: Mac([2, 0, 0, 0, 0, 9]),
+            acct: AcctHint { slot: 12, interval: 4 },
+        }
+    }
+    fn get(c: &FlowCache, n: u32) -> Option<Decision> {
+        c.get(&key(n)).map(|(_, d)| d)
     }
 
     /// Offers a refusal until it is taken (one offer in REFUSAL_EVERY is).
@@ -317,14 +339,24 @@ mod tests {
         let mut c = FlowCache::new(64);
         c.insert(key(1), forward(5));
         refuse(&mut c, 2);
-        assert_eq!(c.get(&key(1)), Some(forward(5)));
-        assert_eq!(c.get(&key(2)), Some(reject()));
-        assert_eq!(c.get(&key(3)), None);
+        assert_eq!(get(&c, 1), Some(forward(5)));
+        assert_eq!(get(&c, 2), Some(reject()));
+        assert_eq!(get(&c, 3), None);
         c.insert(key(1), forward(6));
-        assert_eq!(c.get(&key(1)), Some(forward(6)));
+        assert_eq!(get(&c, 1), Some(forward(6)));
         c.clear();
-        assert_eq!(c.get(&key(1)), None);
-        assert_eq!(c.get(&key(2)), None);
+        assert_eq!(get(&c, 1), None);
+        assert_eq!(get(&c, 2), None);
+    }
+
+    #[test]
+    fn a_refusals_accounting_hint_can_be_updated_in_place() {
+        let mut c = FlowCache::new(64);
+        refuse(&mut c, 2);
+        let (at, _) = c.get(&key(2)).unwrap();
+        c.set_acct(at, AcctHint { slot: 99, interval: 5 });
+        let Some(Decision::NaclIngressReject { acct, .. }) = get(&c, 2) else { panic!() };
+        assert_eq!(acct, AcctHint { slot: 99, interval: 5 });
     }
 
     #[test]
@@ -336,21 +368,21 @@ mod tests {
         for n in 10..100 {
             refuse(&mut c, n);
         }
-        assert_eq!(c.get(&key(1)), Some(forward(1)));
-        assert_eq!(c.get(&key(2)), Some(forward(2)));
+        assert_eq!(get(&c, 1), Some(forward(1)));
+        assert_eq!(get(&c, 2), Some(forward(2)));
         // A forwarded flow pushes out the older of the two, every REPLACE_EVERYth try.
         for _ in 1..REPLACE_EVERY {
             c.insert(key(3), forward(3));
-            assert_eq!(c.get(&key(3)), None);
+            assert_eq!(get(&c, 3), None);
         }
         c.insert(key(3), forward(3));
-        assert_eq!((c.get(&key(1)), c.get(&key(2)), c.get(&key(3))), (None, Some(forward(2)), Some(forward(3))));
+        assert_eq!((get(&c, 1), get(&c, 2), get(&c, 3)), (None, Some(forward(2)), Some(forward(3))));
         // With one forwarded flow in the set, refusals take turns in the other way.
         let mut c = FlowCache::new(2);
         c.insert(key(1), forward(1));
         refuse(&mut c, 10);
         refuse(&mut c, 11);
-        assert_eq!((c.get(&key(1)), c.get(&key(10)), c.get(&key(11))), (Some(forward(1)), None, Some(reject())));
+        assert_eq!((get(&c, 1), get(&c, 10), get(&c, 11)), (Some(forward(1)), None, Some(reject())));
     }
 
     #[test]
@@ -359,7 +391,7 @@ mod tests {
         for n in 0..REFUSAL_EVERY * 10 {
             c.insert(key(n), reject());
         }
-        let held = (0..REFUSAL_EVERY * 10).filter(|&n| c.get(&key(n)).is_some()).count();
+        let held = (0..REFUSAL_EVERY * 10).filter(|&n| get(&c, n).is_some()).count();
         assert_eq!(held, 10);
     }
 
@@ -367,6 +399,6 @@ mod tests {
     fn a_cache_of_no_entries_holds_nothing() {
         let mut c = FlowCache::new(0);
         c.insert(key(1), forward(1));
-        assert_eq!(c.get(&key(1)), None);
+        assert_eq!(get(&c, 1), None);
     }
 }
