@@ -20,7 +20,7 @@
 use crate::accounting::AcctHint;
 use crate::addr::Mac;
 use crate::conntrack::Way;
-use crate::tables::{EniId, PortId};
+use crate::tables::{EniId, PortId, Tables};
 use crate::wire::PlainV4;
 
 /// What a frame is looked up by: ingress port, source MAC and 5-tuple.
@@ -37,7 +37,7 @@ impl CacheKey {
         CacheKey {
             addrs: (p.src as u64) << 32 | p.dst as u64,
             l4: (p.sport as u64) << 48 | (p.dport as u64) << 32 | p.proto as u64,
-            origin: (port as u64) << 48 | p.src_mac,
+            origin: Tables::mac_key(port, p.src_mac),
         }
     }
 
@@ -290,7 +290,9 @@ mod tests {
 
     fn key(n: u32) -> CacheKey {
         let p = PlainV4 {
-            src_mac: 0x0200_0000_0001,
+            src_mac: Mac([2, 0, 0, 0, 0, 1]),
+            dst_mac: Mac([2, 0, 0, 0, 0, 2]),
+            ttl: 64,
             src: 0xc612_0000 + n,
             dst: 0xc613_0001,
             proto: 6,

@@ -433,7 +433,9 @@ impl Pipeline {
                 return outcome;
             }
         }
-        self.decide(t, &frame.buf[..frame.len], frame.port, frame.time, ex, &mut plan);
+        // A plain frame is not parsed a second time.
+        let parsed = plain.map_or_else(|| wire::parse(&frame.buf[..frame.len]), |p| Ok(p.packet()));
+        self.decide_parsed(t, &frame.buf[..frame.len], parsed, frame.port, frame.time, ex, &mut plan);
         ex.step(|| Step::Verdict(plan.verdict));
         let outcome = self.commit(t, &plan, frame);
         if let Some(key) = key {
@@ -529,7 +531,23 @@ impl Pipeline {
     /// Judges a frame against the current state without changing anything; the
     /// conclusion goes into `plan` (start from `Plan::default()`).
     pub fn decide<E: Explain>(&self, t: &Tables, frame: &[u8], port: PortId, now: Nanos, ex: &mut E, plan: &mut Plan) {
-        let pkt = match wire::parse(frame) {
+        self.decide_parsed(t, frame, wire::parse(frame), port, now, ex, plan)
+    }
+
+    /// [`Pipeline::decide`] for a frame already parsed (`parsed` is `wire::parse(frame)`).
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    fn decide_parsed<E: Explain>(
+        &self,
+        t: &Tables,
+        frame: &[u8],
+        parsed: Result<Packet, Malformed>,
+        port: PortId,
+        now: Nanos,
+        ex: &mut E,
+        plan: &mut Plan,
+    ) {
+        let pkt = match parsed {
             Ok(p) => p,
             Err(m) => return plan.verdict = Verdict::Drop(DropReason::Malformed(m)),
         };

@@ -1,18 +1,21 @@
 //! The common case recognised without the full parse: an untagged IPv4 frame with
 //! no options, not fragmented, carrying TCP or UDP. It exists so a frame of a known
-//! flow can find its cached decision in a few dozen instructions.
+//! flow can find its cached decision in a few dozen instructions, and a frame of an
+//! unknown one is not parsed twice ([`PlainV4::packet`]).
 //!
 //! `None` means "not this shape", never "malformed": such frames go through
-//! [`super::parse`], which decides. Whatever this accepts, `parse` accepts with the
-//! same fields (checked against it in `wire/tests.rs`).
+//! [`super::parse`], which decides. Whatever this accepts, `parse` accepts, and
+//! `packet()` is what `parse` returns (checked against it in `wire/tests.rs`).
 
-use super::{PROTO_TCP, PROTO_UDP};
+use super::{IpPacket, Kind, Packet, L4, PROTO_TCP, PROTO_UDP};
+use crate::addr::{Family, Mac};
 
-/// The fields of a plain IPv4 TCP/UDP frame that decide its fate.
+/// The fields of a plain IPv4 TCP/UDP frame.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PlainV4 {
-    /// The source MAC as a big-endian 48-bit number (see `Tables::mac_key`).
-    pub src_mac: u64,
+    pub src_mac: Mac,
+    pub dst_mac: Mac,
+    pub ttl: u8,
     pub src: u32,
     pub dst: u32,
     pub proto: u8,
@@ -70,9 +73,11 @@ pub fn plain_ipv4(frame: &[u8]) -> Option<PlainV4> {
         }
         _ => return None,
     };
-    let m = &f[6..12];
+    let mac = |at: usize| Mac([f[at], f[at + 1], f[at + 2], f[at + 3], f[at + 4], f[at + 5]]);
     Some(PlainV4 {
-        src_mac: u64::from_be_bytes([0, 0, m[0], m[1], m[2], m[3], m[4], m[5]]),
+        src_mac: mac(6),
+        dst_mac: mac(0),
+        ttl: f[ETH + 8],
         src: be32(f, ETH + 12),
         dst: be32(f, ETH + 16),
         proto,
@@ -81,4 +86,31 @@ pub fn plain_ipv4(frame: &[u8]) -> Option<PlainV4> {
         tcp_flags,
         ip_len,
     })
+}
+
+impl PlainV4 {
+    /// The packet as [`super::parse`] returns it.
+    #[inline]
+    pub fn packet(&self) -> Packet {
+        let l4 = if self.proto == PROTO_TCP {
+            L4::Tcp { sport: self.sport, dport: self.dport, flags: self.tcp_flags }
+        } else {
+            L4::Udp { sport: self.sport, dport: self.dport }
+        };
+        Packet {
+            dst_mac: self.dst_mac,
+            src_mac: self.src_mac,
+            l3_offset: ETH as u16,
+            kind: Kind::Ip(IpPacket {
+                family: Family::V4,
+                src: self.src as u128,
+                dst: self.dst as u128,
+                proto: self.proto,
+                hop_limit: self.ttl,
+                ip_len: self.ip_len,
+                frag: None,
+                l4,
+            }),
+        }
+    }
 }

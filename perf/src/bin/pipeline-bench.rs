@@ -469,6 +469,10 @@ fn main() {
         row("AWS quotas", "(c) NACL deny", &nacl_deny(&quota, total * 8, 1, 1));
         return;
     }
+    if args.iter().any(|a| a == "--profile-deny-misses") {
+        row("AWS quotas", "NACL deny, 65,536 5-tuples", &nacl_deny(&quota, total * 8, 1, 256));
+        return;
+    }
     row(
         "AWS quotas (5 SGs x 60 rules, 20-entry NACL)",
         "(a) established, 4096 flows",
