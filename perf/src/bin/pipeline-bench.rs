@@ -58,6 +58,8 @@ struct Result {
     p99_ns: u64,
     /// Flow records handed on (flow-log runs).
     records: u64,
+    /// Share of the measured frames carried out from the flow cache.
+    cache_hits: f64,
 }
 
 /// How a run keeps time and what it does with flow records.
@@ -111,6 +113,7 @@ fn run(
     let mut hist = Histogram::<u64>::new(3).unwrap();
     let mut done = 0;
     let mut next = 0;
+    let hits_before = pipeline.stats.flow_cache_hits;
     let start = Instant::now();
     while done < total {
         let t0 = Instant::now();
@@ -156,6 +159,7 @@ fn run(
         p50_ns: hist.value_at_quantile(0.5),
         p99_ns: hist.value_at_quantile(0.99),
         records: handoff.sent,
+        cache_hits: (pipeline.stats.flow_cache_hits - hits_before) as f64 / done as f64,
     }
 }
 
@@ -449,10 +453,10 @@ fn main() {
         return;
     }
 
-    println!("| config | traffic | Mpps (median of {runs}) | ns/frame p50 | ns/frame p99 |");
-    println!("|---|---|---|---|---|");
+    println!("| config | traffic | Mpps (median of {runs}) | ns/frame p50 | ns/frame p99 | flow-cache hits |");
+    println!("|---|---|---|---|---|---|");
     let row = |cfg: &str, traffic: &str, r: &Result| {
-        println!("| {cfg} | {traffic} | {:.2} | {} | {} |", r.mpps, r.p50_ns, r.p99_ns)
+        println!("| {cfg} | {traffic} | {:.2} | {} | {} | {:.1}% |", r.mpps, r.p50_ns, r.p99_ns, r.cache_hits * 100.0)
     };
 
     let quota = bc::quota_config();
