@@ -9,7 +9,9 @@
 //! 4. destination ENI, security groups ingress (conntrack first, rules on a miss)
 //!
 //! then, if every hop allows it, conntrack entries are created or refreshed at both
-//! ENIs and the frame is rewritten for its egress port. Deciding ([`Pipeline::decide`])
+//! ENIs and the frame is rewritten for its egress port. A frame of a known flow skips
+//! the judging: the per-core flow cache ([`crate::flowcache`]) hands `commit` the plan
+//! judging it would have made. Deciding ([`Pipeline::decide`])
 //! reads state only; committing ([`Pipeline::commit`]) is the one place that changes
 //! it, so a trace can ask "what would happen" without touching anything.
 
