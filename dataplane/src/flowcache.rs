@@ -180,6 +180,7 @@ pub struct FlowCache {
     refusals: u32,
 }
 
+/// A new forwarded flow replaces an older one in a full set one try in this many.
 pub const REPLACE_EVERY: u32 = 8;
 /// Refusals are cached one offer in this many: a flood of distinct refused 5-tuples
 /// (random source ports) can never hit, and writing each one cost more than the
@@ -266,6 +267,7 @@ impl FlowCache {
             signatures[0] = sig;
             return;
         }
+        // The second way may be taken if it is empty or holds a refusal.
         let second_free = !live(&ways[1]) || ways[1].kind == REJECT;
         if !second_free {
             if refusal {
