@@ -319,6 +319,9 @@ pub struct Conntrack {
     finished: Vec<(FlowId, Acct)>,
     /// The serial the next opened entry gets.
     next_serial: u32,
+    /// How often the serials wrapped: a reference kept across a wrap could name a
+    /// later entry, so its keeper must forget it (see [`Conntrack::serial_wraps`]).
+    serial_wraps: u32,
 }
 
 impl Conntrack {
@@ -337,6 +340,7 @@ impl Conntrack {
             dirty: Vec::with_capacity(capacity as usize),
             finished: Vec::with_capacity(1024),
             next_serial: 1,
+            serial_wraps: 0,
         }
     }
 
@@ -397,6 +401,13 @@ impl Conntrack {
     #[inline]
     pub fn serial(&self, idx: u32) -> u32 {
         self.entries[idx as usize].serial
+    }
+
+    /// Changes when serials wrap around (once in 4 billion entries): references
+    /// (slot, serial) taken before the change must be dropped.
+    #[inline]
+    pub fn serial_wraps(&self) -> u32 {
+        self.serial_wraps
     }
 
     /// Whether slot `idx` still holds the entry with `serial` and it is live at
@@ -558,7 +569,13 @@ impl Conntrack {
             serial: self.next_serial,
         };
         // 0 stands for a free slot; wrapping past it takes 4 billion new entries.
-        self.next_serial = self.next_serial.checked_add(1).unwrap_or(1);
+        self.next_serial = match self.next_serial.checked_add(1) {
+            Some(n) => n,
+            None => {
+                self.serial_wraps = self.serial_wraps.wrapping_add(1);
+                1
+            }
+        };
         let idx = match found {
             Found::Expired(idx) | Found::Live(idx) => {
                 self.retire_acct(idx);
@@ -852,6 +869,27 @@ mod tests {
         assert!(!ct.has_room(&[EniId(1)], 2), "ENI 1 is at its limit");
         assert!(ct.has_room(&[EniId(2)], 2));
         assert!(!ct.has_room(&[EniId(2), EniId(2)], 2), "only one slot left in the table");
+    }
+
+    #[test]
+    fn serials_name_one_incarnation_and_report_their_wrap() {
+        let t = CtTimeouts::default();
+        let mut c = Conntrack::new(8);
+        c.advance(0, |_| Some(t));
+        c.next_serial = u32::MAX;
+        let (k1, w1) = key(1, 1000, 6);
+        // The last serial before the wrap: from here on serials repeat, so the wrap is
+        // reported as soon as it is handed out.
+        let a = c.open(Found::Missing, k1, opening(w1, 0x02), 0, &t);
+        assert_eq!((c.serial(a), c.serial_wraps()), (u32::MAX, 1));
+        assert!(c.is_live(a, u32::MAX, 1));
+        let (k2, w2) = key(1, 1001, 6);
+        let b = c.open(Found::Missing, k2, opening(w2, 0x02), 0, &t);
+        assert_eq!((c.serial(b), c.serial_wraps()), (1, 1));
+        // A removed entry's slot answers to no serial.
+        c.advance(3600 * NANOS_PER_SEC, |_| Some(t));
+        assert!(!c.is_live(a, u32::MAX, 3600 * NANOS_PER_SEC));
+        assert_eq!(c.serial(a), 0);
     }
 
     #[test]

@@ -273,6 +273,8 @@ pub struct Pipeline {
     /// The table snapshot the flow cache's decisions belong to.
     snapshot: u64,
     cache: FlowCache,
+    /// Conntrack's serial wraps the cache's entry references belong to.
+    serial_wraps: u32,
     timeouts_epoch: u64,
     /// Start of the next clock second: conntrack reclaims once per second.
     next_second: Nanos,
@@ -336,6 +338,7 @@ impl Pipeline {
             generation: None,
             snapshot: 0,
             cache: FlowCache::new(cfg.flow_cache_entries),
+            serial_wraps: 0,
             timeouts_epoch: 0,
             next_second: 0,
             flows: FlowTable::new(cfg.flow_entries),
@@ -440,6 +443,12 @@ impl Pipeline {
         self.decide_parsed(t, &frame.buf[..frame.len], parsed, frame.port, frame.time, ex, &mut plan);
         ex.step(|| Step::Verdict(plan.verdict));
         let outcome = self.commit(t, &plan, frame);
+        // Entries are only opened here: if their serials wrapped, the cache's
+        // (slot, serial) references could name later entries.
+        if self.conntrack.serial_wraps() != self.serial_wraps {
+            self.serial_wraps = self.conntrack.serial_wraps();
+            self.cache.clear();
+        }
         if let Some(key) = key {
             self.remember(key, &plan);
         }
