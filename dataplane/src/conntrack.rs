@@ -113,9 +113,9 @@ impl CtKey {
     }
 }
 
+/// murmur3's finaliser: full avalanche, cheap (also the flow cache's hash).
 #[inline]
-fn mix(mut x: u64) -> u64 {
-    // murmur3's finaliser: full avalanche, cheap.
+pub(crate) fn mix(mut x: u64) -> u64 {
     x ^= x >> 33;
     x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
     x ^= x >> 33;

@@ -19,7 +19,7 @@
 
 use crate::accounting::AcctHint;
 use crate::addr::Mac;
-use crate::conntrack::Way;
+use crate::conntrack::{mix, Way};
 use crate::tables::{EniId, PortId, Tables};
 use crate::wire::PlainV4;
 
@@ -47,15 +47,6 @@ impl CacheKey {
         // (client address, port and MAC all counting up), so mix fully.
         mix(self.addrs ^ mix(self.l4 ^ self.origin.rotate_left(32)))
     }
-}
-
-#[inline(always)]
-fn mix(mut x: u64) -> u64 {
-    x ^= x >> 33;
-    x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
-    x ^= x >> 33;
-    x = x.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
-    x ^ (x >> 33)
 }
 
 /// A conntrack entry named by slot and serial (see `Conntrack::is_live`).
