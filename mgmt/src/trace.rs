@@ -236,11 +236,12 @@ pub fn judge(t: &Tables, pipeline: &mut Pipeline, port: PortId, frame: &[u8], no
 /// Traces a described packet against a config (fresh conntrack), or, for the
 /// reachability form, a request and its reply.
 pub fn trace_offline(t: &Tables, req: &TraceRequest, now: u64) -> Result<Vec<Leg>> {
+    // A frame or two: nothing worth caching (the default cache is 2 MiB to zero).
     let mut pipeline = Pipeline::new(PipelineConfig {
         conntrack_entries: 64,
         fragment_entries: 16,
         flow_entries: 16,
-        ..Default::default()
+        flow_cache_entries: 0,
     });
     match (&req.from, &req.to) {
         (Some(from), Some(to)) => reachability(t, &mut pipeline, req, from, to, now),
