@@ -19,9 +19,10 @@ use crate::wire::{TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN};
 pub struct Acct {
     pub packets: u64,
     pub bytes: u64,
-    /// Unix seconds of the first and last packet.
-    pub first: u64,
-    pub last: u64,
+    /// Unix seconds of the first and last packet. 32 bits (they last until 2106; a
+    /// later clock saturates) keep an entry's accounting within its second cache line.
+    pub first: u32,
+    pub last: u32,
     /// OR of FIN=1, SYN=2, RST=4, SYN-ACK=18 (flow-log semantics).
     pub tcp_flags: u8,
 }
@@ -29,6 +30,7 @@ pub struct Acct {
 impl Acct {
     #[inline]
     pub fn add(&mut self, bytes: u64, now_s: u64, tcp_flags: u8) {
+        let now_s = secs32(now_s);
         if self.packets == 0 {
             self.first = now_s;
         }
@@ -44,8 +46,15 @@ impl Acct {
     /// A flow direction's first packet: `Acct::default()` with [`Acct::add`] done.
     #[inline]
     pub fn first(bytes: u64, now_s: u64, tcp_flags: u8) -> Acct {
+        let now_s = secs32(now_s);
         Acct { packets: 1, bytes, first: now_s, last: now_s, tcp_flags: log_flags(tcp_flags) }
     }
+}
+
+/// Unix seconds as [`Acct`] keeps them.
+#[inline]
+fn secs32(s: u64) -> u32 {
+    s.min(u32::MAX as u64) as u32
 }
 
 /// The flags a flow log reports: FIN, SYN, RST, and SYN-ACK as 18; ACK alone and the
@@ -327,8 +336,8 @@ impl FlowTable {
             let acct = Acct {
                 packets: t.packets,
                 bytes: t.bytes,
-                first: t.first / NANOS_PER_SEC,
-                last: t.last / NANOS_PER_SEC,
+                first: secs32(t.first / NANOS_PER_SEC),
+                last: secs32(t.last / NANOS_PER_SEC),
                 tcp_flags: t.tcp_flags,
             };
             f(&s.key.id(), &acct);
@@ -364,8 +373,8 @@ pub fn record(meta: &Arc<EniMeta>, id: &FlowId, a: &Acct) -> FlowRecord {
     let (srcaddr, dstaddr) = if id.egress { (primary(pkt_src), pkt_dst) } else { (pkt_src, primary(pkt_dst)) };
     FlowRecord {
         eni: meta.clone(),
-        start: a.first,
-        end: a.last,
+        start: a.first.into(),
+        end: a.last.into(),
         log_status: LogStatus::Ok,
         traffic: Some(Traffic {
             srcaddr,
@@ -385,6 +394,95 @@ pub fn record(meta: &Arc<EniMeta>, id: &FlowId, a: &Acct) -> FlowRecord {
             pkt_src_aws_service: None,
             pkt_dst_aws_service: None,
         }),
+    }
+}
+
+/// One flow direction's count for an interval, as a worker hands it on.
+pub type FinishedFlow = (FlowId, Acct);
+
+/// The flow-log details of each ENI of one table snapshot, by [`EniId`] (`None`: the
+/// ENI has no flow log).
+pub type FlowMetas = Arc<[Option<Arc<EniMeta>>]>;
+
+/// The flow-log details of `t`'s ENIs.
+pub fn flow_metas(t: &crate::tables::Tables) -> FlowMetas {
+    t.enis.iter().map(|e| e.as_ref().and_then(|e| e.flow_meta.clone())).collect()
+}
+
+/// A worker's finished flow records, on their way to the flow-log thread. Flows
+/// travel as counted, with one reference to the ENIs' details for the whole batch;
+/// the flow-log thread makes the records ([`RecordBatch::for_each_chunk`]). Making
+/// them in the worker cost one shared reference count per record (a locked
+/// increment that also waits for the record's stores), the largest part of a flush.
+#[derive(Debug)]
+pub struct RecordBatch {
+    /// The ENI details the flows' [`EniId`]s name.
+    pub metas: FlowMetas,
+    /// Only flows of ENIs with a flow log.
+    pub flows: Vec<FinishedFlow>,
+    /// Records already made: SKIPDATA, and flows of an earlier snapshot's ENIs.
+    pub made: Vec<FlowRecord>,
+}
+
+impl RecordBatch {
+    /// A batch of records already made.
+    pub fn of_records(made: Vec<FlowRecord>) -> RecordBatch {
+        RecordBatch { metas: Arc::new([]), flows: Vec::new(), made }
+    }
+
+    /// How many records the batch holds.
+    pub fn len(&self) -> usize {
+        self.flows.len() + self.made.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The record of each flow, in order.
+    fn flow_records(&self) -> impl Iterator<Item = FlowRecord> + '_ {
+        self.flows.iter().filter_map(|(id, a)| Some(record(self.metas.get(id.eni.0 as usize)?.as_ref()?, id, a)))
+    }
+
+    /// Hands the records to `f` at most `chunk` at a time, flows first: a
+    /// million-flow interval does not become a million records at once.
+    pub fn for_each_chunk(&self, chunk: usize, mut f: impl FnMut(&[FlowRecord])) {
+        let mut buf = Vec::with_capacity(chunk.clamp(1, self.flows.len().max(1)));
+        for r in self.flow_records() {
+            buf.push(r);
+            if buf.len() >= chunk {
+                f(&buf);
+                buf.clear();
+            }
+        }
+        if !buf.is_empty() {
+            f(&buf);
+        }
+        if !self.made.is_empty() {
+            f(&self.made);
+        }
+    }
+
+    /// Every record, flows first.
+    pub fn records(&self) -> Vec<FlowRecord> {
+        self.flow_records().chain(self.made.iter().cloned()).collect()
+    }
+
+    /// For each record: its ENI's details and its first and last second (SKIPDATA's
+    /// bookkeeping when a batch could not be handed on).
+    pub fn spans(&self) -> impl Iterator<Item = (&Arc<EniMeta>, u64, u64, bool)> + '_ {
+        let flows = self.flows.iter().filter_map(|(id, a)| {
+            self.metas.get(id.eni.0 as usize)?.as_ref().map(|m| (m, a.first.into(), a.last.into(), true))
+        });
+        flows.chain(self.made.iter().map(|r| (&r.eni, r.start, r.end, r.traffic.is_some())))
+    }
+
+    /// The flows' vector, emptied, for the worker to fill again
+    /// ([`crate::pipeline::Pipeline::recycle_flows`]).
+    pub fn into_spare(self) -> Vec<FinishedFlow> {
+        let mut v = self.flows;
+        v.clear();
+        v
     }
 }
 
@@ -416,6 +514,78 @@ mod tests {
             let want = f | s | r | if s != 0 && k != 0 { TCP_ACK } else { 0 };
             assert_eq!(log_flags(flags), want, "{flags:#x}");
         }
+    }
+
+    fn meta(interface: &str) -> Arc<EniMeta> {
+        Arc::new(EniMeta {
+            interface_id: interface.into(),
+            account_id: "123456789012".into(),
+            vpc_id: "vpc-1".into(),
+            subnet_id: "subnet-1".into(),
+            instance_id: None,
+            region: "us-east-1".into(),
+            az_id: None,
+            primary_ipv4: Some(Ipv4Addr::new(198, 18, 0, 10)),
+        })
+    }
+
+    #[test]
+    fn a_batch_makes_the_records_of_logged_enis_in_order_and_in_chunks() {
+        let flow = |eni: u32, sport: u16| {
+            let id = FlowId {
+                eni: EniId(eni),
+                egress: sport.is_multiple_of(2),
+                accept: true,
+                to_uplink: false,
+                family: Family::V4,
+                proto: 17,
+                src: 0xc612_000a,
+                dst: 0xc613_0001,
+                sport,
+                dport: 53,
+            };
+            (id, Acct::first(80, 1_795_305_600 + sport as u64, 0))
+        };
+        let (logged, other) = (meta("eni-logged"), meta("eni-other"));
+        // ENI 1 has no flow log: its flows are not records.
+        let metas: FlowMetas = Arc::from(vec![Some(logged.clone()), None, Some(other.clone())]);
+        let flows = vec![flow(0, 1), flow(1, 2), flow(2, 3), flow(0, 4), flow(2, 5)];
+        let skip = skipdata(&logged, 10, 69);
+        let batch = RecordBatch { metas, flows: flows.clone(), made: vec![skip.clone()] };
+        assert_eq!(batch.len(), 6, "what the batch carries");
+
+        let all = batch.records();
+        let want: Vec<FlowRecord> = [(0, 0), (2, 2), (0, 3), (2, 4)]
+            .iter()
+            .map(|&(m, i)| record(if m == 0 { &logged } else { &other }, &flows[i].0, &flows[i].1))
+            .chain([skip])
+            .collect();
+        assert_eq!(all, want);
+        for chunk in [1, 2, 3, 4096] {
+            let mut sizes = Vec::new();
+            let mut got = Vec::new();
+            batch.for_each_chunk(chunk, |r| {
+                sizes.push(r.len());
+                got.extend_from_slice(r);
+            });
+            assert_eq!(got, all, "chunks of {chunk}");
+            assert!(sizes[..sizes.len() - 1].iter().all(|&n| n <= chunk), "chunks of {chunk}: {sizes:?}");
+        }
+        let spans: Vec<_> = batch.spans().map(|(m, a, b, traffic)| (m.interface_id.clone(), a, b, traffic)).collect();
+        assert_eq!(spans.len(), 5);
+        assert_eq!(spans[0], ("eni-logged".into(), 1_795_305_601, 1_795_305_601, true));
+        assert_eq!(spans[4], ("eni-logged".into(), 10, 69, false), "SKIPDATA carries no traffic");
+
+        let capacity = batch.flows.capacity();
+        let spare = batch.into_spare();
+        assert!(spare.is_empty() && spare.capacity() == capacity, "the memory goes back, not the flows");
+        assert!(RecordBatch::of_records(Vec::new()).is_empty());
+    }
+
+    #[test]
+    fn seconds_past_2106_saturate() {
+        assert_eq!(Acct::first(1, u64::MAX / NANOS_PER_SEC, 0).first, u32::MAX);
+        assert_eq!(Acct::first(1, 1_795_305_600, 0).last, 1_795_305_600);
     }
 
     #[test]
@@ -590,7 +760,8 @@ mod tests {
             assert_eq!(got.len(), 1000, "round {round}");
             for (n, (i, a)) in got.iter().enumerate() {
                 assert_eq!(*i, id(n as u32), "first-seen order");
-                let want = Acct { packets: 2, bytes: n as u64 + 1, first: round, last: round + 1, tcp_flags: 0 };
+                let want =
+                    Acct { packets: 2, bytes: n as u64 + 1, first: round as u32, last: round as u32 + 1, tcp_flags: 0 };
                 assert_eq!(*a, want);
             }
         }

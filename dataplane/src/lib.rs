@@ -15,6 +15,7 @@ pub mod neighbor;
 pub mod pipeline;
 pub mod policy;
 pub mod port;
+pub mod prefetch;
 pub mod stats;
 pub mod tables;
 #[cfg(any(test, feature = "testkit"))]

@@ -15,7 +15,7 @@
 //! reads state only; committing ([`Pipeline::commit`]) is the one place that changes
 //! it, so a trace can ask "what would happen" without touching anything.
 
-use crate::accounting::{self, Acct, AcctHint, FlowId, FlowTable};
+use crate::accounting::{self, Acct, AcctHint, FinishedFlow, FlowId, FlowMetas, FlowTable, RecordBatch};
 use crate::addr::{Family, Mac};
 use crate::conntrack::{Conntrack, CtKey, CtView, Found, Nanos, Opening, Way, NANOS_PER_SEC};
 use crate::explain::{Explain, SgDecision, Step, Tracking};
@@ -285,8 +285,14 @@ pub struct Pipeline {
     acct: AcctHint,
     /// End of the current accounting interval.
     next_flush: Nanos,
-    /// Flow records of finished intervals, for the worker to hand on.
-    records: Vec<FlowRecord>,
+    /// Flows of finished intervals, for the worker to hand on (their records are
+    /// made by the flow-log thread), with the ENI details of the snapshot they were
+    /// flushed under, and records already made (SKIPDATA).
+    finished: Vec<FinishedFlow>,
+    metas: Option<(u64, FlowMetas)>,
+    made: Vec<FlowRecord>,
+    /// An emptied `finished` vector the flow-log thread gave back, for the next flush.
+    spare_flows: Vec<FinishedFlow>,
     /// Sampled heaviest flows, for `vpcgate top`.
     pub top: TopFlows,
 }
@@ -344,7 +350,10 @@ impl Pipeline {
             flows: FlowTable::new(cfg.flow_entries),
             acct: AcctHint::NONE,
             next_flush: 0,
-            records: Vec::new(),
+            finished: Vec::new(),
+            metas: None,
+            made: Vec::new(),
+            spare_flows: Vec::new(),
             top: TopFlows::new(),
         }
     }
@@ -377,40 +386,85 @@ impl Pipeline {
         }
     }
 
-    /// Turns everything accounted so far into flow records (kept for
-    /// [`Pipeline::take_records`]) and starts the interval `now` is in.
+    /// Ends the interval: everything accounted so far is kept for
+    /// [`Pipeline::take_records`], and the interval `now` is in starts.
     pub fn flush_accounting(&mut self, t: &Tables, now: Nanos) {
         let interval = t.flow_interval_secs.max(1) as u64;
         let end = self.next_flush / NANOS_PER_SEC;
-        // One allocation for the interval's records (an interval of new flows can
-        // finish a million): growing by doubling would copy them over and over.
-        self.records.reserve(self.conntrack.accounting_pending() + self.flows.len() + 1);
-        let records = &mut self.records;
+        let metas = self.metas_of(t);
+        // One allocation for the interval's flows (an interval of new flows can
+        // finish a million): growing by doubling would copy them over and over. A
+        // vector given back by the flow-log thread is used first.
+        if self.finished.is_empty() && self.spare_flows.capacity() > self.finished.capacity() {
+            std::mem::swap(&mut self.finished, &mut self.spare_flows);
+        }
+        self.finished.reserve(self.conntrack.accounting_pending() + self.flows.len());
+        let finished = &mut self.finished;
         let mut emit = |id: &FlowId, a: &Acct| {
-            if let Some(meta) = t.eni(id.eni).and_then(|e| e.flow_meta.as_ref()) {
-                records.push(accounting::record(meta, id, a));
+            if metas.get(id.eni.0 as usize).is_some_and(Option::is_some) {
+                finished.push((*id, *a));
             }
         };
         self.conntrack.drain_accounting(&mut emit);
         self.flows.drain(&mut emit);
         for (eni, _) in self.flows.take_skipped() {
-            if let Some(meta) = t.eni(eni).and_then(|e| e.flow_meta.as_ref()) {
-                self.records.push(accounting::skipdata(meta, end.saturating_sub(interval), end.saturating_sub(1)));
+            if let Some(meta) = metas.get(eni.0 as usize).and_then(Option::as_ref) {
+                self.made.push(accounting::skipdata(meta, end.saturating_sub(interval), end.saturating_sub(1)));
             }
         }
         let now_s = now / NANOS_PER_SEC;
         self.next_flush = (now_s / interval + 1) * interval * NANOS_PER_SEC;
     }
 
+    /// The ENI details of `t`, made once per snapshot. Flows still waiting from an
+    /// earlier snapshot get their records made first, with that snapshot's details.
+    fn metas_of(&mut self, t: &Tables) -> FlowMetas {
+        match &self.metas {
+            Some((snapshot, metas)) if *snapshot == t.snapshot => return metas.clone(),
+            _ => {}
+        }
+        if !self.finished.is_empty() {
+            let old = self.take_records();
+            self.made = old.records();
+            self.recycle_flows(old.into_spare());
+        }
+        let metas = accounting::flow_metas(t);
+        self.metas = Some((t.snapshot, metas.clone()));
+        metas
+    }
+
     /// Whether finished intervals left flow records to take.
     #[inline]
     pub fn has_records(&self) -> bool {
-        !self.records.is_empty()
+        !self.finished.is_empty() || !self.made.is_empty()
     }
 
     /// The flow records of finished intervals.
-    pub fn take_records(&mut self) -> Vec<FlowRecord> {
-        std::mem::take(&mut self.records)
+    pub fn take_records(&mut self) -> RecordBatch {
+        RecordBatch {
+            metas: self.metas.as_ref().map_or_else(|| std::sync::Arc::from([]), |(_, m)| m.clone()),
+            flows: std::mem::take(&mut self.finished),
+            made: std::mem::take(&mut self.made),
+        }
+    }
+
+    /// Whether a vector given back with [`Pipeline::recycle_flows`] would be kept
+    /// (none is held).
+    #[inline]
+    pub fn wants_spare_flows(&self) -> bool {
+        self.spare_flows.capacity() == 0
+    }
+
+    /// Keeps a flows vector the flow-log thread has emptied
+    /// ([`RecordBatch::into_spare`]; the larger, if one is held), so the next
+    /// flush writes into memory that is already mapped. Into fresh memory an
+    /// interval of a million new flows faults in ~100 MB, which costs the worker
+    /// more than the flush itself (`pipeline-bench --flowlog-cost`).
+    pub fn recycle_flows(&mut self, mut spare: Vec<FinishedFlow>) {
+        if spare.capacity() > self.spare_flows.capacity() {
+            spare.clear();
+            self.spare_flows = spare;
+        }
     }
 
     /// Runs a batch: one outcome per frame, frames rewritten in place.

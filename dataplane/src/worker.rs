@@ -17,6 +17,7 @@ use crossbeam_queue::ArrayQueue;
 use flowlog::FlowRecord;
 use hdrhistogram::Histogram;
 
+use crate::accounting::{FinishedFlow, RecordBatch};
 use crate::conntrack::Nanos;
 use crate::explain::Step;
 use crate::pipeline::{Frame, Outcome, Pipeline, Verdict};
@@ -209,7 +210,12 @@ pub trait WorkerHost {
     /// The appliance clock, nanoseconds since the Unix epoch.
     fn now(&self) -> Nanos;
     /// Hands over flow records; gives them back if they cannot be taken now.
-    fn records(&mut self, records: Vec<FlowRecord>) -> Result<(), Vec<FlowRecord>>;
+    fn records(&mut self, records: RecordBatch) -> Result<(), RecordBatch>;
+    /// A flows vector the flow-log thread has emptied, if one came back (see
+    /// [`Pipeline::recycle_flows`]). Asked only while the pipeline holds none.
+    fn spare_flows(&mut self) -> Option<Vec<FinishedFlow>> {
+        None
+    }
     /// Called between batches every `housekeeping`: control requests, counters.
     fn housekeeping(&mut self, tables: &Tables, pipeline: &mut Pipeline, telemetry: &WorkerTelemetry);
 }
@@ -232,20 +238,16 @@ impl RecordHandoff {
     /// `send`, in the common case of no finished interval). False when the receiver
     /// could not take the records (they are counted in `lost`).
     #[inline]
-    pub fn pass(
-        &mut self,
-        pipeline: &mut Pipeline,
-        send: impl FnOnce(Vec<FlowRecord>) -> Result<(), Vec<FlowRecord>>,
-    ) -> bool {
+    pub fn pass(&mut self, pipeline: &mut Pipeline, send: impl FnOnce(RecordBatch) -> Result<(), RecordBatch>) -> bool {
         if !pipeline.has_records() && self.skipped.enis.is_empty() {
             return true;
         }
-        // The interval's records travel in the vector they were made in; SKIPDATA
+        // The interval's flows travel in the vector they were gathered in; SKIPDATA
         // for earlier losses rides along.
         let mut batch = pipeline.take_records();
         let sent = batch.len() as u64;
         if !self.skipped.enis.is_empty() {
-            batch.extend(self.skipped.take());
+            batch.made.extend(self.skipped.take());
         }
         match send(batch) {
             Ok(()) => {
@@ -253,7 +255,7 @@ impl RecordHandoff {
                 true
             }
             Err(lost) => {
-                self.lost += lost.iter().filter(|r| r.traffic.is_some()).count() as u64;
+                self.lost += lost.spans().filter(|s| s.3).count() as u64;
                 self.skipped.note(&lost);
                 false
             }
@@ -270,13 +272,13 @@ struct Skipped {
 }
 
 impl Skipped {
-    fn note(&mut self, lost: &[FlowRecord]) {
-        for r in lost {
-            if !self.enis.iter().any(|m| Arc::ptr_eq(m, &r.eni) || m.interface_id == r.eni.interface_id) {
-                self.enis.push(r.eni.clone());
+    fn note(&mut self, lost: &RecordBatch) {
+        for (eni, start, end, _) in lost.spans() {
+            if !self.enis.iter().any(|m| Arc::ptr_eq(m, eni) || m.interface_id == eni.interface_id) {
+                self.enis.push(eni.clone());
             }
-            self.start = if self.start == 0 { r.start } else { self.start.min(r.start) };
-            self.end = self.end.max(r.end);
+            self.start = if self.start == 0 { start } else { self.start.min(start) };
+            self.end = self.end.max(end);
         }
     }
     fn take(&mut self) -> Vec<FlowRecord> {
@@ -357,6 +359,11 @@ pub fn run_worker<I: Io, H: WorkerHost>(
 
         handoff.pass(pipeline, |r| host.records(r));
         (t.records_sent, t.records_skipped) = (handoff.sent, handoff.lost);
+        if pipeline.wants_spare_flows() {
+            if let Some(v) = host.spare_flows() {
+                pipeline.recycle_flows(v);
+            }
+        }
 
         let done = if busy { host.now() } else { now };
         if handled > 0 {

@@ -12,11 +12,12 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
+use dataplane::accounting::{FinishedFlow, RecordBatch};
 use dataplane::pipeline::{Pipeline, PipelineConfig};
 use dataplane::port::afxdp::{AfXdpConfig, AfXdpIo, PortSpec, XdpMode};
 use dataplane::tables::Tables;
 use dataplane::worker::{owner_key, run_worker, Mesh, Poll, WorkerConfig, WorkerHost, WorkerTelemetry};
-use flowlog::FlowRecord;
+use flowlog::Aggregator;
 
 use crate::daemon::{Shared, Tracer};
 use crate::error::{invalid, Result as ApiResult};
@@ -204,7 +205,7 @@ struct Host {
     /// The worker's copy of the published tables: checking it for a change is one
     /// atomic load, where loading the `ArcSwap` costs a reference count per batch.
     tables: arc_swap::Cache<Published, Arc<Tables>>,
-    records: Sender<Vec<FlowRecord>>,
+    records: RecordLink,
     jobs: Receiver<TraceJob>,
     worker: usize,
     core: Option<usize>,
@@ -230,10 +231,11 @@ impl WorkerHost for Host {
     fn now(&self) -> u64 {
         now_nanos()
     }
-    fn records(&mut self, records: Vec<FlowRecord>) -> Result<(), Vec<FlowRecord>> {
-        self.records.try_send(records).map_err(|e| match e {
-            TrySendError::Full(r) | TrySendError::Disconnected(r) => r,
-        })
+    fn records(&mut self, records: RecordBatch) -> Result<(), RecordBatch> {
+        self.records.send(records)
+    }
+    fn spare_flows(&mut self) -> Option<Vec<FinishedFlow>> {
+        self.records.spare()
     }
     fn housekeeping(&mut self, tables: &Tables, pipeline: &mut Pipeline, t: &WorkerTelemetry) {
         while let Ok(job) = self.jobs.try_recv() {
@@ -297,13 +299,67 @@ pub fn flow_log_root(c: &Checked, state_dir: &Path) -> PathBuf {
     c.config.appliance.flow_log_root.as_ref().map(PathBuf::from).unwrap_or_else(|| state_dir.join("flowlogs"))
 }
 
+/// The workers' end of the channels to the flow-log thread.
+#[derive(Clone)]
+pub struct RecordLink {
+    pub records: Sender<RecordBatch>,
+    spares: Receiver<Vec<FinishedFlow>>,
+}
+
+impl RecordLink {
+    /// Hands a batch over without waiting; gives it back if it cannot be taken now.
+    pub fn send(&self, batch: RecordBatch) -> Result<(), RecordBatch> {
+        self.records.try_send(batch).map_err(|e| match e {
+            TrySendError::Full(b) | TrySendError::Disconnected(b) => b,
+        })
+    }
+
+    /// A flows vector the flow-log thread has emptied, if one came back.
+    pub fn spare(&self) -> Option<Vec<FinishedFlow>> {
+        self.spares.try_recv().ok()
+    }
+}
+
+/// The flow-log thread's end: batches in, emptied flow vectors back out.
+pub struct RecordInbox {
+    records: Receiver<RecordBatch>,
+    spares: Sender<Vec<FinishedFlow>>,
+}
+
+impl RecordInbox {
+    /// The next batch; `None` once every worker's end is gone.
+    pub fn recv(&self) -> Option<RecordBatch> {
+        self.records.recv().ok()
+    }
+
+    /// Gives an emptied vector back for a worker's next flush, if there is room.
+    pub fn give_back(&self, batch: RecordBatch) {
+        let _ = self.spares.try_send(batch.into_spare());
+    }
+}
+
+/// The channels between the workers and the flow-log thread: up to 1024 batches in
+/// flight (a worker that finds the channel full reports SKIPDATA), and a few emptied
+/// vectors on their way back, so flushes write into memory already mapped. A spare
+/// holds the memory of the largest interval it carried until a flush reuses it.
+pub fn record_channels() -> (RecordLink, RecordInbox) {
+    let (records_tx, records_rx) = bounded::<RecordBatch>(1024);
+    let (spares_tx, spares_rx) = bounded::<Vec<FinishedFlow>>(4);
+    (RecordLink { records: records_tx, spares: spares_rx }, RecordInbox { records: records_rx, spares: spares_tx })
+}
+
+/// Hands a batch's records to the aggregator a few thousand at a time.
+fn add_batch(agg: &mut Aggregator, batch: &RecordBatch) {
+    batch.for_each_chunk(4096, |records| agg.add(records));
+}
+
 /// The flow-log thread (public for benchmarks and tests that drive it as the daemon
 /// does): records in, windows closed two seconds after they end (the
 /// workers flush at the boundary), config changes re-open the sinks.
 pub fn flowlog_thread(
     first: Checked,
     root: PathBuf,
-    records: Receiver<Vec<FlowRecord>>,
+    inbox: RecordInbox,
     configs: Receiver<Checked>,
     board: Arc<Shared>,
 ) {
@@ -323,8 +379,13 @@ pub fn flowlog_thread(
     let mut last_close = Instant::now();
     loop {
         crossbeam_channel::select! {
-            recv(records) -> msg => match msg {
-                Ok(batch) => if let Some(a) = agg.as_mut() { a.add(&batch) },
+            recv(inbox.records) -> msg => match msg {
+                Ok(batch) => {
+                    if let Some(a) = agg.as_mut() {
+                        add_batch(a, &batch);
+                    }
+                    inbox.give_back(batch);
+                }
                 Err(_) => break,
             },
             recv(configs) -> msg => match msg {
@@ -351,9 +412,12 @@ pub fn flowlog_thread(
                 // Records already handed over belong in the windows about to close:
                 // a backlog (this thread descheduled, a slow disk) must not push
                 // them into a later window and leave a false NODATA behind.
-                for _ in 0..records.len() {
-                    match records.try_recv() {
-                        Ok(batch) => a.add(&batch),
+                for _ in 0..inbox.records.len() {
+                    match inbox.records.try_recv() {
+                        Ok(batch) => {
+                            add_batch(a, &batch);
+                            inbox.give_back(batch);
+                        }
                         Err(_) => break,
                     }
                 }
@@ -365,9 +429,9 @@ pub fn flowlog_thread(
         }
     }
     // Workers are gone: deliver everything still open.
-    while let Ok(batch) = records.try_recv() {
+    while let Ok(batch) = inbox.records.try_recv() {
         if let Some(a) = agg.as_mut() {
-            a.add(&batch);
+            add_batch(a, &batch);
         }
     }
     if let Some(a) = agg.as_mut() {
@@ -462,7 +526,7 @@ pub fn start(
         }
     }
 
-    let (records_tx, records_rx) = bounded::<Vec<FlowRecord>>(1024);
+    let (records_tx, records_rx) = record_channels();
     let (config_tx, config_rx) = bounded::<Checked>(16);
     let mut job_txs = Vec::new();
     let mut job_rxs = Vec::new();

@@ -133,7 +133,7 @@ pub fn replay(opts: &ReplayOptions) -> Result<ReplaySummary, String> {
         });
         if let Some(agg) = flow_logs.as_mut() {
             // Records of finished intervals; windows close on the capture's clock.
-            agg.add(&pipeline.take_records());
+            agg.add(&pipeline.take_records().records());
             agg.close_through(last_time / 1_000_000_000).map_err(|e| format!("writing flow logs: {e}"))?;
         }
         if n == 0 {
@@ -144,7 +144,7 @@ pub fn replay(opts: &ReplayOptions) -> Result<ReplaySummary, String> {
     if let Some(mut agg) = flow_logs {
         // The capture ended: every open interval is flushed.
         pipeline.flush_accounting(&tables, last_time);
-        agg.add(&pipeline.take_records());
+        agg.add(&pipeline.take_records().records());
         agg.finish().map_err(|e| format!("writing flow logs: {e}"))?;
         flow_log_stats = agg.stats();
     }

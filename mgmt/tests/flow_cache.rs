@@ -45,7 +45,7 @@ fn logged(mut c: Config) -> Config {
 /// Every flow record the pipeline holds after flushing, as sorted text.
 fn records(h: &mut Harness) -> Vec<String> {
     h.pipeline.flush_accounting(&h.tables, h.now);
-    let mut out: Vec<String> = h.pipeline.take_records().iter().map(|r| format!("{r:?}")).collect();
+    let mut out: Vec<String> = h.pipeline.take_records().records().iter().map(|r| format!("{r:?}")).collect();
     out.sort();
     out
 }

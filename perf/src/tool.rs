@@ -71,3 +71,21 @@ pub fn init_log() {
         log::set_max_level(level);
     }
 }
+
+/// The core the calling thread runs on now.
+pub fn current_core() -> usize {
+    // SAFETY: sched_getcpu takes no arguments and only reads the caller's CPU number.
+    let c = unsafe { libc::sched_getcpu() };
+    c.max(0) as usize
+}
+
+/// Moves the calling thread onto an online core other than `busy`, if there is one,
+/// even where the process was started under `taskset` (which sets only the initial
+/// mask). Returns the core. For a bench's helper thread that stands in for another
+/// core's work (the flow-log thread), so it does not steal the measured core's time.
+pub fn pin_elsewhere(busy: usize) -> Option<usize> {
+    // SAFETY: sysconf only reads a system setting.
+    let online = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) }.max(1) as usize;
+    let other = (0..online).find(|&c| c != busy)?;
+    core_affinity::set_for_current(core_affinity::CoreId { id: other }).then_some(other)
+}

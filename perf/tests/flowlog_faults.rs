@@ -13,12 +13,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
-use crossbeam_channel::{bounded, Sender, TrySendError};
-use dataplane::accounting::{self, Acct, FlowId};
+use crossbeam_channel::{bounded, TrySendError};
+use dataplane::accounting::{self, Acct, FinishedFlow, FlowId, FlowMetas, RecordBatch};
 use dataplane::addr::Family;
-use flowlog::FlowRecord;
 use mgmt::compile::compile_once;
 use mgmt::daemon::Shared;
+use mgmt::dataplane_host::{record_channels, RecordLink};
 use mgmt::stats::{FlowLogCounters, StatsBoard};
 use mgmt::validate::check;
 use perf::bench_config as bc;
@@ -62,14 +62,14 @@ fn counters(board: &StatsBoard) -> FlowLogCounters {
 /// ports) to the channel as a worker does; returns how many `try_send`s found it
 /// full and the longest one took.
 fn feed(
-    tx: &Sender<Vec<FlowRecord>>,
-    meta: &Arc<flowlog::EniMeta>,
+    tx: &RecordLink,
+    metas: &FlowMetas,
     eni: dataplane::tables::EniId,
     seq: &mut u64,
     n: usize,
 ) -> (u64, Duration) {
     let now = now_s();
-    let batch: Vec<FlowRecord> = (0..n)
+    let flows: Vec<FinishedFlow> = (0..n)
         .map(|_| {
             *seq += 1;
             let x = seq.wrapping_mul(0x9e37_79b9_7f4a_7c15);
@@ -85,12 +85,18 @@ fn feed(
                 sport: (x >> 16) as u16,
                 dport: (x >> 32) as u16,
             };
-            let a = Acct { packets: 1 + (x >> 50), bytes: 40 + (x >> 44), first: now, last: now, tcp_flags: 2 };
-            accounting::record(meta, &id, &a)
+            let a = Acct {
+                packets: 1 + (x >> 50),
+                bytes: 40 + (x >> 44),
+                first: now as u32,
+                last: now as u32,
+                tcp_flags: 2,
+            };
+            (id, a)
         })
         .collect();
     let t = Instant::now();
-    let full = match tx.try_send(batch) {
+    let full = match tx.records.try_send(RecordBatch { metas: metas.clone(), flows, made: Vec::new() }) {
         Ok(()) => 0,
         Err(TrySendError::Full(_)) => 1,
         Err(TrySendError::Disconnected(_)) => panic!("the flow-log thread is gone"),
@@ -132,9 +138,10 @@ fn a_full_disk_is_reported_retried_and_never_blocks_the_feeder() {
     let eni_id = dataplane::tables::EniId(
         tables.enis.iter().position(|e| e.as_ref().is_some_and(|e| e.flow_meta.is_some())).unwrap() as u32,
     );
-    let meta = tables.eni(eni_id).unwrap().flow_meta.clone().unwrap();
+    let metas = accounting::flow_metas(&tables);
+    assert!(tables.eni(eni_id).unwrap().flow_meta.is_some());
 
-    let (tx, rx) = bounded::<Vec<FlowRecord>>(1024);
+    let (tx, rx) = record_channels();
     let (config_tx, config_rx) = bounded(16);
     let shared = Arc::new(Shared::new(ArcSwap::from(tables.clone()), 1, None));
     let thread = {
@@ -160,7 +167,7 @@ fn a_full_disk_is_reported_retried_and_never_blocks_the_feeder() {
 
     let (mut seq, mut full, mut slowest) = (0u64, 0u64, Duration::ZERO);
     let mut step = |n| {
-        let (f, t) = feed(&tx, &meta, eni_id, &mut seq, n);
+        let (f, t) = feed(&tx, &metas, eni_id, &mut seq, n);
         full += f;
         slowest = slowest.max(t);
     };

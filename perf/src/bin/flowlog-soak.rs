@@ -25,7 +25,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
-use crossbeam_channel::{bounded, Sender, TrySendError};
+use crossbeam_channel::bounded;
+use dataplane::accounting::{FinishedFlow, RecordBatch};
 use dataplane::conntrack::Nanos;
 use dataplane::pipeline::{Pipeline, PipelineConfig};
 use dataplane::port::mem::MemIo;
@@ -33,9 +34,9 @@ use dataplane::port::{FrameHandle, Io, RxFrame};
 use dataplane::tables::{PortId, Tables};
 use dataplane::testkit::{self, Flags};
 use dataplane::worker::{run_worker, Mesh, Poll, WorkerConfig, WorkerHost, WorkerTelemetry};
-use flowlog::FlowRecord;
 use mgmt::compile::compile_once;
 use mgmt::daemon::Shared;
+use mgmt::dataplane_host::{record_channels, RecordLink};
 use mgmt::stats::{FlowLogCounters, StatsBoard};
 use mgmt::validate::{check, Checked};
 use perf::bench_config::{self as bc, router};
@@ -130,7 +131,7 @@ impl Io for PacedIo {
 struct Host {
     tables: Arc<Tables>,
     stop: Arc<AtomicBool>,
-    records: Sender<Vec<FlowRecord>>,
+    records: RecordLink,
 }
 
 impl WorkerHost for Host {
@@ -143,10 +144,11 @@ impl WorkerHost for Host {
     fn now(&self) -> Nanos {
         wall_nanos()
     }
-    fn records(&mut self, records: Vec<FlowRecord>) -> Result<(), Vec<FlowRecord>> {
-        self.records.try_send(records).map_err(|e| match e {
-            TrySendError::Full(r) | TrySendError::Disconnected(r) => r,
-        })
+    fn records(&mut self, records: RecordBatch) -> Result<(), RecordBatch> {
+        self.records.send(records)
+    }
+    fn spare_flows(&mut self) -> Option<Vec<FinishedFlow>> {
+        self.records.spare()
     }
     fn housekeeping(&mut self, _: &Tables, _: &mut Pipeline, _: &WorkerTelemetry) {}
 }
@@ -241,7 +243,7 @@ fn main() {
         PacedIo { mem, handshake, data, inet, pps: flows as f64 / args.interval as f64, paced_from: None, sent: 0 };
 
     // The daemon's wiring (dataplane_host::start): the same channel bounds.
-    let (records_tx, records_rx) = bounded::<Vec<FlowRecord>>(1024);
+    let (records_tx, records_rx) = record_channels();
     let (config_tx, config_rx) = bounded::<Checked>(16);
     let shared = Arc::new(Shared::new(ArcSwap::from(tables.clone()), 1, None));
     let flowlog = {
@@ -285,7 +287,7 @@ fn main() {
     let mut worker_cpu = worker_cpu_at_start;
     while started.elapsed() < Duration::from_secs(args.secs) {
         std::thread::sleep(Duration::from_millis(100));
-        deepest = deepest.max(records_tx.len());
+        deepest = deepest.max(records_tx.records.len());
         cpu = thread_cpu("vpcgate-flowlog").unwrap_or(cpu);
         worker_cpu = thread_cpu("vpcgate-w0").unwrap_or(worker_cpu);
         if last_report.elapsed() >= Duration::from_secs(10) {
@@ -295,7 +297,7 @@ fn main() {
             println!(
                 "  {el:>5.1} s: flow-log thread {:.1}% of a core, channel {} batches (deepest {deepest}), files {} ({} records published so far)",
                 100.0 * (cpu - cpu_at_start).as_secs_f64() / el,
-                records_tx.len(),
+                records_tx.records.len(),
                 c.files,
                 c.records_written
             );

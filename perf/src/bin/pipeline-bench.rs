@@ -13,18 +13,18 @@
 //! the two alternated run by run in one process. Both run on the wall clock, as a
 //! worker does, so accounting intervals end during the run; finished records are
 //! handed to a bounded channel exactly as the worker hands them to the flow-log
-//! thread (a second thread receives and counts them), and the last interval is
-//! flushed and handed on inside the timed region, so every accounted packet's record
-//! is paid for. `--flowlog-interval S` (default 1, the most flushes) sets the flow
-//! log's aggregation interval.
+//! thread (a second thread, on another core as in the daemon, makes the records and
+//! gives the emptied vectors back), and the last interval is flushed and handed on
+//! inside the timed region, so every accounted packet's record is paid for.
+//! `--flowlog-interval S` (default 1, the most flushes) sets the flow log's
+//! aggregation interval. `--flush-cost` times one interval flush of (b)'s million
+//! new flows alone, per record, into fresh memory and into a vector given back.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use crossbeam_channel::{bounded, Sender, TrySendError};
 use dataplane::worker::RecordHandoff;
-use flowlog::FlowRecord;
 
 use dataplane::addr::Family;
 use dataplane::pipeline::{Frame, Hop, Outcome, Pipeline, PipelineConfig, Verdict};
@@ -32,10 +32,12 @@ use dataplane::tables::Tables;
 use dataplane::testkit::{self, Flags};
 use hdrhistogram::Histogram;
 use mgmt::compile::compile_once;
+use mgmt::dataplane_host::{record_channels, RecordInbox, RecordLink};
 use mgmt::model::Config;
 use mgmt::validate::check;
 use perf::bench_config::{self as bc, router};
 use perf::classbench;
+use perf::tool;
 use rand::Rng;
 
 const BATCH: usize = 64;
@@ -70,7 +72,7 @@ enum Mode<'a> {
     /// worker's clock); finished records go through a [`RecordHandoff`] into
     /// `records`, and the last interval is flushed and handed on before the clock
     /// stops.
-    Worker { base: u64, records: &'a Sender<Vec<FlowRecord>> },
+    Worker { base: u64, link: &'a RecordLink },
 }
 
 /// Flow-cache size for every pipeline of the run (`--flow-cache N`; 0 turns it off).
@@ -103,11 +105,6 @@ fn run(
     mode: &Mode<'_>,
 ) -> Result {
     let mut handoff = RecordHandoff::default();
-    let send = |tx: &Sender<Vec<FlowRecord>>, r| {
-        tx.try_send(r).map_err(|e| match e {
-            TrySendError::Full(r) | TrySendError::Disconnected(r) => r,
-        })
-    };
     let mut bufs = vec![vec![0u8; BUF]; BATCH];
     let mut out = [Outcome { verdict: Verdict::Reply, head: 0, len: 0 }; BATCH];
     let mut hist = Histogram::<u64>::new(3).unwrap();
@@ -142,15 +139,21 @@ fn run(
         done += BATCH;
         match mode {
             Mode::Simulated => *now += 1_000, // 1 us per batch of appliance time
-            Mode::Worker { records, .. } => {
-                handoff.pass(pipeline, |r| send(records, r));
+            Mode::Worker { link, .. } => {
+                // What the worker loop does after every batch.
+                handoff.pass(pipeline, |r| link.send(r));
+                if pipeline.wants_spare_flows() {
+                    if let Some(v) = link.spare() {
+                        pipeline.recycle_flows(v);
+                    }
+                }
             }
         }
     }
-    if let Mode::Worker { records, .. } = mode {
+    if let Mode::Worker { link, .. } = mode {
         // What a stopping worker does: the open interval is flushed and handed on.
         pipeline.flush_accounting(tables, *now);
-        handoff.pass(pipeline, |r| send(records, r));
+        handoff.pass(pipeline, |r| link.send(r));
         assert_eq!(handoff.lost, 0, "the flow-log channel could not take the records: SKIPDATA");
     }
     let secs = start.elapsed().as_secs_f64();
@@ -267,6 +270,29 @@ fn median_of(v: &[f64]) -> f64 {
     }
 }
 
+/// What the flow-log thread does with the batches, short of aggregating and
+/// writing: makes every record and gives the emptied vectors back. Returns how many
+/// records it made.
+fn flowlog_side(inbox: RecordInbox) -> usize {
+    let mut made = 0;
+    while let Some(batch) = inbox.recv() {
+        batch.for_each_chunk(4096, |records| made += records.len());
+        inbox.give_back(batch);
+    }
+    made
+}
+
+/// Pins the bench to the core it runs on, and returns that core. The thread that
+/// stands in for the flow-log thread then moves to another core with
+/// [`tool::pin_elsewhere`], as a daemon runs the flow-log thread beside its workers:
+/// what that thread does with the records (dropping a million of them an interval)
+/// is not the pipeline's time.
+fn pin_bench() -> usize {
+    let core = tool::current_core();
+    tool::pin(core).ok();
+    core
+}
+
 /// Flow-log accounting's cost: each case with and without a flow log on the server
 /// ENI, alternated (which goes first alternates too), same traffic, same clock.
 fn flowlog_cost(runs: usize, total: usize, new_count: usize, interval: u32) {
@@ -278,15 +304,16 @@ fn flowlog_cost(runs: usize, total: usize, new_count: usize, interval: u32) {
     assert!(server.flow_meta.is_some() && logged.flow_interval_secs == interval, "the server ENI is flow-logged");
 
     // The flow-log thread's side of the channel: takes every batch, counts, drops.
-    let (tx, rx) = bounded::<Vec<FlowRecord>>(1024);
+    let (link, inbox) = record_channels();
     let received = Arc::new(AtomicU64::new(0));
     let counter = received.clone();
+    let bench_core = pin_bench();
     let drain = std::thread::spawn(move || {
-        for batch in rx {
-            counter.fetch_add(batch.len() as u64, Ordering::Relaxed);
-        }
+        let core = tool::pin_elsewhere(bench_core);
+        counter.fetch_add(flowlog_side(inbox) as u64, Ordering::Relaxed);
+        core
     });
-    let mode = Mode::Worker { base: EPOCH, records: &tx };
+    let mode = Mode::Worker { base: EPOCH, link: &link };
 
     let new_frames = Frames { port: plain.port_by_name("inet").unwrap(), frames: quota_new_flows(new_count) };
     let deny = deny_frames(&plain, 1);
@@ -330,13 +357,56 @@ fn flowlog_cost(runs: usize, total: usize, new_count: usize, interval: u32) {
         );
     }
     drop(cases);
-    drop(tx);
-    drain.join().expect("drain thread");
+    drop(link);
+    let drain_core = drain.join().expect("drain thread");
     println!();
     println!(
-        "{runs} runs of each leg, alternated; flow-log aggregation interval {interval} s; {} records received by the flow-log side.",
-        received.load(Ordering::Relaxed)
+        "{runs} runs of each leg, alternated; flow-log aggregation interval {interval} s; {} records received by the flow-log side (on core {}; the bench on core {bench_core}).",
+        received.load(Ordering::Relaxed),
+        drain_core.map_or("the same".to_string(), |c| c.to_string()),
     );
+}
+
+/// The interval flush alone, per record: (b)'s new flows are accounted on the
+/// simulated clock (no flush during the run), then one flush ends the interval,
+/// into a fresh vector and into one given back by the flow-log side, alternated.
+/// Also times what the flow-log thread then does: making the records.
+fn flush_cost(runs: usize, new_count: usize, interval: u32) {
+    let tables = tables_for(&bc::with_flow_log(bc::quota_config(), interval, "bench"));
+    let frames = Frames { port: tables.port_by_name("inet").unwrap(), frames: quota_new_flows(new_count) };
+    let mut spare = None;
+    let (mut fresh, mut recycled, mut making) = (Vec::new(), Vec::new(), Vec::new());
+    for r in 0..2 * runs {
+        let mut p = pipeline(new_count as u32 + 1024);
+        let mut now = EPOCH;
+        run(&mut p, &tables, &frames, new_count, Expect::Forward, &mut now, &Mode::Simulated);
+        let reuse = r % 2 == 1;
+        if let (true, Some(v)) = (reuse, spare.take()) {
+            p.recycle_flows(v);
+        }
+        let t = Instant::now();
+        p.flush_accounting(&tables, now);
+        let flush = t.elapsed().as_nanos() as f64;
+        let batch = p.take_records();
+        let n = batch.len() as f64;
+        assert_eq!(batch.flows.len(), new_count, "one flow record per new flow");
+        let t = Instant::now();
+        let mut made = 0;
+        batch.for_each_chunk(4096, |records| made += records.len());
+        making.push(t.elapsed().as_nanos() as f64 / made as f64);
+        if reuse { &mut recycled } else { &mut fresh }.push(flush / n);
+        spare = Some(batch.into_spare());
+    }
+    println!("| flush, fresh vector | flush, vector given back | making the records (flow-log thread) |");
+    println!("|---|---|---|");
+    println!(
+        "| {:.1} ns/record | {:.1} ns/record | {:.1} ns/record |",
+        median_of(&fresh),
+        median_of(&recycled),
+        median_of(&making)
+    );
+    println!();
+    println!("{new_count} new flows per flush, {runs} flushes of each kind, alternated (medians).");
 }
 
 /// Raw classifier lookups per second against the ENI's inbound rules.
@@ -424,6 +494,10 @@ fn main() {
         .and_then(|i| args.get(i + 1))
         .and_then(|s| s.parse().ok())
         .unwrap_or(1);
+    if args.iter().any(|a| a == "--flush-cost") {
+        flush_cost(runs, new_count, interval);
+        return;
+    }
     if args.iter().any(|a| a == "--flowlog-cost") {
         flowlog_cost(runs, total, new_count, interval);
         return;
@@ -436,9 +510,13 @@ fn main() {
             bc::with_flow_log(bc::quota_config(), interval, "bench")
         };
         let tables = tables_for(&cfg);
-        let (tx, rx) = bounded::<Vec<FlowRecord>>(1024);
-        let drain = std::thread::spawn(move || rx.into_iter().map(|b| b.len()).sum::<usize>());
-        let mode = Mode::Worker { base: EPOCH, records: &tx };
+        let (link, inbox) = record_channels();
+        let bench_core = pin_bench();
+        let drain = std::thread::spawn(move || {
+            tool::pin_elsewhere(bench_core);
+            flowlog_side(inbox)
+        });
+        let mode = Mode::Worker { base: EPOCH, link: &link };
         let r = match case.as_str() {
             "a" => established_once(&tables, 4096, total, &mode),
             "b" => new_flows_once(
@@ -448,7 +526,7 @@ fn main() {
             ),
             _ => nacl_deny_once(&tables, &deny_frames(&tables, 1), total, &mode),
         };
-        drop(tx);
+        drop(link);
         println!("{:.2} Mpps, {} records", r.mpps, drain.join().unwrap());
         return;
     }
