@@ -246,8 +246,10 @@ struct Entry {
     /// Which way leaves the entry's ENI (egress), and whether it leaves by the uplink.
     egress_way: Way,
     to_uplink: bool,
-    /// On the dirty list (has accounting to hand over).
-    dirty: bool,
+    /// The accounting interval whose dirty list holds the entry. Older: `acct` is
+    /// stale (handed over already) and is reset by the next counted packet, so a
+    /// drain only reads entries, never writes them back.
+    listed: u32,
     /// The wheel second's list links (the second itself is `due`).
     prev: u32,
     next: u32,
@@ -319,8 +321,10 @@ pub struct Conntrack {
     wheel: Vec<u32>,
     /// Every wheel second below this has been reclaimed.
     swept_until: Option<u64>,
-    /// Entries with flow-log accounting to hand over.
+    /// Entries with flow-log accounting to hand over, and the interval they count
+    /// for (never 0: 0 marks an entry never listed).
     dirty: Vec<u32>,
+    interval: u32,
     /// Accounting of entries that went away before it was handed over.
     finished: Vec<(FlowId, Acct)>,
     /// The serial the next opened entry gets.
@@ -344,6 +348,7 @@ impl Conntrack {
             wheel: vec![NIL; WHEEL_SLOTS as usize],
             swept_until: None,
             dirty: Vec::with_capacity(capacity as usize),
+            interval: 1,
             finished: Vec::with_capacity(1024),
             next_serial: 1,
             serial_wraps: 0,
@@ -463,19 +468,14 @@ impl Conntrack {
     #[inline]
     fn count(&mut self, idx: u32, way: Way, bytes: u64, now: Nanos, tcp_flags: u8) {
         let e = &mut self.entries[idx as usize];
-        e.acct[way as usize].add(bytes, now / NANOS_PER_SEC, tcp_flags);
-        self.mark_dirty(idx);
-    }
-
-    /// Lists the entry for [`Conntrack::drain_accounting`] unless it is listed already.
-    #[inline]
-    fn mark_dirty(&mut self, idx: u32) {
-        let e = &mut self.entries[idx as usize];
-        if !e.dirty {
-            e.dirty = true;
+        if e.listed != self.interval {
+            // The first packet this interval: what `acct` holds was handed over.
+            e.acct = [Acct::default(); 2];
+            e.listed = self.interval;
             // Never past the capacity reserved in `new`: an entry is listed once.
             self.dirty.push(idx);
         }
+        e.acct[way as usize].add(bytes, now / NANOS_PER_SEC, tcp_flags);
     }
 
     /// The flow direction an entry's way stands for, in flow-log terms.
@@ -505,7 +505,7 @@ impl Conntrack {
     /// Moves an entry's accounting to `finished` (it is being removed or reused).
     fn retire_acct(&mut self, idx: u32) {
         let e = &mut self.entries[idx as usize];
-        if !e.dirty {
+        if e.listed != self.interval {
             return;
         }
         for way in [Way::LoToHi, Way::HiToLo] {
@@ -515,7 +515,7 @@ impl Conntrack {
                 self.finished.push((id, a));
             }
         }
-        // It stays on the dirty list (flag kept) with nothing left to report.
+        // It stays on the dirty list (and listed) with nothing left to report.
     }
 
     /// At most this many flow directions wait for [`Conntrack::drain_accounting`].
@@ -535,18 +535,22 @@ impl Conntrack {
             if let Some(&ahead) = self.dirty.get(k + AHEAD) {
                 let e = &self.entries[ahead as usize];
                 prefetch(&e.key);
-                prefetch(&e.dirty);
+                prefetch(&e.listed);
             }
-            let e = &mut self.entries[self.dirty[k] as usize];
-            e.dirty = false;
+            let e = &self.entries[self.dirty[k] as usize];
             for way in [Way::LoToHi, Way::HiToLo] {
-                if !e.acct[way as usize].is_empty() {
-                    let a = std::mem::take(&mut e.acct[way as usize]);
-                    f(&Self::flow_id(e, way), &a);
+                let a = &e.acct[way as usize];
+                if !a.is_empty() {
+                    f(&Self::flow_id(e, way), a);
                 }
             }
         }
         self.dirty.clear();
+        // Every listed entry's `acct` is stale from here on.
+        self.interval = match self.interval.wrapping_add(1) {
+            0 => 1,
+            n => n,
+        };
     }
 
     /// Creates an entry for a forwarded packet (capacity checked by the caller with
@@ -580,7 +584,7 @@ impl Conntrack {
             acct,
             egress_way,
             to_uplink: o.to_uplink,
-            dirty: false,
+            listed: 0,
             serial: self.next_serial,
         };
         // 0 stands for a free slot; wrapping past it takes 4 billion new entries.
@@ -595,17 +599,19 @@ impl Conntrack {
             Found::Expired(idx) | Found::Live(idx) => {
                 self.retire_acct(idx);
                 self.unlink(idx);
-                let was_dirty = self.entries[idx as usize].dirty;
-                self.entries[idx as usize] = Entry { dirty: was_dirty, ..fresh };
+                // Still on the dirty list if it was this interval: it stays listed, so
+                // it is not listed twice (its old accounting was retired above).
+                let listed = self.entries[idx as usize].listed;
+                self.entries[idx as usize] = Entry { listed, ..fresh };
                 idx
             }
             Found::Missing => {
                 let idx = match self.free.pop() {
                     Some(i) => {
-                        // Still on the dirty list if it was when removed: keep the flag
-                        // so it is not listed twice.
-                        let was_dirty = self.entries[i as usize].dirty;
-                        self.entries[i as usize] = Entry { dirty: was_dirty, ..fresh };
+                        // Still on the dirty list if it was when removed: it stays
+                        // listed, so it is not listed twice.
+                        let listed = self.entries[i as usize].listed;
+                        self.entries[i as usize] = Entry { listed, ..fresh };
                         i
                     }
                     None => {
@@ -624,8 +630,11 @@ impl Conntrack {
         };
         self.entries[idx as usize].due = Self::due_second(&self.entries[idx as usize]);
         self.link(idx);
-        if o.count.is_some() {
-            self.mark_dirty(idx);
+        // The opening packet is in `acct` already: list the entry, without the reset.
+        let e = &mut self.entries[idx as usize];
+        if o.count.is_some() && e.listed != self.interval {
+            e.listed = self.interval;
+            self.dirty.push(idx);
         }
         idx
     }
@@ -816,7 +825,7 @@ mod tests {
         // A flush reads lines 0 and 1 only.
         assert_eq!(line(offset_of!(Entry, key) + size_of::<CtKey>() - 1), 0);
         assert_eq!(line(offset_of!(Entry, acct) + size_of::<[Acct; 2]>() - 1), 1);
-        for flag in [offset_of!(Entry, egress_way), offset_of!(Entry, to_uplink), offset_of!(Entry, dirty)] {
+        for flag in [offset_of!(Entry, egress_way), offset_of!(Entry, to_uplink), offset_of!(Entry, listed)] {
             assert_eq!(line(flag), 1);
         }
         // A lookup reads line 0 and line 2.
@@ -944,6 +953,77 @@ mod tests {
                 assert!(matches!(ct.find(k, now), Found::Live(i) | Found::Expired(i) if i == idx));
             }
         }
+    }
+
+    /// Packets counted over many intervals, with flows expiring, reclaimed and their
+    /// slots reused mid-interval: every drain reports, per flow direction, exactly
+    /// what a plain map counted since the previous drain.
+    #[test]
+    fn drains_match_a_model_across_intervals_expiry_and_reuse() {
+        use std::collections::BTreeMap;
+        let mut ct = Conntrack::new(6);
+        ct.ensure_enis(2);
+        let mut seed = 0x5eed_1234_u64;
+        let mut rand = move |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        let mut model: BTreeMap<(u16, u16), (u64, u64)> = BTreeMap::new();
+        let mut now = 100 * S;
+        let (mut drains, mut reopened, mut opened) = (0, 0, 0);
+        for step in 0..20_000 {
+            // Now and then a long quiet spell, so flows expire.
+            now += if rand(30) == 0 { 150 * S + rand(60 * S) } else { rand(4 * S) };
+            // Swept only now and then, so flows are also found expired and restarted.
+            if rand(8) == 0 {
+                ct.advance(now, |_| Some(T));
+            }
+            if rand(40) == 0 {
+                let mut got: BTreeMap<(u16, u16), (u64, u64)> = BTreeMap::new();
+                ct.drain_accounting(|id, a| {
+                    let c = got.entry((id.sport, id.dport)).or_default();
+                    c.0 += a.packets;
+                    c.1 += a.bytes;
+                });
+                assert_eq!(got, std::mem::take(&mut model), "drain {drains} at step {step}");
+                drains += 1;
+                continue;
+            }
+            let sport = 1000 + rand(10) as u16;
+            let (k, opener) = key(1, sport, 17);
+            let way = match (rand(2), opener) {
+                (0, w) => w,
+                (_, Way::LoToHi) => Way::HiToLo,
+                (_, Way::HiToLo) => Way::LoToHi,
+            };
+            let bytes = 40 + rand(1000);
+            let counted = rand(4) != 0;
+            let count = counted.then_some(bytes);
+            let (src, dst) = if way == Way::LoToHi { (k.lo_port(), k.hi_port()) } else { (k.hi_port(), k.lo_port()) };
+            match ct.find(&k, now) {
+                Found::Live(idx) => ct.touch(idx, way, 0, now, &T, count),
+                found => {
+                    if !ct.has_room(&[k.eni], u32::MAX) {
+                        continue;
+                    }
+                    reopened += matches!(found, Found::Expired(_)) as u32;
+                    opened += 1;
+                    let o = Opening { way, tcp_flags: 0, egress: true, to_uplink: false, count };
+                    ct.open(found, k, o, now, &T);
+                }
+            }
+            if counted {
+                let c = model.entry((src, dst)).or_default();
+                c.0 += 1;
+                c.1 += bytes;
+            }
+        }
+        assert!(
+            drains > 300 && reopened > 50 && opened > 500,
+            "{drains} drains, {opened} opened, {reopened} restarted"
+        );
     }
 
     #[test]

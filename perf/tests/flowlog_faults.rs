@@ -61,13 +61,7 @@ fn counters(board: &StatsBoard) -> FlowLogCounters {
 /// Hands `n` records of distinct flows (poorly compressible: many addresses and
 /// ports) to the channel as a worker does; returns how many `try_send`s found it
 /// full and the longest one took.
-fn feed(
-    tx: &RecordLink,
-    metas: &FlowMetas,
-    eni: dataplane::tables::EniId,
-    seq: &mut u64,
-    n: usize,
-) -> (u64, Duration) {
+fn feed(tx: &RecordLink, metas: &FlowMetas, eni: dataplane::tables::EniId, seq: &mut u64, n: usize) -> (u64, Duration) {
     let now = now_s();
     let flows: Vec<FinishedFlow> = (0..n)
         .map(|_| {
