@@ -468,13 +468,19 @@ impl RecordBatch {
         self.flow_records().chain(self.made.iter().cloned()).collect()
     }
 
-    /// For each record: its ENI's details and its first and last second (SKIPDATA's
-    /// bookkeeping when a batch could not be handed on).
-    pub fn spans(&self) -> impl Iterator<Item = (&Arc<EniMeta>, u64, u64, bool)> + '_ {
+    /// For each record, what SKIPDATA's bookkeeping needs when a batch could not be
+    /// handed on.
+    pub fn spans(&self) -> impl Iterator<Item = Span<'_>> + '_ {
         let flows = self.flows.iter().filter_map(|(id, a)| {
-            self.metas.get(id.eni.0 as usize)?.as_ref().map(|m| (m, a.first.into(), a.last.into(), true))
+            let eni = self.metas.get(id.eni.0 as usize)?.as_ref()?;
+            Some(Span { eni, start: a.first.into(), end: a.last.into(), traffic: true })
         });
-        flows.chain(self.made.iter().map(|r| (&r.eni, r.start, r.end, r.traffic.is_some())))
+        flows.chain(self.made.iter().map(|r| Span {
+            eni: &r.eni,
+            start: r.start,
+            end: r.end,
+            traffic: r.traffic.is_some(),
+        }))
     }
 
     /// The flows' vector, emptied, for the worker to fill again
@@ -484,6 +490,16 @@ impl RecordBatch {
         v.clear();
         v
     }
+}
+
+/// A record's ENI, first and last second, and whether it carries traffic (SKIPDATA
+/// does not).
+#[derive(Debug, PartialEq, Eq)]
+pub struct Span<'a> {
+    pub eni: &'a Arc<EniMeta>,
+    pub start: u64,
+    pub end: u64,
+    pub traffic: bool,
 }
 
 /// A SKIPDATA record: `n` flow directions of this ENI were not recorded.
@@ -571,7 +587,7 @@ mod tests {
             assert_eq!(got, all, "chunks of {chunk}");
             assert!(sizes[..sizes.len() - 1].iter().all(|&n| n <= chunk), "chunks of {chunk}: {sizes:?}");
         }
-        let spans: Vec<_> = batch.spans().map(|(m, a, b, traffic)| (m.interface_id.clone(), a, b, traffic)).collect();
+        let spans: Vec<_> = batch.spans().map(|s| (s.eni.interface_id.clone(), s.start, s.end, s.traffic)).collect();
         assert_eq!(spans.len(), 5);
         assert_eq!(spans[0], ("eni-logged".into(), 1_795_305_601, 1_795_305_601, true));
         assert_eq!(spans[4], ("eni-logged".into(), 10, 69, false), "SKIPDATA carries no traffic");

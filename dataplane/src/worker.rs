@@ -255,7 +255,7 @@ impl RecordHandoff {
                 true
             }
             Err(lost) => {
-                self.lost += lost.spans().filter(|s| s.3).count() as u64;
+                self.lost += lost.spans().filter(|s| s.traffic).count() as u64;
                 self.skipped.note(&lost);
                 false
             }
@@ -273,12 +273,12 @@ struct Skipped {
 
 impl Skipped {
     fn note(&mut self, lost: &RecordBatch) {
-        for (eni, start, end, _) in lost.spans() {
-            if !self.enis.iter().any(|m| Arc::ptr_eq(m, eni) || m.interface_id == eni.interface_id) {
-                self.enis.push(eni.clone());
+        for s in lost.spans() {
+            if !self.enis.iter().any(|m| Arc::ptr_eq(m, s.eni) || m.interface_id == s.eni.interface_id) {
+                self.enis.push(s.eni.clone());
             }
-            self.start = if self.start == 0 { start } else { self.start.min(start) };
-            self.end = self.end.max(end);
+            self.start = if self.start == 0 { s.start } else { self.start.min(s.start) };
+            self.end = self.end.max(s.end);
         }
     }
     fn take(&mut self) -> Vec<FlowRecord> {

@@ -64,3 +64,39 @@ fn flows_flushed_before_a_table_change_keep_their_enis_details() {
     assert!(got.flows.is_empty(), "nothing accounted under the new tables");
     assert_eq!(got.records(), want);
 }
+
+#[test]
+fn a_batch_the_channel_cannot_take_comes_back_as_skipdata_with_the_next() {
+    use dataplane::worker::RecordHandoff;
+    use flowlog::LogStatus;
+
+    let mut h = Harness::from_file(CONFIG);
+    converse(&mut h, 40_000);
+    h.pipeline.flush_accounting(&h.tables, h.now);
+    let mut handoff = RecordHandoff::default();
+    let mut refused = Vec::new();
+    assert!(!handoff.pass(&mut h.pipeline, |b| {
+        refused = b.records();
+        Err(b)
+    }));
+    assert!(!refused.is_empty());
+    assert_eq!(handoff.lost, refused.len() as u64, "every flow record lost is counted");
+    assert_eq!(handoff.sent, 0);
+
+    // Nothing new was accounted: the next hand-off is the SKIPDATA alone.
+    let mut next = Vec::new();
+    assert!(handoff.pass(&mut h.pipeline, |b| {
+        next = b.records();
+        Ok(())
+    }));
+    let enis: std::collections::BTreeSet<_> = refused.iter().map(|r| r.eni.interface_id.clone()).collect();
+    assert_eq!(next.len(), enis.len(), "one SKIPDATA per ENI that lost records: {next:?}");
+    for r in &next {
+        assert_eq!(r.log_status, LogStatus::SkipData);
+        assert!(r.traffic.is_none());
+        assert!(enis.contains(&r.eni.interface_id));
+        assert_eq!(r.start, refused.iter().map(|r| r.start).min().unwrap());
+        assert_eq!(r.end, refused.iter().map(|r| r.end).max().unwrap());
+    }
+    assert_eq!(handoff.sent, 0, "SKIPDATA for earlier losses is not counted as records sent");
+}
