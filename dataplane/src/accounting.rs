@@ -425,11 +425,6 @@ pub struct RecordBatch {
 }
 
 impl RecordBatch {
-    /// A batch of records already made.
-    pub fn of_records(made: Vec<FlowRecord>) -> RecordBatch {
-        RecordBatch { metas: Arc::new([]), flows: Vec::new(), made }
-    }
-
     /// How many records the batch holds.
     pub fn len(&self) -> usize {
         self.flows.len() + self.made.len()
@@ -595,7 +590,6 @@ mod tests {
         let capacity = batch.flows.capacity();
         let spare = batch.into_spare();
         assert!(spare.is_empty() && spare.capacity() == capacity, "the memory goes back, not the flows");
-        assert!(RecordBatch::of_records(Vec::new()).is_empty());
     }
 
     #[test]

@@ -12,7 +12,7 @@
 //! entry stops matching at once and frees its capacity when the wheel reclaims it, at
 //! the first whole second of the appliance clock after it expired.
 
-use crate::accounting::{Acct, FlowId};
+use crate::accounting::{Acct, FinishedFlow, FlowId};
 use crate::addr::Family;
 use crate::prefetch::prefetch;
 use crate::tables::{CtTimeouts, EniId};
@@ -321,12 +321,13 @@ pub struct Conntrack {
     wheel: Vec<u32>,
     /// Every wheel second below this has been reclaimed.
     swept_until: Option<u64>,
-    /// Entries with flow-log accounting to hand over, and the interval they count
-    /// for (never 0: 0 marks an entry never listed).
+    /// Entries with flow-log accounting to hand over (see [`Conntrack::list`]).
     dirty: Vec<u32>,
+    /// The accounting interval the dirty list is for; never 0, which marks an entry
+    /// never listed.
     interval: u32,
     /// Accounting of entries that went away before it was handed over.
-    finished: Vec<(FlowId, Acct)>,
+    finished: Vec<FinishedFlow>,
     /// The serial the next opened entry gets.
     next_serial: u32,
     /// How often the serials wrapped: a reference kept across a wrap could name a
@@ -467,15 +468,25 @@ impl Conntrack {
 
     #[inline]
     fn count(&mut self, idx: u32, way: Way, bytes: u64, now: Nanos, tcp_flags: u8) {
-        let e = &mut self.entries[idx as usize];
-        if e.listed != self.interval {
+        if self.list(idx) {
             // The first packet this interval: what `acct` holds was handed over.
-            e.acct = [Acct::default(); 2];
-            e.listed = self.interval;
-            // Never past the capacity reserved in `new`: an entry is listed once.
-            self.dirty.push(idx);
+            self.entries[idx as usize].acct = [Acct::default(); 2];
         }
-        e.acct[way as usize].add(bytes, now / NANOS_PER_SEC, tcp_flags);
+        self.entries[idx as usize].acct[way as usize].add(bytes, now / NANOS_PER_SEC, tcp_flags);
+    }
+
+    /// Puts the entry on this interval's dirty list unless it is there already; true
+    /// if it was not (its `acct` is then stale).
+    #[inline]
+    fn list(&mut self, idx: u32) -> bool {
+        let e = &mut self.entries[idx as usize];
+        if e.listed == self.interval {
+            return false;
+        }
+        e.listed = self.interval;
+        // Never past the capacity reserved in `new`: an entry is listed once.
+        self.dirty.push(idx);
+        true
     }
 
     /// The flow direction an entry's way stands for, in flow-log terms.
@@ -631,10 +642,8 @@ impl Conntrack {
         self.entries[idx as usize].due = Self::due_second(&self.entries[idx as usize]);
         self.link(idx);
         // The opening packet is in `acct` already: list the entry, without the reset.
-        let e = &mut self.entries[idx as usize];
-        if o.count.is_some() && e.listed != self.interval {
-            e.listed = self.interval;
-            self.dirty.push(idx);
+        if o.count.is_some() {
+            self.list(idx);
         }
         idx
     }

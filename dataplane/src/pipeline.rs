@@ -455,6 +455,17 @@ impl Pipeline {
         self.spare_flows.capacity() == 0
     }
 
+    /// While no spare is held, takes one from `spare` (a vector the flow-log thread
+    /// gave back, if any): what the worker loop does after every hand-off.
+    #[inline]
+    pub fn restock_flows(&mut self, spare: impl FnOnce() -> Option<Vec<FinishedFlow>>) {
+        if self.wants_spare_flows() {
+            if let Some(v) = spare() {
+                self.recycle_flows(v);
+            }
+        }
+    }
+
     /// Keeps a flows vector the flow-log thread has emptied
     /// ([`RecordBatch::into_spare`]; the larger, if one is held), so the next
     /// flush writes into memory that is already mapped. Into fresh memory an

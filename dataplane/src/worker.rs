@@ -359,11 +359,7 @@ pub fn run_worker<I: Io, H: WorkerHost>(
 
         handoff.pass(pipeline, |r| host.records(r));
         (t.records_sent, t.records_skipped) = (handoff.sent, handoff.lost);
-        if pipeline.wants_spare_flows() {
-            if let Some(v) = host.spare_flows() {
-                pipeline.recycle_flows(v);
-            }
-        }
+        pipeline.restock_flows(|| host.spare_flows());
 
         let done = if busy { host.now() } else { now };
         if handled > 0 {

@@ -142,11 +142,7 @@ fn run(
             Mode::Worker { link, .. } => {
                 // What the worker loop does after every batch.
                 handoff.pass(pipeline, |r| link.send(r));
-                if pipeline.wants_spare_flows() {
-                    if let Some(v) = link.spare() {
-                        pipeline.recycle_flows(v);
-                    }
-                }
+                pipeline.restock_flows(|| link.spare());
             }
         }
     }
