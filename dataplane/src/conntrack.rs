@@ -451,7 +451,9 @@ impl Conntrack {
     }
 
     /// Records a forwarded packet on a live entry.
-    /// `count`: the packet's bytes, to be counted for flow logs.
+    /// `count`: the packet's bytes, to be counted for flow logs. Always inlined: as a
+    /// call, saving registers cost a cached frame 18 instructions.
+    #[inline(always)]
     pub fn touch(&mut self, idx: u32, way: Way, tcp_flags: u8, now: Nanos, timeouts: &CtTimeouts, count: Option<u64>) {
         let e = &mut self.entries[idx as usize];
         let before = e.state;

@@ -10,8 +10,9 @@
 //!
 //! then, if every hop allows it, conntrack entries are created or refreshed at both
 //! ENIs and the frame is rewritten for its egress port. A frame of a known flow skips
-//! the judging: the per-core flow cache ([`crate::flowcache`]) hands `commit` the plan
-//! judging it would have made. Deciding ([`Pipeline::decide`])
+//! the judging: the per-core flow cache ([`crate::flowcache`]) holds the decision
+//! judging would make, and it is carried out as `commit` would carry out that plan
+//! (a forward directly, a refusal through `commit`). Deciding ([`Pipeline::decide`])
 //! reads state only; committing ([`Pipeline::commit`]) is the one place that changes
 //! it, so a trace can ask "what would happen" without touching anything.
 
@@ -492,17 +493,28 @@ impl Pipeline {
         let plain = if E::RECORDS { None } else { wire::plain_ipv4(&frame.buf[..frame.len]) };
         let key = plain.map(|p| CacheKey::new(frame.port, &p));
         self.acct = AcctHint::NONE;
-        let mut plan = Plan::default();
         if let (Some(p), Some(key)) = (plain, key) {
-            if let Some(at) = self.cached_plan(&key, &p, frame.time, &mut plan) {
-                self.stats.count_flow_cache_hit();
-                let outcome = self.commit(t, &plan, frame);
-                if self.acct != plan.acct && self.acct != AcctHint::NONE {
-                    self.cache.set_acct(at, self.acct);
+            match self.cache.get(&key) {
+                Some((_, forward @ Decision::Forward { .. })) => {
+                    if let Some(outcome) = self.forward_cached(t, &forward, &p, frame) {
+                        return outcome;
+                    }
                 }
-                return outcome;
+                // A refusal is accounted outside conntrack, by the plan's flow identity.
+                Some((at, refusal)) => {
+                    self.stats.count_flow_cache_hit();
+                    let mut plan = Plan::default();
+                    Self::plan_of(&refusal, &p, &mut plan);
+                    let outcome = self.commit(t, &plan, frame);
+                    if self.acct != plan.acct && self.acct != AcctHint::NONE {
+                        self.cache.set_acct(at, self.acct);
+                    }
+                    return outcome;
+                }
+                None => {}
             }
         }
+        let mut plan = Plan::default();
         // A plain frame is not parsed a second time.
         let parsed = plain.map_or_else(|| wire::parse(&frame.buf[..frame.len]), |p| Ok(p.packet()));
         self.decide_parsed(t, &frame.buf[..frame.len], parsed, frame.port, frame.time, ex, &mut plan);
@@ -520,32 +532,54 @@ impl Pipeline {
         outcome
     }
 
-    /// Fills `plan` (a default one) with what a cached decision stands for, if the
-    /// decision is still good: every conntrack entry it names is the same entry and
-    /// live at `now`. Returns where the decision is kept; on `None` the plan is
-    /// untouched. The plan is the one `decide` would make (the fields `commit`
-    /// reads), so both paths commit alike. Filled in place: a plan is a few hundred
-    /// bytes, and returning one by value cost a frame 8 ns.
+    /// Carries out a cached forward if it is still good: every conntrack entry it
+    /// names is the same entry and live at the frame's time (what `find` would have
+    /// answered). `None`: the frame is judged in full.
+    ///
+    /// This is what `commit` does with a plan whose hops are live entries, without
+    /// building the plan: filling a plan (a few hundred bytes) and walking `commit`'s
+    /// general case was a fifth of a cached frame's instructions.
     #[inline]
-    fn cached_plan(&self, key: &CacheKey, p: &wire::PlainV4, now: Nanos, plan: &mut Plan) -> Option<usize> {
-        let (at, decision) = self.cache.get(key)?;
-        match decision {
+    fn forward_cached(
+        &mut self,
+        t: &Tables,
+        decision: &Decision,
+        p: &wire::PlainV4,
+        frame: &mut Frame<'_>,
+    ) -> Option<Outcome> {
+        let Decision::Forward { egress, dst_mac, way, hops, .. } = *decision else {
+            return None;
+        };
+        let now = frame.time;
+        if !hops.iter().flatten().all(|(_, r)| self.conntrack.is_live(r.idx, r.serial, now)) {
+            return None;
+        }
+        self.stats.count_flow_cache_hit();
+        self.stats.count(Verdict::Forward(egress), frame.len);
+        let bytes = p.ip_len as u64;
+        if self.top.tick(now) {
+            self.sample_cached(decision, p, now);
+        }
+        for (eni, r) in hops.iter().flatten() {
+            self.touch_hop(t, *eni, r.idx, way, p.tcp_flags, bytes, now);
+        }
+        let [src, dst] = hops.map(|h| h.map(|(eni, _)| eni));
+        Some(self.forwarded(egress, src, dst, bytes, frame, |buf| {
+            reply::rewrite_ethernet(buf, 14, dst_mac, t.router_mac, ETHERTYPE_IPV4)
+        }))
+    }
+
+    /// Fills `plan` (a default one) with what a cached decision stands for: the plan
+    /// `decide` would make (the fields `commit` and `sample_top` read).
+    fn plan_of(decision: &Decision, p: &wire::PlainV4, plan: &mut Plan) {
+        match *decision {
             Decision::Forward { egress, dst_mac, way, hops, from_uplink, to_uplink } => {
-                let mut ct = [CtAction::Nothing; 2];
-                for (action, hop) in ct.iter_mut().zip(hops) {
-                    if let Some((eni, r)) = hop {
-                        if !self.conntrack.is_live(r.idx, r.serial, now) {
-                            return None;
-                        }
-                        *action = CtAction::Touch(eni, r.idx);
-                    }
-                }
                 plan.verdict = Verdict::Forward(egress);
                 plan.src = hops[0].map(|h| h.0);
                 plan.dst = hops[1].map(|h| h.0);
                 plan.dst_mac = dst_mac;
                 plan.way = way;
-                plan.ct = ct;
+                plan.ct = hops.map(|h| h.map_or(CtAction::Nothing, |(eni, r)| CtAction::Touch(eni, r.idx)));
                 plan.from_uplink = from_uplink;
                 plan.to_uplink = to_uplink;
             }
@@ -566,7 +600,14 @@ impl Pipeline {
         plan.packet.dst = p.dst as u128;
         plan.packet.sport = p.sport;
         plan.packet.dport = p.dport;
-        Some(at)
+    }
+
+    /// Samples a cached forward for `vpcgate top` (one decision in `top.every()`).
+    #[cold]
+    fn sample_cached(&mut self, decision: &Decision, p: &wire::PlainV4, now: Nanos) {
+        let mut plan = Plan::default();
+        Self::plan_of(decision, p, &mut plan);
+        self.sample_top(&plan, p.ip_len as u64, now);
     }
 
     /// Caches a carried-out plan of a plain frame if it may be (see `flowcache`).
@@ -887,17 +928,12 @@ impl Pipeline {
             self.sample_top(plan, bytes, now);
         }
         match plan.verdict {
-            Verdict::Forward(_) => {
+            Verdict::Forward(port) => {
                 for (hop, action) in plan.ct.into_iter().enumerate() {
                     // Hop 0 is the source ENI's egress, hop 1 the destination ENI's ingress.
                     let egress = hop == 0;
                     match action {
-                        CtAction::Touch(eni, idx) => {
-                            if let Some(e) = t.eni(eni) {
-                                let count = e.flow_meta.is_some().then_some(bytes);
-                                self.conntrack.touch(idx, plan.way, plan.tcp_flags, now, &e.timeouts, count);
-                            }
-                        }
+                        CtAction::Touch(eni, idx) => self.touch_hop(t, eni, idx, plan.way, plan.tcp_flags, bytes, now),
                         CtAction::Open(eni, found) => {
                             if let Some(e) = t.eni(eni) {
                                 let opening = Opening {
@@ -917,22 +953,9 @@ impl Pipeline {
                     }
                 }
                 self.stats.count_untracked(plan.untracked);
-                if let Some(c) = plan.src.and_then(|e| self.stats.eni(e)) {
-                    c.out_packets += 1;
-                    c.out_bytes += bytes;
-                }
-                if let Some(c) = plan.dst.and_then(|e| self.stats.eni(e)) {
-                    c.in_packets += 1;
-                    c.in_bytes += bytes;
-                }
-                outcome.head = reply::rewrite_ethernet(
-                    frame.buf,
-                    plan.l3_offset as usize,
-                    plan.dst_mac,
-                    t.router_mac,
-                    plan.ethertype,
-                );
-                outcome.len = 14 + plan.ip_len as usize;
+                outcome = self.forwarded(port, plan.src, plan.dst, bytes, frame, |buf| {
+                    reply::rewrite_ethernet(buf, plan.l3_offset as usize, plan.dst_mac, t.router_mac, plan.ethertype)
+                });
             }
             Verdict::Reply => {
                 let len = match plan.reply {
@@ -981,6 +1004,41 @@ impl Pipeline {
             Verdict::Drop(_) => {}
         }
         outcome
+    }
+
+    /// Refreshes the live entry `idx` at one ENI hop of a forwarded packet, counting
+    /// the packet for flow logs if the ENI has one.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    fn touch_hop(&mut self, t: &Tables, eni: EniId, idx: u32, way: Way, tcp_flags: u8, bytes: u64, now: Nanos) {
+        if let Some(e) = t.eni(eni) {
+            let count = e.flow_meta.is_some().then_some(bytes);
+            self.conntrack.touch(idx, way, tcp_flags, now, &e.timeouts, count);
+        }
+    }
+
+    /// Counts a packet forwarded out of `egress` (`bytes` of IP) out of `src` and into
+    /// `dst`, and rewrites its Ethernet header with `rewrite` (which returns where the
+    /// frame starts).
+    #[inline(always)]
+    fn forwarded(
+        &mut self,
+        egress: PortId,
+        src: Option<EniId>,
+        dst: Option<EniId>,
+        bytes: u64,
+        frame: &mut Frame<'_>,
+        rewrite: impl FnOnce(&mut [u8]) -> usize,
+    ) -> Outcome {
+        if let Some(c) = src.and_then(|e| self.stats.eni(e)) {
+            c.out_packets += 1;
+            c.out_bytes += bytes;
+        }
+        if let Some(c) = dst.and_then(|e| self.stats.eni(e)) {
+            c.in_packets += 1;
+            c.in_bytes += bytes;
+        }
+        Outcome { verdict: Verdict::Forward(egress), head: rewrite(frame.buf), len: 14 + bytes as usize }
     }
 
     /// Counts a packet for flow logs at `eni` (if it has one) outside conntrack.
