@@ -1036,9 +1036,9 @@ impl Pipeline {
         self.touch_hop(t, eni, idx, way, tcp_flags, bytes, now);
     }
 
-    /// Counts a packet forwarded out of `egress` (`bytes` of IP) out of `src` and into
-    /// `dst`, and rewrites its Ethernet header with `rewrite` (which returns where the
-    /// frame starts).
+    /// Counts a forwarded packet (`bytes` of IP) as leaving `src` and entering `dst`,
+    /// rewrites its Ethernet header with `rewrite` (which returns where the frame now
+    /// starts) and sends it out of `egress`.
     #[inline(always)]
     fn forwarded(
         &mut self,
