@@ -614,19 +614,13 @@ impl Conntrack {
             Found::Expired(idx) | Found::Live(idx) => {
                 self.retire_acct(idx);
                 self.unlink(idx);
-                // Still on the dirty list if it was this interval: it stays listed, so
-                // it is not listed twice (its old accounting was retired above).
-                let listed = self.entries[idx as usize].listed;
-                self.entries[idx as usize] = Entry { listed, ..fresh };
+                self.refill(idx, fresh);
                 idx
             }
             Found::Missing => {
                 let idx = match self.free.pop() {
                     Some(i) => {
-                        // Still on the dirty list if it was when removed: it stays
-                        // listed, so it is not listed twice.
-                        let listed = self.entries[i as usize].listed;
-                        self.entries[i as usize] = Entry { listed, ..fresh };
+                        self.refill(i, fresh);
                         i
                     }
                     None => {
@@ -650,6 +644,14 @@ impl Conntrack {
             self.list(idx);
         }
         idx
+    }
+
+    /// Puts `fresh` in slot `idx`, whose earlier entry's accounting was retired (on
+    /// reuse or removal). If that entry was listed this interval, the slot is still on
+    /// the dirty list: the new entry keeps the stamp, so it is not listed twice.
+    fn refill(&mut self, idx: u32, fresh: Entry) {
+        let listed = self.entries[idx as usize].listed;
+        self.entries[idx as usize] = Entry { listed, ..fresh };
     }
 
     /// Reclaims every entry whose expiry second is before `now`'s. `timeouts` gives

@@ -979,8 +979,7 @@ impl Pipeline {
                 if hop.direction() == Direction::Ingress {
                     self.account(t, plan, plan.src, true, true, bytes, now);
                     if let Some(c) = plan.src.and_then(|e| self.stats.eni(e)) {
-                        c.out_packets += 1;
-                        c.out_bytes += bytes;
+                        c.sent(bytes);
                     }
                 }
                 let eni = if hop.direction() == Direction::Egress { plan.src } else { plan.dst };
@@ -1050,12 +1049,10 @@ impl Pipeline {
         rewrite: impl FnOnce(&mut [u8]) -> usize,
     ) -> Outcome {
         if let Some(c) = src.and_then(|e| self.stats.eni(e)) {
-            c.out_packets += 1;
-            c.out_bytes += bytes;
+            c.sent(bytes);
         }
         if let Some(c) = dst.and_then(|e| self.stats.eni(e)) {
-            c.in_packets += 1;
-            c.in_bytes += bytes;
+            c.received(bytes);
         }
         Outcome { verdict: Verdict::Forward(egress), head: rewrite(frame.buf), len: 14 + bytes as usize }
     }

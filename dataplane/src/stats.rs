@@ -45,6 +45,20 @@ impl EniCounters {
         self.srcdst_check_dropped += o.srcdst_check_dropped;
     }
 
+    /// Counts a packet that left the ENI (`OutPackets`: the flow log's ACCEPT egress).
+    #[inline]
+    pub fn sent(&mut self, bytes: u64) {
+        self.out_packets += 1;
+        self.out_bytes += bytes;
+    }
+
+    /// Counts a packet delivered to the ENI.
+    #[inline]
+    pub fn received(&mut self, bytes: u64) {
+        self.in_packets += 1;
+        self.in_bytes += bytes;
+    }
+
     /// Counts a packet refused on the way out (`egress`) or in.
     #[inline]
     pub fn reject(&mut self, egress: bool, bytes: u64) {
