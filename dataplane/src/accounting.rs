@@ -185,15 +185,16 @@ impl Key {
     }
 }
 
-/// A flow direction's traffic in the [`FlowTable`]: [`Acct`] with the times kept in
-/// nanoseconds, so counting a packet needs no division (whole seconds on drain give
-/// the same `first` and `last`). `packets == 0`: the slot is free.
+/// A flow direction's traffic in the [`FlowTable`]: [`Acct`] with the last time kept
+/// in nanoseconds, so counting a packet needs no division (whole seconds on drain
+/// give the same `last`). 32 bytes, aligned: two to a cache line, never across one.
 #[derive(Clone, Copy, Default)]
+#[repr(align(32))]
 struct Tally {
     packets: u64,
     bytes: u64,
-    first: Nanos,
     last: Nanos,
+    first: u32,
     tcp_flags: u8,
 }
 
@@ -207,9 +208,9 @@ impl Tally {
     }
 }
 
-/// Where a flow direction is counted in a [`FlowTable`] this interval: a slot keeps
-/// its flow direction until the interval's drain, so while `interval` is the table's
-/// current one the slot is the flow's without comparing keys.
+/// Where a flow direction is counted in a [`FlowTable`] this interval: its tally
+/// keeps the flow direction until the interval's drain, so while `interval` is the
+/// table's current one the tally is the flow's without comparing keys.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct AcctHint {
     pub slot: u32,
@@ -221,20 +222,30 @@ impl AcctHint {
     pub const NONE: AcctHint = AcctHint { slot: u32::MAX, interval: u32::MAX };
 }
 
+/// A hash slot: a flow direction's key and where its tally is. One cache line.
 #[derive(Clone, Copy)]
+#[repr(align(64))]
 struct Slot {
     key: Key,
-    tally: Tally,
+    /// Index into `FlowTable::tallies`, or [`FREE`].
+    tally: u32,
 }
 
+const FREE: u32 = u32::MAX;
+
 /// Fixed-capacity table of flow directions not tracked by conntrack: open addressing
-/// with linear probing, at most half full. Nothing is removed except by
-/// [`FlowTable::drain`], which empties the slots listed in `order`, so probes never
-/// meet a tombstone and a drain costs what was used, not the table's size.
+/// with linear probing, at most half full, over keys; the counts sit apart, dense,
+/// in the order flows were first seen. A packet of a known flow (hinted by the flow
+/// cache) then touches only its 32-byte tally, and the tallies of a few hundred busy
+/// flows stay in L1 where their hash slots would spread over the table. Nothing is
+/// removed except by [`FlowTable::drain`], which frees the slots it reports, so
+/// probes never meet a tombstone and a drain costs what was used, not the size.
 pub struct FlowTable {
     slots: Vec<Slot>,
     mask: usize,
-    /// Occupied slots, in the order they were first filled.
+    /// This interval's counts, in first-seen order; `order[i]` is the slot of
+    /// `tallies[i]`.
+    tallies: Vec<Tally>,
     order: Vec<u32>,
     limit: usize,
     /// Flow directions that found no room, per ENI: reported as SKIPDATA.
@@ -246,10 +257,11 @@ pub struct FlowTable {
 impl FlowTable {
     pub fn new(capacity: usize) -> FlowTable {
         let n = (capacity * 2).next_power_of_two().max(16);
-        let free = Slot { key: Key { src: 0, dst: 0, rest: 0 }, tally: Tally::default() };
+        let free = Slot { key: Key { src: 0, dst: 0, rest: 0 }, tally: FREE };
         FlowTable {
             slots: vec![free; n],
             mask: n - 1,
+            tallies: Vec::with_capacity(capacity),
             order: Vec::with_capacity(capacity),
             limit: capacity,
             skipped: Vec::new(),
@@ -277,21 +289,22 @@ impl FlowTable {
         tcp_flags: u8,
     ) -> AcctHint {
         if hint.interval == self.interval {
-            if let Some(s) = self.slots.get_mut(hint.slot as usize) {
-                s.tally.count(bytes, now, tcp_flags);
+            if let Some(t) = self.tallies.get_mut(hint.slot as usize) {
+                t.count(bytes, now, tcp_flags);
                 return hint;
             }
         }
         let key = Key::of(&id());
         let mut i = key.hash() as usize & self.mask;
         loop {
-            let s = &mut self.slots[i];
-            if s.tally.packets == 0 {
+            let s = &self.slots[i];
+            if s.tally == FREE {
                 return self.insert(key, i, bytes, now, tcp_flags);
             }
             if s.key.same(&key) {
-                s.tally.count(bytes, now, tcp_flags);
-                return AcctHint { slot: i as u32, interval: self.interval };
+                let at = s.tally;
+                self.tallies[at as usize].count(bytes, now, tcp_flags);
+                return AcctHint { slot: at, interval: self.interval };
             }
             i = (i + 1) & self.mask;
         }
@@ -302,7 +315,7 @@ impl FlowTable {
     #[cold]
     #[inline(never)]
     fn insert(&mut self, key: Key, i: usize, bytes: u64, now: Nanos, tcp_flags: u8) -> AcctHint {
-        if self.order.len() >= self.limit {
+        if self.tallies.len() >= self.limit {
             let e = key.eni().0 as usize;
             if self.skipped.len() <= e {
                 self.skipped.resize(e + 1, 0);
@@ -310,38 +323,47 @@ impl FlowTable {
             self.skipped[e] += 1;
             return AcctHint::NONE;
         }
-        let tally = Tally { packets: 1, bytes, first: now, last: now, tcp_flags: log_flags(tcp_flags) };
-        self.slots[i] = Slot { key, tally };
+        let at = self.tallies.len() as u32;
         // Within the capacity reserved in `new`: no allocation.
+        self.tallies.push(Tally {
+            packets: 1,
+            bytes,
+            last: now,
+            first: secs32(now / NANOS_PER_SEC),
+            tcp_flags: log_flags(tcp_flags),
+        });
         self.order.push(i as u32);
-        AcctHint { slot: i as u32, interval: self.interval }
+        self.slots[i] = Slot { key, tally: at };
+        AcctHint { slot: at, interval: self.interval }
     }
 
     /// Flow directions accounted in the table.
     pub fn len(&self) -> usize {
-        self.order.len()
+        self.tallies.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.order.is_empty()
+        self.tallies.is_empty()
     }
 
     /// Hands every flow direction to `f`, in the order they were first seen, and
     /// empties the table.
     pub fn drain(&mut self, mut f: impl FnMut(&FlowId, &Acct)) {
         self.interval = self.interval.wrapping_add(1);
-        for i in self.order.drain(..) {
+        for (t, &i) in self.tallies.iter().zip(&self.order) {
             let s = &mut self.slots[i as usize];
-            let t = std::mem::take(&mut s.tally);
+            s.tally = FREE;
             let acct = Acct {
                 packets: t.packets,
                 bytes: t.bytes,
-                first: secs32(t.first / NANOS_PER_SEC),
+                first: t.first,
                 last: secs32(t.last / NANOS_PER_SEC),
                 tcp_flags: t.tcp_flags,
             };
             f(&s.key.id(), &acct);
         }
+        self.tallies.clear();
+        self.order.clear();
     }
 
     /// ENIs that lost flows since the last call, and how many.
@@ -629,7 +651,7 @@ mod tests {
     }
 
     #[test]
-    fn a_hint_counts_to_its_slot_until_the_drain() {
+    fn a_hint_counts_to_its_tally_until_the_drain() {
         let id = |sport| FlowId {
             eni: EniId(1),
             egress: false,
@@ -658,6 +680,12 @@ mod tests {
         assert_ne!(again, a);
         t.drain(|i, acct| got.push((i.sport, acct.packets)));
         assert_eq!(got[2..], [(2, 1)]);
+    }
+
+    #[test]
+    fn a_slot_is_a_cache_line_and_a_tally_half_of_one() {
+        assert_eq!((size_of::<Slot>(), align_of::<Slot>()), (64, 64));
+        assert_eq!((size_of::<Tally>(), align_of::<Tally>()), (32, 32));
     }
 
     #[test]
