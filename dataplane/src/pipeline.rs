@@ -467,6 +467,17 @@ impl Pipeline {
         }
     }
 
+    /// Gives up the spare flows vector held (empty if none), so a caller that
+    /// replaces this pipeline keeps the memory circulating as one long-lived worker
+    /// would (the benchmark builds a pipeline per run).
+    pub fn take_spare_flows(&mut self) -> Vec<FinishedFlow> {
+        // A flush with nothing to hand on leaves the spare in place of `finished`.
+        if self.finished.is_empty() && self.finished.capacity() > self.spare_flows.capacity() {
+            std::mem::swap(&mut self.finished, &mut self.spare_flows);
+        }
+        std::mem::take(&mut self.spare_flows)
+    }
+
     /// Keeps a flows vector the flow-log thread has emptied
     /// ([`RecordBatch::into_spare`]; the larger, if one is held), so the next
     /// flush writes into memory that is already mapped. Into fresh memory an

@@ -20,10 +20,12 @@
 //! aggregation interval. `--flush-cost` times one interval flush of (b)'s million
 //! new flows alone, per record, into fresh memory and into a vector given back.
 
+use std::cell::RefCell;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
+use dataplane::accounting::FinishedFlow;
 use dataplane::worker::RecordHandoff;
 
 use dataplane::addr::Family;
@@ -71,8 +73,10 @@ enum Mode<'a> {
     /// Appliance time is `base` plus the wall time since the run started (as a
     /// worker's clock); finished records go through a [`RecordHandoff`] into
     /// `records`, and the last interval is flushed and handed on before the clock
-    /// stops.
-    Worker { base: u64, link: &'a RecordLink },
+    /// stops. `spare` carries the emptied flows vector the pipeline holds from run
+    /// to run: a worker keeps one pipeline, so its spare stays in circulation,
+    /// and a run with a new pipeline must not flush into fresh memory for want of it.
+    Worker { base: u64, link: &'a RecordLink, spare: &'a RefCell<Vec<FinishedFlow>> },
 }
 
 /// Flow-cache size for every pipeline of the run (`--flow-cache N`; 0 turns it off).
@@ -104,30 +108,87 @@ fn run(
     now: &mut u64,
     mode: &Mode<'_>,
 ) -> Result {
-    let mut handoff = RecordHandoff::default();
-    let mut bufs = vec![vec![0u8; BUF]; BATCH];
-    let mut out = [Outcome { verdict: Verdict::Reply, head: 0, len: 0 }; BATCH];
-    let mut hist = Histogram::<u64>::new(3).unwrap();
-    let mut done = 0;
-    let mut next = 0;
-    let hits_before = pipeline.stats.flow_cache_hits;
-    let start = Instant::now();
-    while done < total {
+    let mut leg = Leg::new(pipeline, tables, input, expect, mode, Instant::now());
+    leg.now = *now;
+    while leg.done < total {
+        leg.batch();
+    }
+    let clock = leg.now;
+    let r = leg.finish();
+    *now = clock;
+    r
+}
+
+/// One pipeline fed batch by batch and timed: what [`run`] loops over, and each of
+/// the two legs `--flowlog-cost` runs side by side.
+struct Leg<'a> {
+    pipeline: &'a mut Pipeline,
+    tables: &'a Tables,
+    input: &'a Frames,
+    expect: Expect,
+    mode: &'a Mode<'a>,
+    /// Where a worker's clock starts (the same for legs run side by side).
+    start: Instant,
+    now: u64,
+    next: usize,
+    done: usize,
+    /// Time in this leg's batches, hand-offs and last flush.
+    busy: Duration,
+    handoff: RecordHandoff,
+    bufs: Vec<Vec<u8>>,
+    hist: Histogram<u64>,
+    hits_before: u64,
+}
+
+impl<'a> Leg<'a> {
+    fn new(
+        pipeline: &'a mut Pipeline,
+        tables: &'a Tables,
+        input: &'a Frames,
+        expect: Expect,
+        mode: &'a Mode<'a>,
+        start: Instant,
+    ) -> Leg<'a> {
+        if let Mode::Worker { spare, .. } = mode {
+            pipeline.recycle_flows(spare.take());
+        }
+        Leg {
+            hits_before: pipeline.stats.flow_cache_hits,
+            pipeline,
+            tables,
+            input,
+            expect,
+            mode,
+            start,
+            now: EPOCH,
+            next: 0,
+            done: 0,
+            busy: Duration::ZERO,
+            handoff: RecordHandoff::default(),
+            bufs: vec![vec![0u8; BUF]; BATCH],
+            hist: Histogram::<u64>::new(3).unwrap(),
+        }
+    }
+
+    /// One batch: copied in, processed, checked, and (as a worker) its records
+    /// handed on.
+    fn batch(&mut self) {
         let t0 = Instant::now();
-        if let Mode::Worker { base, .. } = mode {
-            *now = base + (t0 - start).as_nanos() as u64;
+        if let Mode::Worker { base, .. } = self.mode {
+            self.now = base + (t0 - self.start).as_nanos() as u64;
         }
+        let mut out = [Outcome { verdict: Verdict::Reply, head: 0, len: 0 }; BATCH];
         let mut frames: Vec<Frame<'_>> = Vec::with_capacity(BATCH);
-        for buf in bufs.iter_mut() {
-            let f = &input.frames[next % input.frames.len()];
-            next += 1;
+        for buf in self.bufs.iter_mut() {
+            let f = &self.input.frames[self.next % self.input.frames.len()];
+            self.next += 1;
             buf[..f.len()].copy_from_slice(f);
-            frames.push(Frame { buf, len: f.len(), port: input.port, time: *now });
+            frames.push(Frame { buf, len: f.len(), port: self.input.port, time: self.now });
         }
-        pipeline.process(tables, &mut frames, &mut out);
+        self.pipeline.process(self.tables, &mut frames, &mut out);
         let ns = t0.elapsed().as_nanos() as u64;
-        hist.record((ns / BATCH as u64).max(1)).ok();
-        let right = out.iter().all(|o| match expect {
+        self.hist.record((ns / BATCH as u64).max(1)).ok();
+        let right = out.iter().all(|o| match self.expect {
             Expect::Forward => matches!(o.verdict, Verdict::Forward(_)),
             Expect::Reject(h) => o.verdict == Verdict::Reject(h),
         });
@@ -136,30 +197,60 @@ fn run(
             "benchmark traffic took the wrong path: {:?}",
             out.iter().find(|o| o.verdict.name() != "forward")
         );
-        done += BATCH;
-        match mode {
-            Mode::Simulated => *now += 1_000, // 1 us per batch of appliance time
+        self.done += BATCH;
+        match self.mode {
+            Mode::Simulated => self.now += 1_000, // 1 us per batch of appliance time
             Mode::Worker { link, .. } => {
                 // What the worker loop does after every batch.
-                handoff.pass(pipeline, |r| link.send(r));
-                pipeline.restock_flows(|| link.spare());
+                self.handoff.pass(self.pipeline, |r| link.send(r));
+                self.pipeline.restock_flows(|| link.spare());
             }
         }
+        self.busy += t0.elapsed();
     }
-    if let Mode::Worker { link, .. } = mode {
-        // What a stopping worker does: the open interval is flushed and handed on.
-        pipeline.flush_accounting(tables, *now);
-        handoff.pass(pipeline, |r| link.send(r));
-        assert_eq!(handoff.lost, 0, "the flow-log channel could not take the records: SKIPDATA");
+
+    /// Ends the leg (as a worker, the open interval is flushed and handed on, inside
+    /// the timed region) and returns its figures.
+    fn finish(mut self) -> Result {
+        if let Mode::Worker { link, spare, .. } = self.mode {
+            // What a stopping worker does.
+            let t0 = Instant::now();
+            self.pipeline.flush_accounting(self.tables, self.now);
+            self.handoff.pass(self.pipeline, |r| link.send(r));
+            self.busy += t0.elapsed();
+            assert_eq!(self.handoff.lost, 0, "the flow-log channel could not take the records: SKIPDATA");
+            *spare.borrow_mut() = self.pipeline.take_spare_flows();
+        }
+        Result {
+            mpps: self.done as f64 / self.busy.as_secs_f64() / 1e6,
+            p50_ns: self.hist.value_at_quantile(0.5),
+            p99_ns: self.hist.value_at_quantile(0.99),
+            records: self.handoff.sent,
+            cache_hits: (self.pipeline.stats.flow_cache_hits - self.hits_before) as f64 / self.done as f64,
+        }
     }
-    let secs = start.elapsed().as_secs_f64();
-    Result {
-        mpps: done as f64 / secs / 1e6,
-        p50_ns: hist.value_at_quantile(0.5),
-        p99_ns: hist.value_at_quantile(0.99),
-        records: handoff.sent,
-        cache_hits: (pipeline.stats.flow_cache_hits - hits_before) as f64 / done as f64,
+}
+
+/// Batches a leg runs before the other leg takes its turn.
+const TURN: usize = 1024;
+
+/// Runs two legs side by side until each has processed `total` frames: [`TURN`]
+/// batches of one, then of the other (which goes first alternates). A change of
+/// the machine's speed (this VM's come every few seconds) then falls on both legs
+/// alike, where legs run one after the other would each catch a different speed.
+fn side_by_side(mut legs: [Leg<'_>; 2], total: usize) -> [Result; 2] {
+    let mut first = 0;
+    while legs.iter().any(|l| l.done < total) {
+        for k in [first, 1 - first] {
+            for _ in 0..TURN {
+                if legs[k].done < total {
+                    legs[k].batch();
+                }
+            }
+        }
+        first = 1 - first;
     }
+    legs.map(Leg::finish)
 }
 
 fn median(mut v: Vec<Result>) -> Result {
@@ -177,45 +268,44 @@ fn established(cfg: &Config, flows: u32, total: usize, runs: usize) -> Result {
 }
 
 fn established_once(tables: &Tables, flows: u32, total: usize, mode: &Mode<'_>) -> Result {
+    let mut p = established_pipeline(tables, flows);
+    let mut now = EPOCH;
+    run(&mut p, tables, &established_frames(tables, flows), total, Expect::Forward, &mut now, mode)
+}
+
+/// A pipeline in which `flows` TCP connections were opened with a real handshake.
+fn established_pipeline(tables: &Tables, flows: u32) -> Pipeline {
     let inet = tables.port_by_name("inet").unwrap();
-    {
-        let mut p = pipeline(flows * 2 + 1024);
-        let mut now = EPOCH;
-        let server = bc::server();
-        let server_port = tables.port_by_name("server").unwrap();
-        // Open every flow with a real handshake.
-        let mut open = Vec::new();
-        for i in 0..flows {
-            let c = bc::client(i);
-            let sport = 10_000 + (i % 50_000) as u16;
-            open.push((inet, testkit::tcp(&c, server.ip, router(), sport, 443, Flags::SYN, 1, 0, &[])));
-            open.push((server_port, testkit::tcp(&server, c.ip, router(), 443, sport, Flags::SYN_ACK, 1, 2, &[])));
-            open.push((inet, testkit::tcp(&c, server.ip, router(), sport, 443, Flags::ACK, 2, 2, &[])));
-        }
-        for (port, f) in &open {
-            let mut buf = f.clone();
-            buf.resize(BUF, 0);
-            let o =
-                p.process_frame(tables, &mut Frame { buf: &mut buf, len: f.len(), port: *port, time: now }, &mut ());
-            assert_eq!(o.verdict.name(), "forward");
-        }
-        let data: Vec<Vec<u8>> = (0..flows)
-            .map(|i| {
-                testkit::tcp(
-                    &bc::client(i),
-                    server.ip,
-                    router(),
-                    10_000 + (i % 50_000) as u16,
-                    443,
-                    Flags::ACK,
-                    2,
-                    2,
-                    &[0; 6],
-                )
-            })
-            .collect();
-        run(&mut p, tables, &Frames { port: inet, frames: data }, total, Expect::Forward, &mut now, mode)
+    let mut p = pipeline(flows * 2 + 1024);
+    let server = bc::server();
+    let server_port = tables.port_by_name("server").unwrap();
+    let mut open = Vec::new();
+    for i in 0..flows {
+        let c = bc::client(i);
+        let sport = 10_000 + (i % 50_000) as u16;
+        open.push((inet, testkit::tcp(&c, server.ip, router(), sport, 443, Flags::SYN, 1, 0, &[])));
+        open.push((server_port, testkit::tcp(&server, c.ip, router(), 443, sport, Flags::SYN_ACK, 1, 2, &[])));
+        open.push((inet, testkit::tcp(&c, server.ip, router(), sport, 443, Flags::ACK, 2, 2, &[])));
     }
+    for (port, f) in &open {
+        let mut buf = f.clone();
+        buf.resize(BUF, 0);
+        let o = p.process_frame(tables, &mut Frame { buf: &mut buf, len: f.len(), port: *port, time: EPOCH }, &mut ());
+        assert_eq!(o.verdict.name(), "forward");
+    }
+    p
+}
+
+/// One data segment on each of [`established_pipeline`]'s connections.
+fn established_frames(tables: &Tables, flows: u32) -> Frames {
+    let server = bc::server();
+    let frames = (0..flows)
+        .map(|i| {
+            let sport = 10_000 + (i % 50_000) as u16;
+            testkit::tcp(&bc::client(i), server.ip, router(), sport, 443, Flags::ACK, 2, 2, &[0; 6])
+        })
+        .collect();
+    Frames { port: tables.port_by_name("inet").unwrap(), frames }
 }
 
 fn new_flows(cfg: &Config, frames: Vec<Vec<u8>>, runs: usize) -> Result {
@@ -289,9 +379,20 @@ fn pin_bench() -> usize {
     core
 }
 
+/// One traffic case of `--flowlog-cost`.
+struct CostCase<'a> {
+    name: &'static str,
+    input: &'a Frames,
+    total: usize,
+    expect: Expect,
+    /// The pipeline a round starts from, under the given tables.
+    pipeline: Box<dyn Fn(&Tables) -> Pipeline + 'a>,
+}
+
 /// Flow-log accounting's cost: each case with and without a flow log on the server
-/// ENI, alternated (which goes first alternates too), same traffic, same clock.
-fn flowlog_cost(runs: usize, total: usize, new_count: usize, interval: u32) {
+/// ENI, the two legs run side by side ([`side_by_side`]) on the same traffic and the
+/// same clock. Each leg hands its records to its own flow-log side, as a worker does.
+fn flowlog_cost(runs: usize, total: usize, new_count: usize, interval: u32, verbose: bool) {
     let plain = tables_for(&bc::quota_config());
     let logged = tables_for(&bc::with_flow_log(bc::quota_config(), interval, "bench"));
     let server = plain.eni_by_name(bc::SERVER_ENI).unwrap();
@@ -299,65 +400,104 @@ fn flowlog_cost(runs: usize, total: usize, new_count: usize, interval: u32) {
     let server = logged.eni_by_name(bc::SERVER_ENI).unwrap();
     assert!(server.flow_meta.is_some() && logged.flow_interval_secs == interval, "the server ENI is flow-logged");
 
-    // The flow-log thread's side of the channel: takes every batch, counts, drops.
-    let (link, inbox) = record_channels();
+    // The flow-log thread's side of the logged leg's channel: takes every batch,
+    // counts, drops. The plain leg's channel never carries a batch.
+    let (logged_link, logged_inbox) = record_channels();
+    let (plain_link, plain_inbox) = record_channels();
     let received = Arc::new(AtomicU64::new(0));
     let counter = received.clone();
     let bench_core = pin_bench();
     let drain = std::thread::spawn(move || {
         let core = tool::pin_elsewhere(bench_core);
-        counter.fetch_add(flowlog_side(inbox) as u64, Ordering::Relaxed);
+        counter.fetch_add(flowlog_side(logged_inbox) as u64, Ordering::Relaxed);
         core
     });
-    let mode = Mode::Worker { base: EPOCH, link: &link };
+    let (plain_spare, logged_spare) = (RefCell::default(), RefCell::default());
+    let plain_mode = Mode::Worker { base: EPOCH, link: &plain_link, spare: &plain_spare };
+    let logged_mode = Mode::Worker { base: EPOCH, link: &logged_link, spare: &logged_spare };
 
+    let established = established_frames(&plain, 4096);
     let new_frames = Frames { port: plain.port_by_name("inet").unwrap(), frames: quota_new_flows(new_count) };
+    let new_total = new_count / BATCH * BATCH;
     let deny = deny_frames(&plain, 1);
-    type Case<'a> = (&'a str, Box<dyn Fn(&Tables) -> Result + 'a>);
-    let cases: Vec<Case<'_>> = vec![
-        ("(a) established, 4096 flows", Box::new(|t: &Tables| established_once(t, 4096, total, &mode))),
-        ("(b) new flows (SYN, 1 entry each)", Box::new(|t: &Tables| new_flows_once(t, &new_frames, &mode))),
-        ("(c) NACL deny (REJECT records)", Box::new(|t: &Tables| nacl_deny_once(t, &deny, total, &mode))),
+    let cases = [
+        CostCase {
+            name: "(a) established, 4096 flows",
+            input: &established,
+            total,
+            expect: Expect::Forward,
+            pipeline: Box::new(|t: &Tables| established_pipeline(t, 4096)),
+        },
+        CostCase {
+            name: "(b) new flows (SYN, 1 entry each)",
+            input: &new_frames,
+            total: new_total,
+            expect: Expect::Forward,
+            pipeline: Box::new(|_: &Tables| pipeline(new_total as u32 + 1024)),
+        },
+        CostCase {
+            name: "(c) NACL deny (REJECT records)",
+            input: &deny,
+            total,
+            expect: Expect::Reject(Hop::NaclIngress),
+            pipeline: Box::new(|_: &Tables| pipeline(PipelineConfig::default().conntrack_entries)),
+        },
     ];
     println!(
-        "| traffic (AWS quotas config) | Mpps without flow log | Mpps with flow log (ALL) | cost (1 - with/without, medians) | cost, median of pairs | records/run with | ns/frame p50 without / with |"
+        "| traffic (AWS quotas config) | Mpps without flow log | Mpps with flow log (ALL) | time added per packet (median of rounds) | lowest – highest round | records/round with | ns/frame p50 without / with |"
     );
     println!("|---|---|---|---|---|---|---|");
-    for (name, case) in &cases {
-        let (mut without, mut with) = (Vec::new(), Vec::new());
-        for r in 0..runs {
-            let order: [bool; 2] = if r % 2 == 0 { [false, true] } else { [true, false] };
-            for logged_run in order {
-                let res = case(if logged_run { &logged } else { &plain });
-                if logged_run {
-                    assert!(res.records > 0, "{name}: a flow-logged run produced no records");
-                    with.push(res);
-                } else {
-                    assert_eq!(res.records, 0, "{name}: a run without flow logs produced records");
-                    without.push(res);
-                }
+    for case in &cases {
+        let mut rounds = Vec::new();
+        // Round 0 is not measured: a worker's first interval is flushed into fresh
+        // memory, every later one into a vector the flow-log thread gave back.
+        for r in 0..=runs {
+            let (mut without, mut with) = ((case.pipeline)(&plain), (case.pipeline)(&logged));
+            let start = Instant::now();
+            let [without, with] = side_by_side(
+                [
+                    Leg::new(&mut without, &plain, case.input, case.expect, &plain_mode, start),
+                    Leg::new(&mut with, &logged, case.input, case.expect, &logged_mode, start),
+                ],
+                case.total,
+            );
+            assert_eq!(without.records, 0, "{}: the leg without flow logs produced records", case.name);
+            assert!(with.records > 0, "{}: the flow-logged leg produced no records", case.name);
+            if verbose {
+                eprintln!(
+                    "{}, round {r}: {:.3} / {:.3} Mpps, p50 {} / {} ns, {:+.1}%",
+                    case.name,
+                    without.mpps,
+                    with.mpps,
+                    without.p50_ns,
+                    with.p50_ns,
+                    100.0 * (without.mpps / with.mpps - 1.0)
+                );
+            }
+            if r > 0 {
+                rounds.push((without, with));
             }
         }
-        let rate = |v: &[Result]| median_of(&v.iter().map(|r| r.mpps).collect::<Vec<_>>());
-        let pairs: Vec<f64> = without.iter().zip(&with).map(|(a, b)| 1.0 - b.mpps / a.mpps).collect();
-        let p50 = |v: &[Result]| median_of(&v.iter().map(|r| r.p50_ns as f64).collect::<Vec<_>>());
-        let records = median_of(&with.iter().map(|r| r.records as f64).collect::<Vec<_>>());
+        let of = |f: &dyn Fn(&(Result, Result)) -> f64| median_of(&rounds.iter().map(f).collect::<Vec<_>>());
+        let added: Vec<f64> = rounds.iter().map(|(o, w)| 100.0 * (o.mpps / w.mpps - 1.0)).collect();
+        let (lo, hi) = added.iter().fold((f64::MAX, f64::MIN), |(lo, hi), &x| (lo.min(x), hi.max(x)));
         println!(
-            "| {name} | {:.2} | {:.2} | {:.1}% | {:.1}% | {records:.0} | {:.0} / {:.0} |",
-            rate(&without),
-            rate(&with),
-            100.0 * (1.0 - rate(&with) / rate(&without)),
-            100.0 * median_of(&pairs),
-            p50(&without),
-            p50(&with),
+            "| {} | {:.2} | {:.2} | {:.1}% | {lo:.1}% – {hi:.1}% | {:.0} | {:.0} / {:.0} |",
+            case.name,
+            of(&|(o, _)| o.mpps),
+            of(&|(_, w)| w.mpps),
+            median_of(&added),
+            of(&|(_, w)| w.records as f64),
+            of(&|(o, _)| o.p50_ns as f64),
+            of(&|(_, w)| w.p50_ns as f64),
         );
     }
     drop(cases);
-    drop(link);
+    drop((logged_link, plain_link, plain_inbox));
     let drain_core = drain.join().expect("drain thread");
     println!();
     println!(
-        "{runs} runs of each leg, alternated; flow-log aggregation interval {interval} s; {} records received by the flow-log side (on core {}; the bench on core {bench_core}).",
+        "{runs} rounds (after one not measured), each running both legs side by side, {TURN} batches of 64 at a time; flow-log aggregation interval {interval} s; {} records received by the flow-log side (on core {}; the bench on core {bench_core}).",
         received.load(Ordering::Relaxed),
         drain_core.map_or("the same".to_string(), |c| c.to_string()),
     );
@@ -495,7 +635,7 @@ fn main() {
         return;
     }
     if args.iter().any(|a| a == "--flowlog-cost") {
-        flowlog_cost(runs, total, new_count, interval);
+        flowlog_cost(runs, total, new_count, interval, args.iter().any(|a| a == "--verbose"));
         return;
     }
     // One flow-log cost case alone, for a profiler: `--profile-flowlog a|b|c [--without]`.
@@ -512,7 +652,8 @@ fn main() {
             tool::pin_elsewhere(bench_core);
             flowlog_side(inbox)
         });
-        let mode = Mode::Worker { base: EPOCH, link: &link };
+        let spare = RefCell::default();
+        let mode = Mode::Worker { base: EPOCH, link: &link, spare: &spare };
         let r = match case.as_str() {
             "a" => established_once(&tables, 4096, total, &mode),
             "b" => new_flows_once(
