@@ -47,6 +47,10 @@ pub struct TopFlows {
     /// Samples taken since the last retune: a burst retunes early, after
     /// [`RETUNE_AFTER`] samples, instead of sampling every packet for a second.
     samples: u32,
+    /// When the first of those samples was taken: a burst is told by how fast the
+    /// samples came, not by how long ago the last retune was (traffic that starts
+    /// after a quiet spell is a burst too).
+    first_sample_at: Nanos,
 }
 
 const RETUNE_AFTER: u32 = 1024;
@@ -68,6 +72,7 @@ impl TopFlows {
             retuned_at: 0,
             countdown_at_retune: 1,
             samples: 0,
+            first_sample_at: 0,
         }
     }
 
@@ -83,7 +88,10 @@ impl TopFlows {
         }
         self.countdown = self.every;
         self.samples += 1;
-        if self.samples >= RETUNE_AFTER && now.saturating_sub(self.retuned_at) < BURST {
+        if self.samples == 1 {
+            self.first_sample_at = now;
+        }
+        if self.samples >= RETUNE_AFTER && now.saturating_sub(self.first_sample_at) < BURST {
             self.retune(now);
         }
         true
@@ -203,6 +211,18 @@ mod tests {
         t.retune(1);
         // 10 M decisions in 10 ms of appliance time: 1 G/s.
         let sampled = (0..10_000_000u64).filter(|i| t.tick(1 + i)).count();
+        assert!(sampled < 20_000, "{sampled} samples");
+        assert!(t.every() >= 1 << 14, "every {}", t.every());
+    }
+
+    #[test]
+    fn a_burst_after_a_quiet_spell_retunes_too() {
+        let mut t = TopFlows::new();
+        t.retune(1);
+        // Ten quiet seconds, then 10 M decisions in 10 ms. The first retune sees the
+        // quiet seconds in its rate; the next one, 1024 samples later, the burst's.
+        let start = 10_000_000_001;
+        let sampled = (0..10_000_000u64).filter(|i| t.tick(start + i)).count();
         assert!(sampled < 20_000, "{sampled} samples");
         assert!(t.every() >= 1 << 14, "every {}", t.every());
     }
