@@ -10,12 +10,14 @@
 //!
 //! `--flowlog-cost` measures instead what flow-log accounting costs: the same three
 //! traffic cases with the server ENI under a flow log (TrafficType ALL) and without,
-//! the two alternated run by run in one process. Both run on the wall clock, as a
-//! worker does, so accounting intervals end during the run; finished records are
+//! the two legs run side by side in turns of `--turn N` batches (default 4096), so
+//! the machine's changes of speed fall on both alike. Both run on the wall clock, as
+//! a worker does, so accounting intervals end during the run; finished records are
 //! handed to a bounded channel exactly as the worker hands them to the flow-log
 //! thread (a second thread, on another core as in the daemon, makes the records and
 //! gives the emptied vectors back), and the last interval is flushed and handed on
 //! inside the timed region, so every accounted packet's record is paid for.
+//! `--verbose` prints every round.
 //! `--flowlog-interval S` (default 1, the most flushes) sets the flow log's
 //! aggregation interval. `--flush-cost` times one interval flush of (b)'s million
 //! new flows alone, per record, into fresh memory and into a vector given back.
@@ -231,18 +233,19 @@ impl<'a> Leg<'a> {
     }
 }
 
-/// Batches a leg runs before the other leg takes its turn.
-const TURN: usize = 1024;
+/// Batches a leg runs before the other leg takes its turn (`--turn N`).
+static TURN: AtomicUsize = AtomicUsize::new(4096);
 
-/// Runs two legs side by side until each has processed `total` frames: [`TURN`]
+/// Runs two legs side by side until each has processed `total` frames: `TURN`
 /// batches of one, then of the other (which goes first alternates). A change of
 /// the machine's speed (this VM's come every few seconds) then falls on both legs
 /// alike, where legs run one after the other would each catch a different speed.
 fn side_by_side(mut legs: [Leg<'_>; 2], total: usize) -> [Result; 2] {
+    let turn = TURN.load(Ordering::Relaxed);
     let mut first = 0;
     while legs.iter().any(|l| l.done < total) {
         for k in [first, 1 - first] {
-            for _ in 0..TURN {
+            for _ in 0..turn {
                 if legs[k].done < total {
                     legs[k].batch();
                 }
@@ -497,7 +500,8 @@ fn flowlog_cost(runs: usize, total: usize, new_count: usize, interval: u32, verb
     let drain_core = drain.join().expect("drain thread");
     println!();
     println!(
-        "{runs} rounds (after one not measured), each running both legs side by side, {TURN} batches of 64 at a time; flow-log aggregation interval {interval} s; {} records received by the flow-log side (on core {}; the bench on core {bench_core}).",
+        "{runs} rounds (after one not measured), each running both legs side by side, {} batches of 64 at a time; flow-log aggregation interval {interval} s; {} records received by the flow-log side (on core {}; the bench on core {bench_core}).",
+        TURN.load(Ordering::Relaxed),
         received.load(Ordering::Relaxed),
         drain_core.map_or("the same".to_string(), |c| c.to_string()),
     );
@@ -620,6 +624,9 @@ fn main() {
         .unwrap_or(if quick { 1 } else { 5 });
     let total = if quick { 1 << 18 } else { 1 << 23 };
     let new_count = if quick { 1 << 16 } else { 1 << 20 };
+    if let Some(n) = args.iter().position(|a| a == "--turn").and_then(|i| args.get(i + 1)) {
+        TURN.store(n.parse().expect("--turn N"), Ordering::Relaxed);
+    }
     if let Some(n) = args.iter().position(|a| a == "--flow-cache").and_then(|i| args.get(i + 1)) {
         FLOW_CACHE_ENTRIES.store(n.parse().expect("--flow-cache N"), Ordering::Relaxed);
     }
