@@ -10,8 +10,8 @@
 //!
 //! `--flowlog-cost` measures instead what flow-log accounting costs: the same three
 //! traffic cases with the server ENI under a flow log (TrafficType ALL) and without,
-//! the two legs run side by side in turns of `--turn N` batches (default 4096), so
-//! the machine's changes of speed fall on both alike. Both run on the wall clock, as
+//! the two legs run side by side in turns of `--turn-ms N` (default 20 ms), so the
+//! machine's changes of speed fall on both alike. Both run on the wall clock, as
 //! a worker does, so accounting intervals end during the run; finished records are
 //! handed to a bounded channel exactly as the worker hands them to the flow-log
 //! thread (a second thread, on another core as in the daemon, makes the records and
@@ -233,22 +233,26 @@ impl<'a> Leg<'a> {
     }
 }
 
-/// Batches a leg runs before the other leg takes its turn (`--turn N`).
-static TURN: AtomicUsize = AtomicUsize::new(4096);
+/// How long a leg runs before the other takes its turn, in milliseconds
+/// (`--turn-ms N`): long enough that refilling a leg's working set after the other's
+/// turn is a small part of it, short enough that the VM's changes of speed, seconds
+/// apart, fall on both legs alike. In time rather than batches, so every case
+/// alternates at the same pace (a turn of new flows is 10 times fewer frames than
+/// one of NACL denies).
+static TURN_MS: AtomicUsize = AtomicUsize::new(20);
 
-/// Runs two legs side by side until each has processed `total` frames: `TURN`
-/// batches of one, then of the other (which goes first alternates). A change of
+/// Runs two legs side by side until each has processed `total` frames: a turn of
+/// one, then of the other (which goes first alternates). A change of
 /// the machine's speed (this VM's come every few seconds) then falls on both legs
 /// alike, where legs run one after the other would each catch a different speed.
 fn side_by_side(mut legs: [Leg<'_>; 2], total: usize) -> [Result; 2] {
-    let turn = TURN.load(Ordering::Relaxed);
+    let turn = Duration::from_millis(TURN_MS.load(Ordering::Relaxed) as u64);
     let mut first = 0;
     while legs.iter().any(|l| l.done < total) {
         for k in [first, 1 - first] {
-            for _ in 0..turn {
-                if legs[k].done < total {
-                    legs[k].batch();
-                }
+            let until = Instant::now() + turn;
+            while legs[k].done < total && Instant::now() < until {
+                legs[k].batch();
             }
         }
         first = 1 - first;
@@ -500,8 +504,8 @@ fn flowlog_cost(runs: usize, total: usize, new_count: usize, interval: u32, verb
     let drain_core = drain.join().expect("drain thread");
     println!();
     println!(
-        "{runs} rounds (after one not measured), each running both legs side by side, {} batches of 64 at a time; flow-log aggregation interval {interval} s; {} records received by the flow-log side (on core {}; the bench on core {bench_core}).",
-        TURN.load(Ordering::Relaxed),
+        "{runs} rounds (after one not measured), each running both legs side by side, {} ms at a time; flow-log aggregation interval {interval} s; {} records received by the flow-log side (on core {}; the bench on core {bench_core}).",
+        TURN_MS.load(Ordering::Relaxed),
         received.load(Ordering::Relaxed),
         drain_core.map_or("the same".to_string(), |c| c.to_string()),
     );
@@ -624,8 +628,8 @@ fn main() {
         .unwrap_or(if quick { 1 } else { 5 });
     let total = if quick { 1 << 18 } else { 1 << 23 };
     let new_count = if quick { 1 << 16 } else { 1 << 20 };
-    if let Some(n) = args.iter().position(|a| a == "--turn").and_then(|i| args.get(i + 1)) {
-        TURN.store(n.parse().expect("--turn N"), Ordering::Relaxed);
+    if let Some(n) = args.iter().position(|a| a == "--turn-ms").and_then(|i| args.get(i + 1)) {
+        TURN_MS.store(n.parse().expect("--turn-ms N"), Ordering::Relaxed);
     }
     if let Some(n) = args.iter().position(|a| a == "--flow-cache").and_then(|i| args.get(i + 1)) {
         FLOW_CACHE_ENTRIES.store(n.parse().expect("--flow-cache N"), Ordering::Relaxed);
