@@ -213,13 +213,14 @@ impl Tally {
 /// table's current one the tally is the flow's without comparing keys.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct AcctHint {
-    pub slot: u32,
+    /// The flow's index in the table's tallies.
+    pub tally: u32,
     pub interval: u32,
 }
 
 impl AcctHint {
     /// No hint (or no room: the packet was counted as skipped).
-    pub const NONE: AcctHint = AcctHint { slot: u32::MAX, interval: u32::MAX };
+    pub const NONE: AcctHint = AcctHint { tally: u32::MAX, interval: u32::MAX };
 }
 
 /// A hash slot: a flow direction's key and where its tally is. One cache line.
@@ -289,7 +290,7 @@ impl FlowTable {
         tcp_flags: u8,
     ) -> AcctHint {
         if hint.interval == self.interval {
-            if let Some(t) = self.tallies.get_mut(hint.slot as usize) {
+            if let Some(t) = self.tallies.get_mut(hint.tally as usize) {
                 t.count(bytes, now, tcp_flags);
                 return hint;
             }
@@ -304,7 +305,7 @@ impl FlowTable {
             if s.key.same(&key) {
                 let at = s.tally;
                 self.tallies[at as usize].count(bytes, now, tcp_flags);
-                return AcctHint { slot: at, interval: self.interval };
+                return AcctHint { tally: at, interval: self.interval };
             }
             i = (i + 1) & self.mask;
         }
@@ -334,7 +335,7 @@ impl FlowTable {
         });
         self.order.push(i as u32);
         self.slots[i] = Slot { key, tally: at };
-        AcctHint { slot: at, interval: self.interval }
+        AcctHint { tally: at, interval: self.interval }
     }
 
     /// Flow directions accounted in the table.

@@ -116,7 +116,7 @@ impl Slot {
             _ => Decision::NaclIngressReject {
                 dst: EniId(self.eni[1]),
                 dst_mac: Mac(self.dst_mac),
-                acct: AcctHint { slot: self.ct[1].0, interval: self.ct[1].1 },
+                acct: AcctHint { tally: self.ct[1].0, interval: self.ct[1].1 },
             },
         }
     }
@@ -143,7 +143,7 @@ impl Slot {
                 s.eni[1] = dst.0;
                 s.dst_mac = dst_mac.0;
                 s.from_uplink = true;
-                s.ct[1] = (acct.slot, acct.interval);
+                s.ct[1] = (acct.tally, acct.interval);
             }
         }
         s
@@ -228,7 +228,7 @@ impl FlowCache {
     #[inline]
     pub fn set_acct(&mut self, at: usize, acct: AcctHint) {
         if let Some(s) = self.slots.get_mut(at).filter(|s| s.kind == REJECT) {
-            s.ct[1] = (acct.slot, acct.interval);
+            s.ct[1] = (acct.tally, acct.interval);
         }
     }
 
@@ -310,7 +310,7 @@ mod tests {
         Decision::NaclIngressReject {
             dst: EniId(3),
             dst_mac: Mac([2, 0, 0, 0, 0, 9]),
-            acct: AcctHint { slot: 12, interval: 4 },
+            acct: AcctHint { tally: 12, interval: 4 },
         }
     }
     fn get(c: &FlowCache, n: u32) -> Option<Decision> {
@@ -349,9 +349,9 @@ mod tests {
         let mut c = FlowCache::new(64);
         refuse(&mut c, 2);
         let (at, _) = c.get(&key(2)).unwrap();
-        c.set_acct(at, AcctHint { slot: 99, interval: 5 });
+        c.set_acct(at, AcctHint { tally: 99, interval: 5 });
         let Some(Decision::NaclIngressReject { acct, .. }) = get(&c, 2) else { panic!() };
-        assert_eq!(acct, AcctHint { slot: 99, interval: 5 });
+        assert_eq!(acct, AcctHint { tally: 99, interval: 5 });
     }
 
     #[test]

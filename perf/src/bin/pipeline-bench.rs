@@ -138,6 +138,7 @@ struct Leg<'a> {
     busy: Duration,
     handoff: RecordHandoff,
     bufs: Vec<Vec<u8>>,
+    out: [Outcome; BATCH],
     hist: Histogram<u64>,
     hits_before: u64,
 }
@@ -168,6 +169,7 @@ impl<'a> Leg<'a> {
             busy: Duration::ZERO,
             handoff: RecordHandoff::default(),
             bufs: vec![vec![0u8; BUF]; BATCH],
+            out: [Outcome { verdict: Verdict::Reply, head: 0, len: 0 }; BATCH],
             hist: Histogram::<u64>::new(3).unwrap(),
         }
     }
@@ -179,7 +181,6 @@ impl<'a> Leg<'a> {
         if let Mode::Worker { base, .. } = self.mode {
             self.now = base + (t0 - self.start).as_nanos() as u64;
         }
-        let mut out = [Outcome { verdict: Verdict::Reply, head: 0, len: 0 }; BATCH];
         let mut frames: Vec<Frame<'_>> = Vec::with_capacity(BATCH);
         for buf in self.bufs.iter_mut() {
             let f = &self.input.frames[self.next % self.input.frames.len()];
@@ -187,17 +188,17 @@ impl<'a> Leg<'a> {
             buf[..f.len()].copy_from_slice(f);
             frames.push(Frame { buf, len: f.len(), port: self.input.port, time: self.now });
         }
-        self.pipeline.process(self.tables, &mut frames, &mut out);
+        self.pipeline.process(self.tables, &mut frames, &mut self.out);
         let ns = t0.elapsed().as_nanos() as u64;
         self.hist.record((ns / BATCH as u64).max(1)).ok();
-        let right = out.iter().all(|o| match self.expect {
+        let right = self.out.iter().all(|o| match self.expect {
             Expect::Forward => matches!(o.verdict, Verdict::Forward(_)),
             Expect::Reject(h) => o.verdict == Verdict::Reject(h),
         });
         assert!(
             right,
             "benchmark traffic took the wrong path: {:?}",
-            out.iter().find(|o| o.verdict.name() != "forward")
+            self.out.iter().find(|o| o.verdict.name() != "forward")
         );
         self.done += BATCH;
         match self.mode {
