@@ -182,12 +182,16 @@ impl<'a> Leg<'a> {
             self.now = base + (t0 - self.start).as_nanos() as u64;
         }
         let mut frames: Vec<Frame<'_>> = Vec::with_capacity(BATCH);
+        // Locals, not fields, in the loop: after every copy the compiler would reload
+        // the fields (callgrind: 17 instructions a frame for this loop, now 12).
+        let (input, now, mut next) = (self.input, self.now, self.next);
         for buf in self.bufs.iter_mut() {
-            let f = &self.input.frames[self.next % self.input.frames.len()];
-            self.next += 1;
+            let f = &input.frames[next % input.frames.len()];
+            next += 1;
             buf[..f.len()].copy_from_slice(f);
-            frames.push(Frame { buf, len: f.len(), port: self.input.port, time: self.now });
+            frames.push(Frame { buf, len: f.len(), port: input.port, time: now });
         }
+        self.next = next;
         self.pipeline.process(self.tables, &mut frames, &mut self.out);
         let ns = t0.elapsed().as_nanos() as u64;
         self.hist.record((ns / BATCH as u64).max(1)).ok();
