@@ -110,8 +110,7 @@ fn run(
     now: &mut u64,
     mode: &Mode<'_>,
 ) -> Result {
-    let mut leg = Leg::new(pipeline, tables, input, expect, mode, Instant::now());
-    leg.now = *now;
+    let mut leg = Leg::new(pipeline, tables, input, expect, mode, *now, Instant::now());
     while leg.done < total {
         leg.batch();
     }
@@ -150,6 +149,7 @@ impl<'a> Leg<'a> {
         input: &'a Frames,
         expect: Expect,
         mode: &'a Mode<'a>,
+        now: u64,
         start: Instant,
     ) -> Leg<'a> {
         if let Mode::Worker { spare, .. } = mode {
@@ -163,7 +163,7 @@ impl<'a> Leg<'a> {
             expect,
             mode,
             start,
-            now: EPOCH,
+            now,
             next: 0,
             done: 0,
             busy: Duration::ZERO,
@@ -327,10 +327,19 @@ fn new_flows(cfg: &Config, frames: Vec<Vec<u8>>, runs: usize) -> Result {
 }
 
 fn new_flows_once(tables: &Tables, input: &Frames, mode: &Mode<'_>) -> Result {
-    let total = input.frames.len() / BATCH * BATCH;
-    let mut p = pipeline(total as u32 + 1024);
+    let mut p = new_flows_pipeline(input);
     let mut now = EPOCH;
-    run(&mut p, tables, input, total, Expect::Forward, &mut now, mode)
+    run(&mut p, tables, input, whole_batches(input), Expect::Forward, &mut now, mode)
+}
+
+/// The frames of `input` that fill whole batches: (b) sends each new flow once.
+fn whole_batches(input: &Frames) -> usize {
+    input.frames.len() / BATCH * BATCH
+}
+
+/// A pipeline with room for a conntrack entry per new flow of `input`.
+fn new_flows_pipeline(input: &Frames) -> Pipeline {
+    pipeline(whole_batches(input) as u32 + 1024)
 }
 
 /// SYNs from 256 refused sources, each from `ports_each` source ports in turn.
@@ -352,9 +361,14 @@ fn nacl_deny(cfg: &Config, total: usize, runs: usize, ports_each: u32) -> Result
 }
 
 fn nacl_deny_once(tables: &Tables, input: &Frames, total: usize, mode: &Mode<'_>) -> Result {
-    let mut p = pipeline(PipelineConfig::default().conntrack_entries);
+    let mut p = deny_pipeline();
     let mut now = EPOCH;
     run(&mut p, tables, input, total, Expect::Reject(Hop::NaclIngress), &mut now, mode)
+}
+
+/// The pipeline NACL denies run through: the default conntrack (a refusal opens none).
+fn deny_pipeline() -> Pipeline {
+    pipeline(PipelineConfig::default().conntrack_entries)
 }
 
 fn median_of(v: &[f64]) -> f64 {
@@ -430,7 +444,6 @@ fn flowlog_cost(runs: usize, total: usize, new_count: usize, interval: u32, verb
 
     let established = established_frames(&plain, 4096);
     let new_frames = Frames { port: plain.port_by_name("inet").unwrap(), frames: quota_new_flows(new_count) };
-    let new_total = new_count / BATCH * BATCH;
     let deny = deny_frames(&plain, 1);
     let cases = [
         CostCase {
@@ -443,16 +456,16 @@ fn flowlog_cost(runs: usize, total: usize, new_count: usize, interval: u32, verb
         CostCase {
             name: "(b) new flows (SYN, 1 entry each)",
             input: &new_frames,
-            total: new_total,
+            total: whole_batches(&new_frames),
             expect: Expect::Forward,
-            pipeline: Box::new(|_: &Tables| pipeline(new_total as u32 + 1024)),
+            pipeline: Box::new(|_: &Tables| new_flows_pipeline(&new_frames)),
         },
         CostCase {
             name: "(c) NACL deny (REJECT records)",
             input: &deny,
             total,
             expect: Expect::Reject(Hop::NaclIngress),
-            pipeline: Box::new(|_: &Tables| pipeline(PipelineConfig::default().conntrack_entries)),
+            pipeline: Box::new(|_: &Tables| deny_pipeline()),
         },
     ];
     println!(
@@ -468,8 +481,8 @@ fn flowlog_cost(runs: usize, total: usize, new_count: usize, interval: u32, verb
             let start = Instant::now();
             let [without, with] = side_by_side(
                 [
-                    Leg::new(&mut without, &plain, case.input, case.expect, &plain_mode, start),
-                    Leg::new(&mut with, &logged, case.input, case.expect, &logged_mode, start),
+                    Leg::new(&mut without, &plain, case.input, case.expect, &plain_mode, EPOCH, start),
+                    Leg::new(&mut with, &logged, case.input, case.expect, &logged_mode, EPOCH, start),
                 ],
                 case.total,
             );
